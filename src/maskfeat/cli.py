@@ -1,0 +1,40 @@
+"""The ``maskfeat`` console command: one sub-command per job, each in maskfeat.commands."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .config import ConfigError
+
+# name -> (module implementing add_arguments(parser) and run(args) -> int, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pretrain": ("maskfeat.commands.pretrain", "MaskFeat pre-training (default: tiny ViT on bundled photos)"),
+}
+
+
+class UserError(Exception):
+    """Bad input named in a one-line message; the CLI prints it and exits with code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskfeat", description="MaskFeat: masked HOG feature prediction.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (ConfigError, UserError) as e:
+        print(f"maskfeat {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""MaskFeat pre-training model: encoder + linear head + masked MSE on HOG targets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..targets import build_target
+from .vit import build_encoder
+
+
+@dataclass
+class MaskFeatOutput:
+    loss: torch.Tensor                 # scalar
+    pred: torch.Tensor | None = None   # (B, N, D_target)
+    target: torch.Tensor | None = None  # (B, N, D_target)
+    mask: torch.Tensor | None = None   # (B, N) bool
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over masked patches of the mean over target dims of (pred - target)^2."""
+    per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)   # (B, N)
+    w = mask.to(per_patch.dtype)
+    return (per_patch * w).sum() / w.sum().clamp_min(1.0)
+
+
+class MaskFeat(nn.Module):
+    def __init__(self, encoder: nn.Module, target: nn.Module, decay_pos_embed: bool = True):
+        super().__init__()
+        self.encoder = encoder
+        self.target = target
+        self.head = nn.Linear(encoder.embed_dim, target.out_dim)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+        self.decay_pos_embed = decay_pos_embed
+
+    def no_weight_decay(self) -> set[str]:
+        """Read by timm's param-group builder: the mask token never decays; pos/cls by setting."""
+        names = {"encoder.mask_token"}
+        if not self.decay_pos_embed:
+            names |= {"encoder.pos_embed", "encoder.cls_token"}
+        return names
+
+    def forward(self, images: torch.Tensor, mask: torch.Tensor,
+                return_outputs: bool = False) -> MaskFeatOutput:
+        """images (B, 3, H, W) normalised, mask (B, Hp, Wp) bool (True = masked)."""
+        mask = mask.flatten(1).bool()                                    # (B, N)
+        # 1. targets from the full, un-masked image, fp32, no grad
+        with torch.autocast(images.device.type, enabled=False):
+            target = self.target(images)                                 # (B, N, D_t)
+        # 2. encoder with masked patches replaced by the mask token
+        latent = self.encoder.forward_features(images, mask)            # (B, 1 + N, D)
+        latent = latent[:, self.encoder.num_prefix_tokens:]              # (B, N, D)
+        # 3. linear head to the target dim
+        pred = self.head(latent)                                         # (B, N, D_t)
+        # 4. MSE on masked patches only
+        loss = masked_mse(pred, target, mask)
+        if return_outputs:
+            return MaskFeatOutput(loss, pred, target, mask)
+        return MaskFeatOutput(loss)
+
+
+def build_pretrain_model(cfg: dict) -> MaskFeat:
+    """From the ``model`` and ``hog`` sections of a config."""
+    m, h = cfg["model"], cfg["hog"]
+    encoder = build_encoder(m["arch"], img_size=m["img_size"], patch_size=m["patch_size"],
+                            drop_path_rate=m["drop_path_rate"])
+    target = build_target(m["target"], m["patch_size"], nbins=h["nbins"], cell_size=h["cell_size"],
+                          gaussian_window=h["gaussian_window"])
+    return MaskFeat(encoder, target, decay_pos_embed=m["decay_pos_embed"])

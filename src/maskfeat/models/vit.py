@@ -1,0 +1,76 @@
+"""ViT encoder with a learned mask token, on timm's VisionTransformer."""
+from __future__ import annotations
+
+import torch
+from timm.layers import trunc_normal_
+from timm.models import checkpoint_seq
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+# Encoder shapes; all use qkv bias, MLP ratio 4 and LayerNorm eps 1e-6 (timm's default).
+ARCHS: dict[str, dict] = {
+    "vit-pico": dict(embed_dim=96, depth=2, num_heads=3),      # tests
+    "vit-mini": dict(embed_dim=192, depth=4, num_heads=3),     # embedded-data default
+    "vit-tiny": dict(embed_dim=192, depth=12, num_heads=3),
+    "vit-small": dict(embed_dim=384, depth=12, num_heads=6),
+    "vit-base": dict(embed_dim=768, depth=12, num_heads=12),
+    "vit-large": dict(embed_dim=1024, depth=24, num_heads=16),
+    "vit-huge": dict(embed_dim=1280, depth=32, num_heads=16),
+}
+
+
+class MaskFeatViT(VisionTransformer):
+    """timm ViT whose ``forward_features`` replaces masked patch embeddings by ``mask_token``.
+
+    All tokens (cls + every patch) go through the blocks; there is no token dropping.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("num_classes", 0)
+        kwargs.setdefault("global_pool", "token")
+        super().__init__(**kwargs)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dim))
+        self.init_maskfeat_weights()
+
+    def init_maskfeat_weights(self) -> None:
+        """SPEC init: trunc-normal .02 for Linear/Conv weights and the tokens, zero biases, LN 1/0."""
+        for t in (self.pos_embed, self.cls_token, self.mask_token):
+            if t is not None:
+                trunc_normal_(t, std=0.02)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return tuple(self.patch_embed.grid_size)
+
+    def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W), mask (B, Hp, Wp) or (B, Hp*Wp) bool -> tokens (B, prefix + Hp*Wp, D)."""
+        x = self.patch_embed(x)                                   # (B, N, D)
+        if mask is not None:
+            w = mask.flatten(1).unsqueeze(-1).to(x.dtype)         # (B, N, 1)
+            x = x * (1.0 - w) + self.mask_token.to(x.dtype) * w
+        x = self._pos_embed(x)                                    # (B, 1 + N, D)
+        x = self.patch_drop(x)
+        x = self.norm_pre(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = checkpoint_seq(self.blocks, x)
+        else:
+            x = self.blocks(x)                                    # (B, 1 + N, D)
+        return self.norm(x)
+
+
+def build_encoder(arch: str = "vit-base", img_size: int = 224, patch_size: int = 16,
+                  drop_path_rate: float = 0.0, **overrides) -> MaskFeatViT:
+    if arch not in ARCHS:
+        raise ValueError(f"model.arch: unknown architecture {arch!r}; choose one of {sorted(ARCHS)}")
+    kwargs = dict(ARCHS[arch], img_size=img_size, patch_size=patch_size,
+                  drop_path_rate=drop_path_rate, mlp_ratio=4.0, qkv_bias=True)
+    kwargs.update(overrides)
+    return MaskFeatViT(**kwargs)
