@@ -6,15 +6,13 @@ import importlib
 import sys
 
 from .config import ConfigError
+from .errors import UserError
 
 # name -> (module implementing add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("maskfeat.commands.pretrain", "MaskFeat pre-training (default: tiny ViT on bundled photos)"),
+    "compare-loss": ("maskfeat.commands.compare_loss", "compare a loss curve with a reference (MRE / MAE by step, PASS/FAIL, PNG)"),
 }
-
-
-class UserError(Exception):
-    """Bad input named in a one-line message; the CLI prints it and exits with code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

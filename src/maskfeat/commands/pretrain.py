@@ -1,0 +1,76 @@
+"""``maskfeat pretrain``: MaskFeat pre-training (image; video with ``modality: video``)."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..config import resolve_config
+from ..data import build_loader, build_pretrain_dataset
+from ..defaults import PRETRAIN
+from ..engine.distributed import cleanup, init_distributed, seed_everything
+from ..engine.trainer import Trainer
+from ..errors import UserError
+from ..models import build_pretrain_model
+from .common import add_config_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, "a small ViT on scikit-image's bundled photos")
+
+
+class PretrainStep:
+    """Moves a uint8 batch to the device, normalises it there and returns the MaskFeat loss."""
+
+    def __init__(self, mean, std, device: torch.device):
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(mean, device=device).view(shape) * 255.0
+        self.std = torch.tensor(std, device=device).view(shape) * 255.0
+        self.device = device
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.device, non_blocking=True).float()            # (B, 3, [T,] H, W)
+        extra = x.dim() - self.mean.dim()
+        mean, std = (self.mean, self.std) if not extra else (self.mean[..., None], self.std[..., None])
+        return (x - mean) / std
+
+    def __call__(self, model, batch: dict) -> torch.Tensor:
+        x = self.normalise(batch["images"])
+        mask = batch["mask"].to(self.device, non_blocking=True)
+        return model(x, mask).loss
+
+
+def build_config(config_path: str | None, overrides) -> dict:
+    return resolve_config(PRETRAIN, config_path, overrides)
+
+
+def validate(cfg: dict) -> None:
+    m = cfg["model"]
+    if m["img_size"] % m["patch_size"]:
+        raise UserError(f"model.img_size {m['img_size']} is not divisible by model.patch_size {m['patch_size']}")
+    if cfg["train"]["batch_size"] < 1 or cfg["train"]["accum_steps"] < 1:
+        raise UserError("train.batch_size and train.accum_steps must be >= 1")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = build_config(args.config, args.overrides)
+    validate(cfg)
+    env = init_distributed(cfg["train"]["device"])
+    try:
+        seed = cfg["train"]["seed"]
+        seed_everything(seed)                      # identical initial weights on every rank
+        model = build_pretrain_model(cfg)
+        dataset = build_pretrain_dataset(cfg)
+        loader = build_loader(dataset, cfg["train"]["batch_size"], cfg["data"], env.rank, env.world, seed)
+        seed_everything(seed, env.rank)            # distinct streams per rank from here on
+        step = PretrainStep(cfg["data"]["mean"], cfg["data"]["std"], env.device)
+        zero = 1.0 / cfg["hog"]["nbins"] if cfg["model"]["target"] == "hog" else None
+        trainer = Trainer(cfg, model, loader, env, step, zero_level=zero)
+        trainer.logger.info(f"maskfeat pretrain: {cfg['model']['arch']} {cfg['model']['img_size']}px, "
+                            f"{len(dataset)} samples/epoch, {trainer.iters_per_epoch} steps/epoch x "
+                            f"{cfg['train']['epochs']} epochs, global batch {trainer.global_batch}, "
+                            f"device {env.device}, world {env.world} -> {trainer.output_dir}")
+        trainer.fit()
+    finally:
+        cleanup(env)
+    return 0

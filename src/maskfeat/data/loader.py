@@ -1,0 +1,50 @@
+"""Build the pre-training dataset and its DataLoader from the ``data`` section of a config."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..errors import UserError
+from ..masking import BlockMaskGenerator
+from .images import read_list_file, scan_folder, skimage_photos
+from .pretrain_dataset import PretrainDataset, pretrain_transform
+from .sampler import EpochSampler
+
+
+def pretrain_paths(data: dict) -> list:
+    source = data["source"]
+    if source == "skimage":
+        return skimage_photos()
+    if not data["root"]:
+        raise UserError(f"data.root: required for data.source={source}")
+    if source == "folder":
+        return scan_folder(data["root"])[0]
+    if source == "list":
+        return read_list_file(data["root"], data["ann_file"])[0]
+    raise UserError(f"data.source: unknown source {source!r}; choose skimage, folder or list")
+
+
+def build_pretrain_dataset(cfg: dict) -> PretrainDataset:
+    data, model, mask = cfg["data"], cfg["model"], cfg["mask"]
+    grid = model["img_size"] // model["patch_size"]
+    mask_gen = BlockMaskGenerator((grid, grid), mask_ratio=mask["ratio"],
+                                  min_num_patches=mask["min_num_patches"],
+                                  min_aspect=mask["min_aspect"], max_aspect=mask["max_aspect"])
+    paths = pretrain_paths(data)
+    embedded = data["source"] == "skimage"
+    return PretrainDataset(paths, pretrain_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"]),
+                           mask_gen, seed=cfg["train"]["seed"],
+                           length=data["samples_per_epoch"] if embedded else None, cache=embedded)
+
+
+def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, seed: int,
+                 shuffle: bool = True, drop_last: bool = True) -> DataLoader:
+    if len(dataset) < batch_size * world and drop_last:
+        raise UserError(f"data: {len(dataset)} samples are fewer than one global batch "
+                        f"({batch_size} x {world} processes)")
+    sampler = EpochSampler(len(dataset), world, rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    workers = data["num_workers"]
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=data["pin_memory"] and torch.cuda.is_available(),
+                      persistent_workers=data["persistent_workers"] and workers > 0,
+                      drop_last=drop_last, prefetch_factor=4 if workers > 0 else None)

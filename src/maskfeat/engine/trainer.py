@@ -1,0 +1,295 @@
+"""The training loop shared by every command: AMP, accumulation, clipping, logging,
+atomic checkpoints, SIGTERM/SIGINT stop at a step boundary, exact resume."""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections import deque
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..config import save_config
+from ..errors import UserError
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .distributed import DistEnv, any_rank, barrier
+from .logger import RunLogger, plot_loss_curve
+from .optim import build_optimizer, build_scheduler, current_lr
+
+
+@dataclass
+class LoopState:
+    step: int = 0            # optimizer steps done in the whole run
+    epoch: int = 0           # 0-based epoch being run
+    iter_in_epoch: int = 0   # optimizer steps done in this epoch
+
+
+def amp_dtype(pref: str, device: torch.device) -> torch.dtype | None:
+    """auto: bf16 on a GPU that supports it, else fp16; fp32 on CPU. bf16 may be forced on CPU."""
+    if pref not in ("auto", "bf16", "fp16", "none"):
+        raise UserError(f"train.amp: unknown value {pref!r}; choose auto, bf16, fp16 or none")
+    if pref == "none" or (device.type != "cuda" and pref in ("auto", "fp16")):
+        return None
+    if pref == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if pref == "bf16" else torch.float16
+
+
+def check_writable(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".write_test_{id(output_dir)}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"train.output_dir: cannot write to {output_dir} ({e.strerror})") from None
+
+
+StepFn = Callable[[nn.Module, dict], torch.Tensor]
+
+
+class Trainer:
+    """Runs ``step_fn(model, batch) -> scalar loss`` over ``loader`` for ``train.epochs``.
+
+    ``on_epoch_end(trainer, epoch) -> dict | None`` may evaluate and return metrics to log;
+    ``extra_state`` objects (with state_dict / load_state_dict, e.g. an EMA) are checkpointed.
+    """
+
+    def __init__(self, cfg: dict, model: nn.Module, loader, env: DistEnv, step_fn: StepFn, *,
+                 layer_decay: float | None = None, on_epoch_end=None, extra_state: dict | None = None,
+                 zero_level: float | None = None):
+        self.cfg, self.env, self.loader, self.step_fn = cfg, env, loader, step_fn
+        t = cfg["train"]
+        self.epochs, self.accum, self.batch = t["epochs"], t["accum_steps"], t["batch_size"]
+        self.output_dir = Path(t["output_dir"])
+        self.on_epoch_end, self.extra_state, self.zero_level = on_epoch_end, extra_state or {}, zero_level
+        if env.is_main:
+            check_writable(self.output_dir)
+            save_config(cfg, self.output_dir / "config.yaml")
+        barrier(env)
+        self.logger = RunLogger(self.output_dir, active=env.is_main)
+
+        self.model = model.to(env.device)                     # the bare module (checkpoints, EMA)
+        wrapped = self.model
+        if env.distributed:
+            wrapped = DistributedDataParallel(self.model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
+                                              broadcast_buffers=False)
+        self.ddp = wrapped if env.distributed else None
+        self.fwd = torch.compile(wrapped) if t["compile"] else wrapped
+        self._eager = wrapped
+
+        self.global_batch = self.batch * env.world * self.accum
+        self.optimizer = build_optimizer(self.model, cfg["optim"], self.global_batch, layer_decay)
+        self.fused = bool(self.optimizer.defaults.get("fused"))
+        per_rank = len(loader.sampler.inner) // self.batch
+        self.iters_per_epoch = per_rank // self.accum
+        if self.iters_per_epoch < 1:
+            raise UserError(f"train.batch_size: {self.batch} x accum {self.accum} exceeds one epoch of data "
+                            f"({len(loader.sampler.inner)} samples per process)")
+        self.total_steps = self.epochs * self.iters_per_epoch
+        if t["max_steps"]:
+            self.total_steps = min(self.total_steps, t["max_steps"])
+        self.scheduler = build_scheduler(self.optimizer, cfg["optim"], self.iters_per_epoch, self.epochs)
+        self.dtype = amp_dtype(t["amp"], env.device)
+        self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
+        self.state = LoopState()
+        self._stop_signal = 0
+        self.bad_seen, self.samples_seen = 0, 0
+        self._nonfinite = torch.zeros((), device=env.device)       # consecutive non-finite steps
+        self._nonfinite_total = torch.zeros((), device=env.device)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), "scheduler": self.scheduler.state_dict(),
+            **asdict(self.state), "rng": rng_state(), "config": self.cfg,
+            "extra": {k: v.state_dict() for k, v in self.extra_state.items()},
+        }
+
+    def save(self, name: str) -> Path | None:
+        """Rank 0 writes ``<output_dir>/<name>.pth`` atomically; a failed write keeps the old file."""
+        path = self.output_dir / f"{name}.pth"
+        if self.env.is_main:
+            try:
+                save_checkpoint(self.state_dict(), path)
+            except OSError as e:
+                self.logger.info(f"warning: checkpoint write to {path} failed ({e.strerror}); previous file kept")
+                path = None
+        barrier(self.env)
+        return path
+
+    def resume(self) -> None:
+        target = self.cfg["train"]["resume"]
+        if not target:
+            return
+        path = self.output_dir / "last.pth" if target == "auto" else Path(target)
+        if target == "auto" and not path.is_file():
+            self.logger.info(f"resume=auto: no checkpoint in {self.output_dir}, starting from scratch")
+            return
+        ckpt = load_checkpoint(path, map_location=self.env.device)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        for k, obj in self.extra_state.items():
+            if k in ckpt.get("extra", {}):
+                obj.load_state_dict(ckpt["extra"][k])
+        self.state = LoopState(ckpt["step"], ckpt["epoch"], ckpt["iter_in_epoch"])
+        if self.state.iter_in_epoch >= self.iters_per_epoch:
+            self.state.epoch, self.state.iter_in_epoch = self.state.epoch + 1, 0
+        set_rng_state(ckpt["rng"])
+        self.scheduler.step_update(self.state.step)
+        self.logger.info(f"resumed from {path} at step {self.state.step} (epoch {self.state.epoch + 1}, "
+                         f"iter {self.state.iter_in_epoch}), lr {current_lr(self.optimizer):.3e}")
+
+    # -- one step ------------------------------------------------------------------------------
+    def _forward_backward(self, batch: dict, sync: bool) -> torch.Tensor:
+        ctx = self.ddp.no_sync() if (self.ddp is not None and not sync) else nullcontext()
+        with ctx:
+            with torch.autocast(self.env.device.type, dtype=self.dtype or torch.float32,
+                                enabled=self.dtype is not None):
+                try:
+                    loss = self.step_fn(self.fwd, batch)
+                except Exception as e:   # torch.compile failure: fall back to eager once
+                    if self.fwd is self._eager:
+                        raise
+                    self.logger.info(f"warning: torch.compile failed ({type(e).__name__}); running eager")
+                    self.fwd = self._eager
+                    loss = self.step_fn(self.fwd, batch)
+            self.scaler.scale(loss / self.accum).backward()
+        return loss.detach()
+
+    def _optimizer_step(self) -> torch.Tensor:
+        clip = self.cfg["optim"]["clip_grad"]
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
+        finite = torch.isfinite(grad_norm)
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)      # skips the step on inf/nan, no extra sync
+            self.scaler.update()
+        elif self.fused:
+            self.optimizer.found_inf = (~finite).float()   # fused AdamW skips on device
+            self.optimizer.step()
+        elif finite.item():
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        bad = (~finite).float()
+        self._nonfinite = (self._nonfinite + 1) * bad
+        self._nonfinite_total += bad
+        return grad_norm.detach()
+
+    def _note_bad_files(self, batch: dict) -> None:
+        if "bad" not in batch:
+            return
+        n = int(batch["bad"].sum())
+        self.samples_seen += len(batch["bad"]) + n
+        if n:
+            self.bad_seen += n
+            for entry in batch.get("bad_paths", []):
+                for line in filter(None, entry.split("\n")):
+                    self.logger.warn_once(line, f"skipped unreadable image {line}")
+        limit = self.cfg["data"].get("max_bad_fraction", 1.0)
+        if self.samples_seen >= 200 and self.bad_seen > limit * self.samples_seen:
+            raise UserError(f"data: {self.bad_seen} of {self.samples_seen} images failed to decode "
+                            f"(> data.max_bad_fraction={limit}), e.g. {sorted(self.logger._warned)[:3]}")
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _handle_signal(self, signum, frame):
+        self._stop_signal = signum
+
+    def fit(self) -> LoopState:
+        self.resume()
+        old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        t = self.cfg["train"]
+        log_every = t["log_interval"]
+        bar = tqdm(total=self.total_steps, initial=self.state.step, unit="step", dynamic_ncols=True,
+                   disable=not (self.env.is_main and t["progress"]), mininterval=1.0)
+        window = {"loss": deque(maxlen=10), "time": deque(maxlen=log_every), "data": deque(maxlen=log_every)}
+        stopped_by = None
+        try:
+            while self.state.epoch < self.epochs and self.state.step < self.total_steps and stopped_by is None:
+                st = self.state
+                self.loader.sampler.set_epoch(st.epoch, skip=st.iter_in_epoch * self.accum * self.batch)
+                micro, losses = 0, []
+                t_end = time.perf_counter()
+                for batch in self.loader:
+                    t_data = time.perf_counter()
+                    self._note_bad_files(batch)
+                    micro += 1
+                    losses.append(self._forward_backward(batch, sync=micro % self.accum == 0))
+                    if micro % self.accum:
+                        continue
+                    grad_norm = self._optimizer_step()
+                    st.step += 1
+                    st.iter_in_epoch += 1
+                    self.scheduler.step_update(st.step)
+                    window["loss"].append(torch.stack(losses).mean())
+                    losses = []
+                    now = time.perf_counter()
+                    window["time"].append(now - t_end)
+                    window["data"].append(t_data - t_end)
+                    bar.update(1)
+                    if st.step % log_every == 0 or st.step == self.total_steps:
+                        self._log(grad_norm, window, bar)
+                    if any_rank(self._stop_signal != 0, self.env):
+                        stopped_by = "signal"
+                    elif st.step >= self.total_steps and st.iter_in_epoch < self.iters_per_epoch:
+                        stopped_by = "max_steps"
+                    if stopped_by or st.iter_in_epoch >= self.iters_per_epoch:
+                        break
+                    t_end = time.perf_counter()
+                if stopped_by:
+                    break
+                self._end_epoch()
+            self.save("last")
+            if stopped_by == "signal":
+                self.logger.info(f"stopped by signal at step {self.state.step}; checkpoint {self.output_dir / 'last.pth'} "
+                                 f"(resume with train.resume=auto)")
+        finally:
+            bar.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+            if self.env.is_main and self.logger.path.exists():
+                plot_loss_curve(self.logger.path, self.output_dir / "loss_curve.png", self.zero_level)
+            self.logger.close()
+        return self.state
+
+    def _end_epoch(self) -> None:
+        epoch = self.state.epoch + 1
+        metrics = self.on_epoch_end(self, epoch) if self.on_epoch_end else None
+        if metrics:
+            self.logger.log({"epoch": epoch, "step": self.state.step, **metrics})
+        self.state.epoch, self.state.iter_in_epoch = epoch, 0
+        self.save("last")
+        if epoch % self.cfg["train"]["ckpt_interval"] == 0 or epoch == self.epochs:
+            self.save(f"epoch_{epoch}")
+
+    def _log(self, grad_norm: torch.Tensor, window: dict, bar) -> None:
+        loss = torch.stack(list(window["loss"])).mean().item()
+        consecutive = int(self._nonfinite.item())
+        step_time = sum(window["time"]) / len(window["time"])
+        rec = {
+            "lr": current_lr(self.optimizer), "data_time": sum(window["data"]) / len(window["data"]),
+            "grad_norm": float(grad_norm), "loss": loss, "time": step_time,
+            "epoch": self.state.epoch + 1, "iter": self.state.iter_in_epoch,
+            "memory": int(torch.cuda.max_memory_allocated() // 2**20) if self.env.device.type == "cuda" else 0,
+            "step": self.state.step, "img_per_s": self.global_batch / step_time,
+            "nonfinite_steps": int(self._nonfinite_total.item()),
+        }
+        if self.bad_seen:
+            rec["bad_images"] = self.bad_seen
+        self.logger.log(rec)
+        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rec['img_per_s']:.0f}", refresh=False)
+        if consecutive >= self.cfg["train"]["max_nonfinite"]:
+            raise UserError(f"train: {consecutive} non-finite steps in a row (loss or gradients NaN/inf); "
+                            f"stopped, last good checkpoint kept in {self.output_dir}")
