@@ -141,15 +141,16 @@ def plot_comparison(cmp: CurveComparison, png_path: str | Path, run_label: str =
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.5, 6), dpi=110, sharex=True,
                                    gridspec_kw=dict(height_ratios=[2, 1]))
-    ax1.plot(cmp.steps, cmp.ref, lw=2.0, color="tab:blue", label=ref_label)
-    ax1.plot(cmp.steps, cmp.run, lw=1.2, color="tab:orange", ls="--", label=run_label)
+    marker = "o" if cmp.steps.size <= 50 else None
+    ax1.plot(cmp.steps, cmp.ref, lw=2.0, color="tab:blue", marker=marker, ms=4, label=ref_label)
+    ax1.plot(cmp.steps, cmp.run, lw=1.2, color="tab:orange", ls="--", marker=marker, ms=3, label=run_label)
     ax1.set_ylabel("loss")
     verdict = "PASS" if cmp.passed else "FAIL"
     ax1.set_title(f"{verdict}: MRE {cmp.mre:.4g} (<= {cmp.rel_tol:g}) or MAE {cmp.mae:.3g} "
                   f"(<= {cmp.abs_tol:g}) over {cmp.steps.size} steps", fontsize=9)
     ax1.grid(alpha=0.3)
     ax1.legend()
-    ax2.plot(cmp.steps, cmp.run - cmp.ref, lw=1.2, color="tab:red")
+    ax2.plot(cmp.steps, cmp.run - cmp.ref, lw=1.2, color="tab:red", marker=marker, ms=3)
     ax2.axhline(0.0, color="grey", lw=0.8)
     ax2.set_xlabel("step")
     ax2.set_ylabel(f"{run_label} - {ref_label}", fontsize=8)

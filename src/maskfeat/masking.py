@@ -44,7 +44,7 @@ class BlockMaskGenerator:
         max_aspect = self.max_aspect or 1.0 / self.min_aspect
         self.log_aspect = (math.log(self.min_aspect), math.log(max_aspect))
 
-    def _try_block(self, mask: np.ndarray, remaining: int, rng: np.random.Generator) -> int:
+    def _try_block(self, mask: np.ndarray, remaining: int, rng: np.random.Generator, blocks: list | None) -> int:
         height, width = self.input_size
         for _ in range(10):
             area = self.min_num_patches + (remaining - self.min_num_patches) * rng.random()  # U(min, remaining)
@@ -58,20 +58,28 @@ class BlockMaskGenerator:
                 new = h * w - int(block.sum())
                 if 0 < new <= remaining:
                     block[...] = True
+                    if blocks is not None:
+                        blocks.append(dict(top=top, left=left, h=h, w=w, area=area, aspect=aspect,
+                                           remaining=remaining))
                     return new
         return 0
 
     def __call__(self, rng: np.random.Generator | None = None) -> np.ndarray:
         """One (height, width) bool mask with exactly ``num_masking_patches`` True cells."""
+        return self.generate(rng)[0]
+
+    def generate(self, rng: np.random.Generator | None = None, record: bool = False) -> tuple[np.ndarray, list]:
+        """The mask and, with ``record``, the accepted blocks (top, left, h, w, drawn area/aspect)."""
         rng = rng if rng is not None else np.random.default_rng()
         mask = np.zeros(self.input_size, dtype=bool)
+        blocks: list | None = [] if record else None
         count = 0
         for _ in range(self.max_rounds):
             if count >= self.num_masking_patches:
                 break
             remaining = min(self.num_masking_patches - count, self.max_num_patches)
-            count += self._try_block(mask, remaining, rng)
+            count += self._try_block(mask, remaining, rng, blocks)
         if count < self.num_masking_patches:  # astronomically rare: top up with single cells
             free = np.flatnonzero(~mask)
             mask.flat[rng.choice(free, self.num_masking_patches - count, replace=False)] = True
-        return mask
+        return mask, blocks or []

@@ -101,6 +101,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
         self.state = LoopState()
         self._stop_signal = 0
+        self._loss_window: deque = deque(maxlen=10)   # mmpretrain logs the mean of the last 10 losses
         self.bad_seen, self.samples_seen = 0, 0
         self._nonfinite = torch.zeros((), device=env.device)       # consecutive non-finite steps
         self._nonfinite_total = torch.zeros((), device=env.device)
@@ -111,6 +112,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "scheduler": self.scheduler.state_dict(),
             **asdict(self.state), "rng": rng_state(), "config": self.cfg,
+            "loss_window": [float(x) for x in self._loss_window],
             "extra": {k: v.state_dict() for k, v in self.extra_state.items()},
         }
 
@@ -143,6 +145,7 @@ class Trainer:
             if k in ckpt.get("extra", {}):
                 obj.load_state_dict(ckpt["extra"][k])
         self.state = LoopState(ckpt["step"], ckpt["epoch"], ckpt["iter_in_epoch"])
+        self._loss_window.extend(torch.tensor(x, device=self.env.device) for x in ckpt.get("loss_window", []))
         if self.state.iter_in_epoch >= self.iters_per_epoch:
             self.state.epoch, self.state.iter_in_epoch = self.state.epoch + 1, 0
         set_rng_state(ckpt["rng"])
@@ -214,7 +217,7 @@ class Trainer:
         log_every = t["log_interval"]
         bar = tqdm(total=self.total_steps, initial=self.state.step, unit="step", dynamic_ncols=True,
                    disable=not (self.env.is_main and t["progress"]), mininterval=1.0)
-        window = {"loss": deque(maxlen=10), "time": deque(maxlen=log_every), "data": deque(maxlen=log_every)}
+        window = {"loss": self._loss_window, "time": deque(maxlen=log_every), "data": deque(maxlen=log_every)}
         stopped_by = None
         try:
             while self.state.epoch < self.epochs and self.state.step < self.total_steps and stopped_by is None:

@@ -1,0 +1,32 @@
+"""``maskfeat convert INPUT OUTPUT [--from auto|mmpretrain|slowfast|maskfeat] [--to maskfeat|timm]``.
+
+* mmpretrain MaskFeat pre-training or ViT classifier checkpoints, official SlowFast MaskFeat
+  image (ViT) checkpoints -> ours (``.pth`` with 'model' and 'config');
+* any of these, or ours -> a timm ``.safetensors`` (load with the printed ``timm.create_model`` call).
+
+Checkpoints are read with ``torch.load(weights_only=True)``: files carrying code are refused.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..convert.pipeline import SOURCES, TARGETS, convert
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="INPUT", help="checkpoint to convert")
+    p.add_argument("output", metavar="OUTPUT", help="file to write (.pth for maskfeat, .safetensors for timm)")
+    p.add_argument("--from", dest="source", choices=SOURCES, default="auto",
+                   help="origin of INPUT (default: told from its keys)")
+    p.add_argument("--to", dest="target", choices=TARGETS, default=None,
+                   help="format of OUTPUT (default: timm for .safetensors, else maskfeat)")
+    p.add_argument("--num-heads", type=int, default=None,
+                   help="attention heads (weights do not record it; default: the maskfeat arch of that width)")
+    p.add_argument("--no-verify", action="store_true", help="skip loading the timm export back into timm")
+
+
+def run(args: argparse.Namespace) -> int:
+    for line in convert(args.input, args.output, args.source, args.target, args.num_heads,
+                        verify=not args.no_verify):
+        print(line)
+    return 0

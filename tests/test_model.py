@@ -1,0 +1,108 @@
+import copy
+
+import pytest
+import torch
+
+from maskfeat.config import resolve_config
+from maskfeat.convert import mmpretrain_to_maskfeat
+from maskfeat.defaults import PRETRAIN
+from maskfeat.engine.optim import build_optimizer
+from maskfeat.hog import HOGGenerator
+from maskfeat.models import ARCHS, MaskFeat, build_encoder, build_pretrain_model
+
+
+def fixture_model(arch: dict) -> MaskFeat:
+    enc = build_encoder("vit-base", img_size=arch["img_size"], patch_size=arch["patch_size"],
+                        embed_dim=arch["embed_dims"], depth=arch["num_layers"], num_heads=arch["num_heads"],
+                        mlp_ratio=arch["feedforward_channels"] / arch["embed_dims"])
+    return MaskFeat(enc, HOGGenerator(nbins=9, cell_size=8, patch_size=16, gaussian_window=16)).eval()
+
+
+def test_parity_with_mmpretrain(mmpretrain_fixture):
+    f = mmpretrain_fixture
+    model = fixture_model(f["arch"])
+    missing, unexpected = model.load_state_dict(mmpretrain_to_maskfeat(f["state_dict"]), strict=True)
+    assert not missing and not unexpected
+    with torch.no_grad():
+        out = model(f["input_normalized"], f["mask"], return_outputs=True)
+        backbone = model.encoder.forward_features(f["input_normalized"], f["mask"])
+    assert backbone.shape == f["backbone_out"].shape == (2, 197, 192)
+    assert (backbone - f["backbone_out"]).abs().max() <= 1e-4
+    assert (out.target - f["hog_target"]).abs().max() <= 1e-5
+    assert (out.pred - f["pred"]).abs().max() <= 1e-4
+    assert abs(out.loss.item() - f["loss"].item()) <= 1e-5
+
+
+def test_vit_base_parameter_count():
+    with torch.device("meta"):
+        model = MaskFeat(build_encoder("vit-base"), HOGGenerator())
+    assert sum(p.numel() for p in model.parameters()) == 85_882_476
+    assert model.head.out_features == 108
+
+
+@pytest.mark.parametrize("arch,dim,depth", [("vit-small", 384, 12), ("vit-large", 1024, 24), ("vit-huge", 1280, 32)])
+def test_architecture_shapes(arch, dim, depth):
+    with torch.device("meta"):
+        enc = build_encoder(arch)
+    assert enc.embed_dim == dim and len(enc.blocks) == depth and enc.patch_embed.proj.kernel_size == (16, 16)
+    assert enc.blocks[0].norm1.eps == 1e-6 and enc.blocks[0].attn.qkv.bias is not None
+
+
+def test_mask_token_replaces_masked_patches_only():
+    torch.manual_seed(0)
+    enc = build_encoder("vit-pico", img_size=64).eval()
+    x = torch.randn(2, 3, 64, 64)
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[0, 1, 2] = True
+    y_other = x.clone()
+    y_other[0, :, 16:32, 32:48] = torch.randn(3, 16, 16)   # change only the masked patch's pixels
+    with torch.no_grad():
+        a, b = enc.forward_features(x, mask), enc.forward_features(y_other, mask)
+        c = enc.forward_features(x, None)
+    assert torch.allclose(a, b, atol=1e-6)           # a masked patch's pixels are invisible
+    assert not torch.allclose(a[0], c[0], atol=1e-4)  # ... and the mask changes the output
+    assert torch.allclose(a[1], c[1], atol=1e-6)      # an unmasked sample is untouched
+
+
+def test_loss_is_masked_mse_and_outputs_on_request():
+    torch.manual_seed(0)
+    cfg = resolve_config(PRETRAIN, None, ["model.arch=vit-pico", "model.img_size=64"])
+    model = build_pretrain_model(cfg)
+    x = torch.randn(2, 3, 64, 64)
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[:, :2] = True
+    out = model(x, mask, return_outputs=True)
+    assert out.pred.shape == out.target.shape == (2, 16, 108) and out.mask.shape == (2, 16)
+    m = mask.flatten(1)
+    expected = ((out.pred - out.target) ** 2).mean(-1)[m].mean()
+    assert torch.allclose(out.loss, expected)
+    assert model(x, mask).pred is None
+    # predicting zero everywhere gives 12/108
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    assert abs(model(x, mask).loss.item() - 12 / 108) < 1e-5
+
+
+def test_param_groups_no_decay_on_bias_norm_mask_token_and_pos_setting():
+    cfg = resolve_config(PRETRAIN, None, ["model.arch=vit-pico", "model.img_size=64"])
+    for decay_pos in (True, False):
+        c = copy.deepcopy(cfg)
+        c["model"]["decay_pos_embed"] = decay_pos
+        model = build_pretrain_model(c)
+        opt = build_optimizer(model, c["optim"], global_batch=512)
+        names = {id(p): n for n, p in model.named_parameters()}
+        decayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+        plain = {names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+        assert decayed | plain == set(names.values())
+        assert "encoder.mask_token" in plain
+        assert all(n.endswith(".bias") or ".norm" in n or n in ("encoder.norm.weight",) for n in plain
+                   if n not in ("encoder.mask_token", "encoder.pos_embed", "encoder.cls_token"))
+        assert "encoder.blocks.0.attn.qkv.weight" in decayed and "head.weight" in decayed
+        assert "encoder.patch_embed.proj.weight" in decayed
+        assert ("encoder.pos_embed" in decayed) == decay_pos and ("encoder.cls_token" in decayed) == decay_pos
+        assert all(g["lr"] == pytest.approx(c["optim"]["lr"] * 2) for g in opt.param_groups)  # 512 / 256
+
+
+def test_archs_registry_has_tiny_cpu_models():
+    assert {"vit-pico", "vit-mini", "vit-tiny", "vit-small", "vit-base", "vit-large", "vit-huge"} <= set(ARCHS)
