@@ -11,7 +11,13 @@ from .errors import UserError
 # name -> (module implementing add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("maskfeat.commands.pretrain", "MaskFeat pre-training (default: tiny ViT on bundled photos)"),
+    "finetune": ("maskfeat.commands.finetune", "fine-tune a pre-trained ViT classifier (layer decay, RandAugment, Mixup, EMA)"),
+    "linprobe": ("maskfeat.commands.linprobe", "linear probe (BatchNorm + Linear) on frozen features, LARS or SGD"),
+    "knn": ("maskfeat.commands.knn", "weighted k-NN top-1 / top-5 of frozen features (cosine, k=20, T=0.07)"),
     "compare-loss": ("maskfeat.commands.compare_loss", "compare a loss curve with a reference (MRE / MAE by step, PASS/FAIL, PNG)"),
+    "visualize": ("maskfeat.commands.visualize", "PNG per image: input, mask, HOG target and predicted HOG as glyphs"),
+    "convert": ("maskfeat.commands.convert", "convert checkpoints: mmpretrain / SlowFast -> maskfeat, any -> timm safetensors"),
+    "run": ("maskfeat.commands.run", "model-zoo front end: --config --launcher pytorch --nproc-per-node --cfg-options"),
 }
 
 

@@ -71,3 +71,121 @@ PRETRAIN = {
         "progress": True,
     },
 }
+
+
+# -- evaluation of the features (maskfeat finetune / linprobe / knn) ----------------------------
+
+# Labelled data, shared by the three commands (see maskfeat.data.labelled).
+_LABELLED_DATA = {
+    "source": "fashion-mnist",       # folder | list | idx | fashion-mnist
+    "root": "",                      # folder: root/<split>/<class>/...; list: data_root; idx: folder of IDX files
+    "train_split": "train",          # folder: sub-folder; list: image prefix under root; idx: file prefix
+    "val_split": "val",              # idx: 'val' also finds 't10k-*' (MNIST-style test files)
+    "train_ann_file": "meta/train.txt",  # list: 'relative/path label' lines, relative to root
+    "val_ann_file": "meta/val.txt",
+    "train_subset": 0,               # use a fixed random subset of this many samples (0 = all)
+    "val_subset": 0,
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
+    "interpolation": "bicubic",
+    "crop_pct": 1.0,                 # eval: resize to img_size / crop_pct, centre crop (ImageNet: 0.875, 256 -> 224)
+    "num_workers": 2,
+    "pin_memory": True,
+    "persistent_workers": True,
+    "max_bad_fraction": 0.01,
+}
+
+# The checkpoint `maskfeat pretrain` writes with no --config: the evaluation commands read it by default.
+DEFAULT_PRETRAINED = "work_dirs/maskfeat_vit-mini_skimage/last.pth"
+
+# `maskfeat finetune` with no --config: the default pre-training's ViT on Fashion-MNIST, 10 epochs
+# (a quick CPU try: data.train_subset=2000 data.val_subset=2000).
+FINETUNE = {
+    "model": {
+        "arch": "",                  # '' = as pre-trained (read from the checkpoint)
+        "img_size": 0,               # 0 = as pre-trained; pos_embed is resampled when it differs
+        "patch_size": 0,             # 0 = as pre-trained
+        "num_classes": 0,            # 0 = from the data
+        "global_pool": "avg",        # avg (mean of patch tokens + fc-norm) | token (cls)
+        "drop_path_rate": 0.1,
+        "head_init_std": 2.0e-5,     # mmpretrain / MAE trunc-normal std of the new head
+        "pretrained": DEFAULT_PRETRAINED,   # a `maskfeat pretrain` checkpoint ('' = random init: set arch / sizes)
+        "ema": False,                # keep a timm ModelEmaV3 of the weights, evaluated too
+        "ema_decay": 0.9999,
+    },
+    "data": dict(_LABELLED_DATA),
+    "aug": {
+        "scale": [0.08, 1.0],
+        "ratio": [0.75, 1.3333333333333333],
+        "hflip": 0.5,
+        "auto_augment": "rand-m9-mstd0.5-inc1",   # '' = no RandAugment
+        "color_jitter": 0.4,         # timm applies it only without RandAugment (as DeiT / MAE)
+        "re_prob": 0.25,             # random erasing
+        "re_mode": "pixel",
+        "re_count": 1,
+        "mixup": 0.8,                # alpha; 0 = off
+        "cutmix": 1.0,               # alpha; 0 = off
+        "mixup_prob": 1.0,
+        "mixup_switch_prob": 0.5,    # Mixup or CutMix, one per batch
+        "mixup_mode": "batch",
+        "label_smoothing": 0.1,
+    },
+    "optim": {
+        "lr": 2.0e-3,                # per optim.base_batch_size images (8e-3 at 2048)
+        "base_batch_size": 512,
+        "weight_decay": 0.05,
+        "betas": [0.9, 0.999],
+        "eps": 1.0e-8,
+        "layer_decay": 0.65,         # lr scale layer_decay^(L + 1 - level); 0 or 1 = off
+        "clip_grad": 0.0,
+        "warmup_epochs": 1.0,        # 20 in the ImageNet recipe
+        "warmup_start_factor": 1.0e-4,
+        "min_lr": 1.0e-6,
+    },
+    "train": dict(PRETRAIN["train"], epochs=10, batch_size=64, output_dir="work_dirs/finetune",
+                  ckpt_interval=10, eval_interval=1),
+}
+
+LINPROBE = {
+    "model": {
+        "arch": "",                  # '' = as pre-trained
+        "img_size": 0,
+        "patch_size": 0,
+        "num_classes": 0,            # 0 = from the data
+        "pool": "cls",               # cls token | avg of patch tokens (after the final norm)
+        "pretrained": DEFAULT_PRETRAINED,   # '' = random init (a baseline: set arch / sizes)
+    },
+    "data": dict(_LABELLED_DATA, cache_features=True),    # embed once (eval transform), train on the vectors;
+                                                          # false: augmented images through the frozen encoder
+    "aug": {"scale": [0.08, 1.0], "ratio": [0.75, 1.3333333333333333], "hflip": 0.5},
+    "optim": {
+        "name": "sgd",               # sgd | lars (MAE's recipe: lars, lr 0.1 per 256, 90 epochs)
+        "lr": 1.0,                   # per base_batch_size
+        "base_batch_size": 256,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "clip_grad": 0.0,
+        "warmup_epochs": 2.0,
+        "warmup_start_factor": 1.0e-6,
+        "min_lr": 0.0,
+        "betas": [0.9, 0.999],       # unused by lars / sgd (kept for the shared optimizer schema)
+        "eps": 1.0e-8,
+    },
+    "train": dict(PRETRAIN["train"], epochs=20, batch_size=256, output_dir="work_dirs/linprobe",
+                  ckpt_interval=10, eval_interval=1),
+}
+
+KNN = {
+    "model": {k: LINPROBE["model"][k] for k in ("arch", "img_size", "patch_size", "pool", "pretrained")},
+    "data": dict(_LABELLED_DATA),
+    "knn": {"k": 20, "temperature": 0.07},
+    "eval": {
+        "batch_size": 128,           # per process
+        "device": "auto",
+        "amp": "auto",
+        "seed": 0,
+        "output_dir": "work_dirs/knn",
+        "save_features": False,      # also write <output_dir>/features.pth (train / val features and labels)
+        "progress": True,
+    },
+}

@@ -12,6 +12,9 @@ from ..engine.distributed import cleanup, init_distributed, seed_everything
 from ..engine.trainer import Trainer
 from ..errors import UserError
 from ..models import build_pretrain_model
+from ..video.defaults import VIDEO_PRETRAIN, is_video
+from ..video.loader import build_video_pretrain_dataset
+from ..video.model import build_video_model
 from .common import add_config_arguments
 
 
@@ -41,6 +44,8 @@ class PretrainStep:
 
 
 def build_config(config_path: str | None, overrides) -> dict:
+    if is_video(config_path, overrides):
+        return resolve_config(VIDEO_PRETRAIN, config_path, overrides)
     return resolve_config(PRETRAIN, config_path, overrides)
 
 
@@ -52,25 +57,31 @@ def validate(cfg: dict) -> None:
         raise UserError("train.batch_size and train.accum_steps must be >= 1")
 
 
+def build_trainer(cfg: dict, env) -> Trainer:
+    """Model, data and engine for one process of a pre-training run."""
+    seed = cfg["train"]["seed"]
+    seed_everything(seed)                      # identical initial weights on every rank
+    video = cfg.get("modality") == "video"
+    model = build_video_model(cfg) if video else build_pretrain_model(cfg)
+    dataset = build_video_pretrain_dataset(cfg) if video else build_pretrain_dataset(cfg)
+    loader = build_loader(dataset, cfg["train"]["batch_size"], cfg["data"], env.rank, env.world, seed)
+    seed_everything(seed, env.rank)            # distinct streams per rank from here on
+    step = PretrainStep(cfg["data"]["mean"], cfg["data"]["std"], env.device)
+    zero = 1.0 / cfg["hog"]["nbins"] if cfg["model"].get("target", "hog") == "hog" else None
+    trainer = Trainer(cfg, model, loader, env, step, zero_level=zero)
+    trainer.logger.info(f"maskfeat pretrain: {cfg['model']['arch']} {cfg['model']['img_size']}px, "
+                        f"{len(dataset)} samples/epoch, {trainer.iters_per_epoch} steps/epoch x "
+                        f"{cfg['train']['epochs']} epochs, global batch {trainer.global_batch}, "
+                        f"device {env.device}, world {env.world} -> {trainer.output_dir}")
+    return trainer
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = build_config(args.config, args.overrides)
     validate(cfg)
     env = init_distributed(cfg["train"]["device"])
     try:
-        seed = cfg["train"]["seed"]
-        seed_everything(seed)                      # identical initial weights on every rank
-        model = build_pretrain_model(cfg)
-        dataset = build_pretrain_dataset(cfg)
-        loader = build_loader(dataset, cfg["train"]["batch_size"], cfg["data"], env.rank, env.world, seed)
-        seed_everything(seed, env.rank)            # distinct streams per rank from here on
-        step = PretrainStep(cfg["data"]["mean"], cfg["data"]["std"], env.device)
-        zero = 1.0 / cfg["hog"]["nbins"] if cfg["model"]["target"] == "hog" else None
-        trainer = Trainer(cfg, model, loader, env, step, zero_level=zero)
-        trainer.logger.info(f"maskfeat pretrain: {cfg['model']['arch']} {cfg['model']['img_size']}px, "
-                            f"{len(dataset)} samples/epoch, {trainer.iters_per_epoch} steps/epoch x "
-                            f"{cfg['train']['epochs']} epochs, global batch {trainer.global_batch}, "
-                            f"device {env.device}, world {env.world} -> {trainer.output_dir}")
-        trainer.fit()
+        build_trainer(cfg, env).fit()
     finally:
         cleanup(env)
     return 0

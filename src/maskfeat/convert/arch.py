@@ -8,11 +8,11 @@ from __future__ import annotations
 import copy
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
-from ..defaults import PRETRAIN
+from ..defaults import FINETUNE, PRETRAIN
 from ..errors import UserError
 from ..models import ARCHS
 
@@ -89,6 +89,18 @@ def pretrain_config(shape: VitShape, gaussian_window: int, where: str = "checkpo
     return cfg
 
 
+def classifier_config(shape: VitShape, global_pool: str, num_classes: int, where: str = "checkpoint") -> dict:
+    """A full fine-tuning config (defaults.FINETUNE) whose model section builds this classifier."""
+    arch = shape.arch()
+    if arch is None:
+        raise UserError(f"{where}: no maskfeat arch has width {shape.embed_dim}, depth {shape.depth}, "
+                        f"{shape.num_heads} heads; '--to timm' converts any shape")
+    cfg = copy.deepcopy(FINETUNE)
+    cfg["model"].update(arch=arch, img_size=shape.img_size, patch_size=shape.patch_size,
+                        num_classes=num_classes, global_pool=global_pool)
+    return cfg
+
+
 def timm_recipe(shape: VitShape, global_pool: str = "token", fc_norm: bool = False,
                 num_classes: int = 0, final_norm: bool = True) -> tuple[str, dict]:
     """(timm model name, create_model kwargs) that build this shape; kwargs override the name's defaults."""
@@ -114,7 +126,3 @@ def timm_recipe(shape: VitShape, global_pool: str = "token", fc_norm: bool = Fal
     if not final_norm:
         kwargs["final_norm"] = False
     return name, kwargs
-
-
-def shape_dict(shape: VitShape) -> dict:
-    return asdict(shape)

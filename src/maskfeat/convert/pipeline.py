@@ -14,7 +14,7 @@ from ..engine.checkpoint import load_checkpoint, save_checkpoint
 from ..errors import UserError
 from ..models import ARCHS, build_pretrain_model
 from . import mmpretrain, slowfast
-from .arch import VitShape, pretrain_config, read_shape, shape_dict, timm_recipe
+from .arch import VitShape, classifier_config, pretrain_config, read_shape, timm_recipe
 from .timm_export import maskfeat_encoder_to_timm, save_timm
 
 SOURCES = ("auto", "mmpretrain", "slowfast", "maskfeat")
@@ -39,6 +39,17 @@ def _check_pretrain(sd: dict, cfg: dict, where: str) -> None:
     if result.missing_keys or result.unexpected_keys:
         bad = (result.missing_keys or result.unexpected_keys)[0]
         raise UserError(f"{where}: converted weights do not fit {cfg['model']['arch']} (key '{bad}')")
+
+
+def _check_classifier(sd: dict, cfg: dict, where: str) -> None:
+    from ..eval.classifier import build_classifier
+
+    m = cfg["model"]
+    model = build_classifier(m["arch"], m["img_size"], m["patch_size"], m["num_classes"], m["global_pool"])
+    result = model.load_state_dict(sd, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        bad = (result.missing_keys or result.unexpected_keys)[0]
+        raise UserError(f"{where}: converted classifier does not fit {m['arch']} (key '{bad}')")
 
 
 def verify_timm(path: Path, shape: VitShape, timm_kwargs_name: tuple[str, dict],
@@ -119,10 +130,14 @@ def convert(src_path: str, dst_path: str, source: str = "auto", target: str | No
                 verify_timm(dst, shape, recipe)
             lines += [f"wrote {dst}", f"load with: {call}"]
         else:
-            save_checkpoint({"model": classifier.state_dict, "timm_model": recipe[0], "timm_kwargs": recipe[1],
-                             "shape": shape_dict(shape), "converted_from": f"{source}:{src}"}, dst)
-            lines += [f"wrote {dst} (timm VisionTransformer names; build with timm.create_model("
-                      f"{recipe[0]!r}, **ckpt['timm_kwargs']))"]
+            if not classifier.final_norm:   # finetune has fc_norm (avg) or norm (token)
+                raise UserError(f"{where}: a classifier without a final norm has no maskfeat finetune "
+                                f"counterpart; '--to timm' converts it")
+            cfg = classifier_config(shape, classifier.global_pool, classifier.num_classes, where)
+            _check_classifier(classifier.state_dict, cfg, where)
+            save_checkpoint({"model": classifier.state_dict, "config": cfg, "converted_from": f"{source}:{src}"}, dst)
+            lines.append(f"wrote {dst} (a maskfeat finetune checkpoint: timm VisionTransformer names, "
+                         f"model.arch {cfg['model']['arch']}, global_pool {classifier.global_pool})")
         return lines
 
     encoder = maskfeat_encoder_to_timm(ours)

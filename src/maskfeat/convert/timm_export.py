@@ -21,9 +21,15 @@ def maskfeat_encoder_to_timm(state_dict: dict[str, torch.Tensor]) -> dict[str, t
 
 
 def create_model_call(name: str, kwargs: dict, path: str | Path) -> str:
-    """The Python line that loads the exported file."""
+    """The Python line that loads the exported file.
+
+    With a classifier head the overlay also names ``num_classes``: timm drops head weights
+    whose class count differs from the pretrained config's (1000 for the names used here).
+    """
     args = "".join(f", {k}={v!r}" for k, v in kwargs.items())
-    return f"timm.create_model({name!r}, pretrained=True, pretrained_cfg_overlay=dict(file={str(path)!r}){args})"
+    n = kwargs.get("num_classes", 0)
+    overlay = f"dict(file={str(path)!r}" + (f", num_classes={n})" if n else ")")
+    return f"timm.create_model({name!r}, pretrained=True, pretrained_cfg_overlay={overlay}{args})"
 
 
 def save_timm(timm_sd: dict[str, torch.Tensor], shape: VitShape, path: str | Path, global_pool: str = "token",

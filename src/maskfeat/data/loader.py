@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 from ..errors import UserError
 from ..masking import BlockMaskGenerator
 from .images import read_list_file, scan_folder, skimage_photos
+from .idx import IDX_SOURCES, idx_pretrain_dataset
 from .pretrain_dataset import PretrainDataset, pretrain_transform
 from .sampler import EpochSampler
 
@@ -21,7 +22,7 @@ def pretrain_paths(data: dict) -> list:
         return scan_folder(data["root"])[0]
     if source == "list":
         return read_list_file(data["root"], data["ann_file"])[0]
-    raise UserError(f"data.source: unknown source {source!r}; choose skimage, folder or list")
+    raise UserError(f"data.source: unknown source {source!r}; choose skimage, folder, list, idx or fashion-mnist")
 
 
 def build_pretrain_dataset(cfg: dict) -> PretrainDataset:
@@ -30,6 +31,9 @@ def build_pretrain_dataset(cfg: dict) -> PretrainDataset:
     mask_gen = BlockMaskGenerator((grid, grid), mask_ratio=mask["ratio"],
                                   min_num_patches=mask["min_num_patches"],
                                   min_aspect=mask["min_aspect"], max_aspect=mask["max_aspect"])
+    if data["source"] in IDX_SOURCES:       # Fashion-MNIST / IDX files: images held in memory
+        return idx_pretrain_dataset(data, pretrain_transform(model["img_size"], data["scale"], data["ratio"],
+                                                             data["hflip"]), mask_gen, cfg["train"]["seed"])
     paths = pretrain_paths(data)
     embedded = data["source"] == "skimage"
     return PretrainDataset(paths, pretrain_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"]),

@@ -64,12 +64,13 @@ class Trainer:
 
     def __init__(self, cfg: dict, model: nn.Module, loader, env: DistEnv, step_fn: StepFn, *,
                  layer_decay: float | None = None, on_epoch_end=None, extra_state: dict | None = None,
-                 zero_level: float | None = None):
+                 zero_level: float | None = None, on_step_end=None, build_optim=None):
         self.cfg, self.env, self.loader, self.step_fn = cfg, env, loader, step_fn
         t = cfg["train"]
         self.epochs, self.accum, self.batch = t["epochs"], t["accum_steps"], t["batch_size"]
         self.output_dir = Path(t["output_dir"])
         self.on_epoch_end, self.extra_state, self.zero_level = on_epoch_end, extra_state or {}, zero_level
+        self.on_step_end = on_step_end      # (trainer) after each optimizer step, e.g. an EMA update
         if env.is_main:
             check_writable(self.output_dir)
             save_config(cfg, self.output_dir / "config.yaml")
@@ -86,7 +87,8 @@ class Trainer:
         self._eager = wrapped
 
         self.global_batch = self.batch * env.world * self.accum
-        self.optimizer = build_optimizer(self.model, cfg["optim"], self.global_batch, layer_decay)
+        # build_optim(model, optim_cfg, global_batch, layer_decay): another optimizer (e.g. LARS)
+        self.optimizer = (build_optim or build_optimizer)(self.model, cfg["optim"], self.global_batch, layer_decay)
         self.fused = bool(self.optimizer.defaults.get("fused"))
         per_rank = len(loader.sampler.inner) // self.batch
         self.iters_per_epoch = per_rank // self.accum
@@ -236,6 +238,8 @@ class Trainer:
                     st.step += 1
                     st.iter_in_epoch += 1
                     self.scheduler.step_update(st.step)
+                    if self.on_step_end is not None:
+                        self.on_step_end(self)
                     window["loss"].append(torch.stack(losses).mean())
                     losses = []
                     now = time.perf_counter()
@@ -278,7 +282,8 @@ class Trainer:
             self.save(f"epoch_{epoch}")
 
     def _log(self, grad_norm: torch.Tensor, window: dict, bar) -> None:
-        loss = torch.stack(list(window["loss"])).mean().item()
+        recent = torch.stack(list(window["loss"]))
+        loss = recent[torch.isfinite(recent)].mean().item()    # skipped steps are counted, not averaged
         consecutive = int(self._nonfinite.item())
         step_time = sum(window["time"]) / len(window["time"])
         rec = {

@@ -53,24 +53,26 @@ def decode(path: str | Path, indices: Sequence[int] | None = None, short_side: i
     wanted = None if indices is None else sorted(set(int(i) for i in indices))
     last = None if wanted is None else wanted[-1]
     keep: dict[int, np.ndarray] = {}
+    decoded = 0
     container, stream = _open(path)
     try:
         for n, frame in enumerate(container.decode(stream)):
+            decoded = n + 1
             if wanted is None or n in wanted:
                 keep[n] = _frame_to_array(frame, short_side)
             if last is not None and n >= last:
                 break
     except (av.FFmpegError, OSError, ValueError) as e:
-        if not keep:
+        if not decoded:
             raise VideoError(f"cannot decode video: {str(e).splitlines()[0][:100]}") from None
     finally:
         container.close()
-    if not keep:
+    if not decoded:
         raise VideoError("no decodable frames")
-    order = list(range(len(keep))) if indices is None else [int(i) for i in indices]
+    order = list(range(decoded)) if indices is None else [int(i) for i in indices]
     missing = [i for i in order if i not in keep]
     if missing:
-        raise VideoError(f"video ends at frame {max(keep)}, frame {missing[0]} was wanted")
+        raise VideoError(f"video ends at frame {decoded - 1}, frame {missing[0]} was wanted")
     frames = np.stack([keep[i] for i in order])                        # (len, H, W, 3)
     return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()   # (len, 3, H, W)
 

@@ -61,7 +61,7 @@ def build_video_encoder(model: dict, pretrain: bool = True, num_classes: int = 0
                            drop_path_rate=model["drop_path_rate"], head_pool=model.get("head_pool", "cls"))
     if arch.startswith("vit3d-"):
         extra = {} if pretrain else dict(num_classes=num_classes, global_pool=model.get("global_pool", "avg"),
-                                         drop_rate=model.get("dropout", 0.0))
+                                         drop_rate=model.get("dropout", 0.0), with_mask_token=False)
         return build_vit3d(arch, img_size=model["img_size"], num_frames=model["num_frames"],
                            tubelet_size=model["tubelet_size"], patch_size=model["patch_size"],
                            drop_path_rate=model["drop_path_rate"], **extra)

@@ -20,7 +20,7 @@ from .cube_mask import upsample_mask
 
 # embed_dim, depth and heads of the first stage; `stages` = first block of stages 2, 3, 4.
 MVIT_ARCHS: dict[str, dict] = {
-    "mvitv2-pico": dict(embed_dim=16, depth=4, num_heads=1, stages=(1, 2, 3)),   # tests
+    "mvitv2-pico": dict(embed_dim=16, depth=5, num_heads=1, stages=(1, 2, 3)),   # tests
     "mvitv2-mini": dict(embed_dim=32, depth=6, num_heads=1, stages=(1, 3, 5)),   # embedded-clip default
     "mvitv2-s": dict(embed_dim=96, depth=16, num_heads=1, stages=(1, 3, 14)),
     "mvitv2-b": dict(embed_dim=96, depth=24, num_heads=1, stages=(2, 5, 21)),
@@ -100,6 +100,10 @@ class MViTEncoder(MViT):
 
     def no_weight_decay(self) -> set[str]:
         return {"mask_token"} if self.mask_token is not None else set()
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Layer groups for timm's layer-wise lr decay: stem, one group per block, then norm/head."""
+        return dict(stem=r"^conv_proj|^pos_encoding|^mask_token", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
 
 def interpolate_rel_pos(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

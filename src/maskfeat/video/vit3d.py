@@ -43,11 +43,17 @@ class TubeletEmbed(nn.Module):
 
 
 class MaskFeatViT3D(MaskFeatViT):
-    """The image ``MaskFeatViT`` on clips; ``forward_tokens`` mirrors ``MViTEncoder``."""
+    """The image ``MaskFeatViT`` on clips; ``forward_tokens`` mirrors ``MViTEncoder``.
 
-    def __init__(self, num_frames: int = 16, tubelet_size: int = 2, **kwargs):
+    ``with_mask_token=False`` builds a classifier (``num_classes`` > 0) without the mask token.
+    """
+
+    def __init__(self, num_frames: int = 16, tubelet_size: int = 2, with_mask_token: bool = True, **kwargs):
         kwargs["embed_layer"] = partial(TubeletEmbed, num_frames=num_frames, tubelet_size=tubelet_size)
         super().__init__(**kwargs)
+        if not with_mask_token:          # classifiers: no unused parameter (DDP would complain)
+            del self.mask_token
+            self.mask_token = None
         trunc_normal_(self.patch_embed.proj.weight, std=0.02)
         if self.patch_embed.proj.bias is not None:
             nn.init.zeros_(self.patch_embed.proj.bias)

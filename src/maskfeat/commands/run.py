@@ -1,0 +1,146 @@
+"""``run_maskfeat.py`` / ``maskfeat run``: the model-zoo style front end of ``maskfeat pretrain``.
+
+    python run_maskfeat.py --config CONFIG [--launcher none|pytorch] [--nproc-per-node N]
+        [--amp] [--resume [PATH]] [--work-dir DIR] [--cfg-options key=value ...]
+
+``--launcher pytorch`` starts ``--nproc-per-node`` processes with torch's own launcher
+(``python -m torch.distributed.run --standalone``) unless this process already runs under
+it. ``--cfg-options`` takes our keys and mmpretrain's most used ones (MMPRETRAIN_ALIASES).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import torch
+
+from ..config import ConfigError, resolve_config
+from ..defaults import PRETRAIN
+from ..errors import UserError
+
+# mmpretrain / mmengine config keys -> ours
+MMPRETRAIN_ALIASES = {
+    "train_dataloader.dataset.data_root": "data.root",
+    "train_dataloader.dataset.ann_file": "data.ann_file",
+    "train_dataloader.batch_size": "train.batch_size",
+    "train_dataloader.num_workers": "data.num_workers",
+    "train_dataloader.pin_memory": "data.pin_memory",
+    "train_dataloader.persistent_workers": "data.persistent_workers",
+    "optim_wrapper.optimizer.lr": "optim.lr",
+    "optim_wrapper.optimizer.weight_decay": "optim.weight_decay",
+    "optim_wrapper.optimizer.betas": "optim.betas",
+    "optim_wrapper.optimizer.eps": "optim.eps",
+    "optim_wrapper.clip_grad.max_norm": "optim.clip_grad",
+    "auto_scale_lr.base_batch_size": "optim.base_batch_size",
+    "train_cfg.max_epochs": "train.epochs",
+    "randomness.seed": "train.seed",
+    "default_hooks.logger.interval": "train.log_interval",
+    "default_hooks.checkpoint.interval": "train.ckpt_interval",
+    "model.backbone.drop_path_rate": "model.drop_path_rate",
+    "model.target_generator.nbins": "hog.nbins",
+    "model.target_generator.pool": "hog.cell_size",
+    "model.target_generator.gaussian_window": "hog.gaussian_window",
+    "work_dir": "train.output_dir",
+}
+MM_LR = "optim_wrapper.optimizer.lr"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, metavar="CONFIG",
+                   help="recipe YAML, e.g. configs/pretrain/maskfeat_vit-base-p16_in1k.yaml")
+    p.add_argument("--launcher", choices=("none", "pytorch"), default="none",
+                   help="none: one process; pytorch: torch.distributed (torchrun)")
+    p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
+                   help="processes to start with --launcher pytorch (default: GPUs, or 1 on CPU)")
+    p.add_argument("--amp", action="store_true", help="mixed precision (train.amp: bf16 on GPUs that have it, else fp16)")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
+                   help="resume from PATH, or from the latest checkpoint of the work dir when no PATH")
+    p.add_argument("--work-dir", default=None, metavar="DIR", help="train.output_dir")
+    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="overrides: our keys (train.max_steps=100) or mmpretrain's "
+                        "(train_dataloader.batch_size=64, optim_wrapper.optimizer.lr=1.6e-3, ...)")
+
+
+def _under_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def translate(args: argparse.Namespace, world: int) -> list[str]:
+    """Our ``key=value`` overrides from the command line (aliases mapped, flags folded in).
+
+    mmpretrain's ``optimizer.lr`` is the lr of the run as it stands (no --auto-scale-lr), while
+    ours is per ``optim.base_batch_size`` images: when it is given and the base batch is not,
+    the base batch is set to this run's global batch so the lr is used unchanged.
+    """
+    out, given = [], set()
+    for item in args.cfg_options:
+        if "=" not in item:
+            raise ConfigError(f"--cfg-options: '{item}' is not of the form key=value")
+        key, value = item.split("=", 1)
+        key = MMPRETRAIN_ALIASES.get(key.strip(), key.strip())
+        given.add(key)
+        out.append(f"{key}={value}")
+    if args.work_dir:
+        out.append(f"train.output_dir={args.work_dir}")
+    if args.resume:
+        out.append(f"train.resume={args.resume}")
+    # unknown keys fail here, naming the closest valid key
+    cfg = resolve_config(PRETRAIN, args.config, out, aliases=MMPRETRAIN_ALIASES)
+    if args.amp and cfg["train"]["amp"] not in ("bf16", "fp16"):
+        out.append("train.amp=auto")
+    if any(k.split("=", 1)[0].strip() == MM_LR for k in args.cfg_options) and "optim.base_batch_size" not in given:
+        t = cfg["train"]
+        out.append(f"optim.base_batch_size={t['batch_size'] * t['accum_steps'] * world}")
+    return out
+
+
+def _world(args: argparse.Namespace) -> int:
+    if _under_torchrun():
+        return int(os.environ["WORLD_SIZE"])
+    if args.launcher == "pytorch":
+        return args.nproc_per_node or max(torch.cuda.device_count(), 1)
+    return 1
+
+
+def launch_torchrun(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Start ``nproc`` copies of this command through torch.distributed.run and wait for them."""
+    nproc = _world(args)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+           "--nproc-per-node", str(nproc), "-m", "maskfeat.commands.run",
+           "--config", args.config, "--launcher", "pytorch"]
+    if overrides:
+        cmd += ["--cfg-options", *overrides]
+    print("launching: " + " ".join(cmd[2:]), file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import pretrain
+
+    if args.nproc_per_node is not None and args.nproc_per_node < 1:
+        raise UserError("--nproc-per-node must be >= 1")
+    if args.nproc_per_node and args.launcher != "pytorch":
+        raise UserError("--nproc-per-node needs --launcher pytorch")
+    overrides = translate(args, _world(args))
+    cfg = pretrain.build_config(args.config, overrides)
+    pretrain.validate(cfg)
+    if args.launcher == "pytorch" and not _under_torchrun():
+        return launch_torchrun(args, overrides)
+    return pretrain.run(argparse.Namespace(config=args.config, overrides=overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="run_maskfeat.py", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return int(run(args) or 0)
+    except (ConfigError, UserError) as e:
+        print(f"run_maskfeat: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Shared set-up of the evaluation commands: a frozen pre-trained encoder and labelled loaders."""
+from __future__ import annotations
+
+import sys
+
+from ..data.labelled import LabelledDataset, LabelledSplit, classification_transform, load_split
+from ..data.loader import build_loader
+from ..engine.distributed import DistEnv
+from ..models import build_encoder
+from .classifier import Pooled
+from .pretrained import load_encoder_into, read_pretrained, resolve_model_shape
+
+# A frozen encoder is our MaskFeatViT: a pre-training checkpoint fits it exactly; a timm export
+# lacks mask_token, a fine-tuned classifier brings head / fc_norm that are not used.
+FROZEN_MISSING = (r"mask_token",)
+FROZEN_UNUSED = (r"head\..*", r"fc_norm\..*")
+
+
+def say(env: DistEnv, message: str) -> None:
+    if env.is_main:
+        print(message, file=sys.stderr, flush=True)
+
+
+def build_frozen_features(model_cfg: dict, env: DistEnv) -> tuple[Pooled, int]:
+    """(Pooled encoder on the device, in eval mode, no gradients; its image size).
+
+    Weights from ``model.pretrained`` (shape as pre-trained unless the config says otherwise),
+    or a random init (trunc-normal .02, seeded by the caller) when it is ''.
+    """
+    pre = read_pretrained(model_cfg["pretrained"]) if model_cfg["pretrained"] else None
+    arch, img, patch = resolve_model_shape(model_cfg, pre)
+    encoder = build_encoder(arch, img_size=img, patch_size=patch)
+    if pre is not None:
+        report = load_encoder_into(encoder, pre, FROZEN_MISSING, FROZEN_UNUSED)
+        say(env, f"encoder {arch} {img}px patch {patch}: {report.summary(pre.path)}")
+    else:
+        say(env, f"encoder {arch} {img}px patch {patch}: random init (no model.pretrained)")
+    return Pooled(encoder, model_cfg["pool"]).to(env.device).eval().requires_grad_(False), img
+
+
+def labelled_datasets(data: dict, img_size: int, seed: int, train_aug: dict | None = None
+                      ) -> tuple[LabelledDataset, LabelledDataset]:
+    """(train, val) datasets; the train split uses the eval transform when ``train_aug`` is None."""
+    train_split: LabelledSplit = load_split(data, "train")
+    val_split = load_split(data, "val")
+    train_tf = classification_transform(data, img_size, train=train_aug is not None, aug=train_aug)
+    val_tf = classification_transform(data, img_size, train=False)
+    return (LabelledDataset(train_split, train_tf, seed, random_transform=train_aug is not None),
+            LabelledDataset(val_split, val_tf, seed, random_transform=False))
+
+
+def eval_loader(dataset, batch_size: int, data: dict, env: DistEnv, seed: int):
+    """Every sample once per rank's shard, in order (padded shards are de-duplicated on gather)."""
+    return build_loader(dataset, batch_size, data, env.rank, env.world, seed, shuffle=False, drop_last=False)
+
+
+def num_classes_of(model_cfg: dict, *splits: LabelledSplit) -> int:
+    return model_cfg.get("num_classes") or max(s.num_classes for s in splits)
+
+
+def embed_splits(features, img_size: int, data: dict, batch_size: int, env: DistEnv, seed: int,
+                 amp_dtype=None, progress: bool = False) -> tuple[dict, int]:
+    """Features of the train and val splits, extracted once with the eval transform:
+    ({'train': (feats (N, D), labels (N,)), 'val': ...}, number of classes)."""
+    from .knn import extract_features
+
+    train_set, val_set = labelled_datasets(data, img_size, seed)
+    out = {}
+    for name, ds in (("train", train_set), ("val", val_set)):
+        out[name] = extract_features(features, eval_loader(ds, batch_size, data, env, seed), env, amp_dtype,
+                                     progress, desc=f"{name} features")
+    return out, num_classes_of({}, train_set.split, val_set.split)

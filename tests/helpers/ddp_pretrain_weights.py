@@ -1,0 +1,16 @@
+"""Run under torchrun: a tiny pre-training run, then every rank saves its own weights."""
+import sys
+from pathlib import Path
+
+import torch
+
+from maskfeat.commands.pretrain import build_config, build_trainer
+from maskfeat.engine.distributed import cleanup, init_distributed
+
+out = Path(sys.argv[1])
+cfg = build_config(None, sys.argv[2:])
+env = init_distributed("cpu")
+trainer = build_trainer(cfg, env)
+state = trainer.fit()
+torch.save({"model": trainer.model.state_dict(), "step": state.step}, out / f"rank{env.rank}.pt")
+cleanup(env)

@@ -1,0 +1,153 @@
+import math
+import os
+import pickle
+import signal
+
+import pytest
+import torch
+
+from maskfeat.commands.pretrain import build_config, build_trainer
+from maskfeat.engine.checkpoint import load_checkpoint, save_checkpoint
+from maskfeat.engine.distributed import DistEnv
+from maskfeat.engine.optim import build_optimizer, build_scheduler
+from maskfeat.engine.trainer import amp_dtype
+from maskfeat.errors import UserError
+
+from conftest import tiny_pretrain_overrides
+
+
+def test_warmup_then_cosine_per_iteration():
+    model = torch.nn.Linear(4, 4)
+    o = dict(lr=1e-3, base_batch_size=256, weight_decay=0.05, betas=[0.9, 0.999], eps=1e-8,
+             warmup_epochs=2, warmup_start_factor=1e-6, min_lr=1e-6)
+    opt = build_optimizer(model, o, global_batch=512)            # lr scaled to 2e-3
+    sched = build_scheduler(opt, o, iters_per_epoch=10, epochs=10)
+    base = 2e-3
+
+    def lr_at(step):
+        sched.step_update(step)
+        return opt.param_groups[0]["lr"]
+
+    assert lr_at(0) == pytest.approx(base * 1e-6)
+    assert lr_at(10) == pytest.approx(base * 1e-6 + (base - base * 1e-6) * 0.5)
+    assert lr_at(20) == pytest.approx(base)
+    t = 50 - 20
+    assert lr_at(50) == pytest.approx(1e-6 + (base - 1e-6) * 0.5 * (1 + math.cos(math.pi * t / 80)))
+    assert lr_at(100) == pytest.approx(1e-6)
+
+
+def test_amp_dtype_choice():
+    cpu = torch.device("cpu")
+    assert amp_dtype("auto", cpu) is None and amp_dtype("fp16", cpu) is None
+    assert amp_dtype("bf16", cpu) == torch.bfloat16 and amp_dtype("none", cpu) is None
+    with pytest.raises(UserError, match="train.amp"):
+        amp_dtype("fp8", cpu)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pth"
+    save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+
+    def broken_save(obj, f, *a, **k):
+        f.write(b"partial bytes")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    ckpt = load_checkpoint(path)
+    assert ckpt["step"] == 1 and torch.equal(ckpt["w"], torch.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_checkpoint_carrying_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"model": Evil()}, f)
+    with pytest.raises(UserError, match="refused to load"):
+        load_checkpoint(path)
+    (tmp_path / "trunc.pth").write_bytes(b"PK\x03\x04trunc")
+    with pytest.raises(UserError, match="trunc.pth"):
+        load_checkpoint(tmp_path / "trunc.pth")
+
+
+def run_trainer(tmp_path, name, *extra, step_hook=None):
+    cfg = build_config(None, tiny_pretrain_overrides(tmp_path / name, **dict(e.split("=", 1) for e in extra)))
+    trainer = build_trainer(cfg, DistEnv())
+    if step_hook:
+        inner = trainer.step_fn
+        trainer.step_fn = lambda model, batch: step_hook(trainer, inner(model, batch))
+    trainer.fit()
+    return trainer
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    full = run_trainer(tmp_path, "full", "train.batch_size=8", "train.max_steps=1")
+    accum = run_trainer(tmp_path, "accum", "train.batch_size=4", "train.accum_steps=2", "train.max_steps=1")
+    assert full.global_batch == accum.global_batch == 8
+    for (n, a), b in zip(full.model.state_dict().items(), accum.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), n
+
+
+def read_losses(path):
+    import json
+    return {r["step"]: (r["loss"], r["lr"]) for r in map(json.loads, path.read_text().splitlines()) if "loss" in r}
+
+
+def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
+    ref = run_trainer(tmp_path, "ref")
+    assert ref.state.step == 16
+
+    def send_sigterm_at_step_5(trainer, loss):
+        if trainer.state.step == 4:            # during the 5th step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    stopped = run_trainer(tmp_path, "run", step_hook=send_sigterm_at_step_5)
+    assert stopped.state.step == 5 and stopped.state.epoch == 0       # mid-epoch (8 steps/epoch)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pth")
+    assert (ckpt["step"], ckpt["epoch"], ckpt["iter_in_epoch"]) == (5, 0, 5)
+    resumed = run_trainer(tmp_path, "run", "train.resume=auto")
+    assert resumed.state.step == 16
+    a, b = read_losses(tmp_path / "ref" / "log.jsonl"), read_losses(tmp_path / "run" / "log.jsonl")
+    assert sorted(a) == sorted(b) == list(range(1, 17))
+    for step in a:
+        assert a[step][0] == pytest.approx(b[step][0], abs=1e-7), step     # loss
+        assert a[step][1] == pytest.approx(b[step][1], rel=1e-12), step    # lr
+    for (n, x), y in zip(ref.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.allclose(x, y, atol=1e-6), n
+
+
+def test_non_finite_step_is_skipped_and_counted(tmp_path):
+    snapshots = {}
+
+    def nan_at_step_3(trainer, loss):
+        if trainer.state.step == 2:
+            snapshots["before"] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+            snapshots["opt"] = {k: v["exp_avg"].clone() for k, v in trainer.optimizer.state.items()}
+            return loss * float("nan")
+        if trainer.state.step == 3 and "after" not in snapshots:
+            snapshots["after"] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+            snapshots["opt_after"] = {k: v["exp_avg"].clone() for k, v in trainer.optimizer.state.items()}
+        return loss
+
+    trainer = run_trainer(tmp_path, "nan", "train.max_steps=5", step_hook=nan_at_step_3)
+    for k in snapshots["before"]:
+        assert torch.equal(snapshots["before"][k], snapshots["after"][k]), k
+    for k in snapshots["opt"]:
+        assert torch.equal(snapshots["opt"][k], snapshots["opt_after"][k])
+    logged = read_losses(tmp_path / "nan" / "log.jsonl")
+    import json
+    last = json.loads((tmp_path / "nan" / "log.jsonl").read_text().splitlines()[-1])
+    assert last["nonfinite_steps"] == 1 and trainer.state.step == 5 and math.isfinite(logged[5][0])
+
+
+def test_too_many_non_finite_steps_stop_the_run(tmp_path):
+    with pytest.raises(UserError, match="3 non-finite steps in a row"):
+        run_trainer(tmp_path, "nan", "train.max_nonfinite=3", step_hook=lambda t, loss: loss * float("nan"))
