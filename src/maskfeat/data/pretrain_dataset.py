@@ -68,7 +68,7 @@ class PretrainDataset(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         img, bad = self.load(index)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
+            torch.default_generator.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)  # CPU only, cheap
             img = self.transform(img)
         item = {"images": img, "bad": len(bad), "bad_paths": "\n".join(bad)}
         if self.mask_generator is not None:
