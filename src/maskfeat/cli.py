@@ -21,18 +21,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Imports a command's module (and so torch, timm, ...) only for the command being run."""
     parser = argparse.ArgumentParser(prog="maskfeat", description="MaskFeat: masked HOG feature prediction.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        importlib.import_module(module).add_arguments(p)
+        if only is None or name == only:
+            importlib.import_module(module).add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = argv[0] if argv and argv[0] in COMMANDS else ""
+    args = build_parser(chosen).parse_args(argv)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except (ConfigError, UserError) as e:
