@@ -11,7 +11,7 @@ from timm.utils import ModelEmaV3
 
 from ..config import resolve_config
 from ..defaults import FINETUNE
-from ..engine.distributed import cleanup, init_distributed, seed_everything
+from ..engine.distributed import distributed_session, seed_everything
 from ..engine.trainer import Trainer
 from ..errors import UserError
 from ..eval.classifier import (CLASSIFIER_DROPPED, CLASSIFIER_NEW, ClassificationStep, build_classifier,
@@ -87,9 +87,6 @@ def run(args: argparse.Namespace) -> int:
         from ..video.finetune import run as run_video
         return run_video(args)
     cfg = build_config(args.config, args.overrides)
-    env = init_distributed(cfg["train"]["device"])
-    try:
+    with distributed_session(cfg["train"]["device"]) as env:
         run_finetune(cfg, env)
-    finally:
-        cleanup(env)
     return 0

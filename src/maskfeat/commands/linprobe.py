@@ -13,7 +13,7 @@ from ..config import resolve_config
 from ..data.labelled import FeatureDataset
 from ..data.loader import build_loader
 from ..defaults import LINPROBE
-from ..engine.distributed import cleanup, init_distributed, seed_everything
+from ..engine.distributed import distributed_session, seed_everything
 from ..engine.optim import scaled_lr
 from ..engine.trainer import Trainer, amp_dtype
 from ..errors import UserError
@@ -94,9 +94,6 @@ def run_linprobe(cfg: dict, env) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     cfg = build_config(args.config, args.overrides)
-    env = init_distributed(cfg["train"]["device"])
-    try:
+    with distributed_session(cfg["train"]["device"]) as env:
         run_linprobe(cfg, env)
-    finally:
-        cleanup(env)
     return 0

@@ -8,7 +8,7 @@ import torch
 from ..config import resolve_config
 from ..data import build_loader, build_pretrain_dataset
 from ..defaults import PRETRAIN
-from ..engine.distributed import cleanup, init_distributed, seed_everything
+from ..engine.distributed import distributed_session, seed_everything
 from ..engine.trainer import Trainer
 from ..errors import UserError
 from ..models import build_pretrain_model
@@ -79,9 +79,6 @@ def build_trainer(cfg: dict, env) -> Trainer:
 def run(args: argparse.Namespace) -> int:
     cfg = build_config(args.config, args.overrides)
     validate(cfg)
-    env = init_distributed(cfg["train"]["device"])
-    try:
+    with distributed_session(cfg["train"]["device"]) as env:
         build_trainer(cfg, env).fit()
-    finally:
-        cleanup(env)
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,16 @@ def barrier(env: DistEnv) -> None:
 def cleanup(env: DistEnv) -> None:
     if env.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def distributed_session(device_pref: str = "auto"):
+    """``with distributed_session(pref) as env:`` a command's process group, always torn down."""
+    env = init_distributed(device_pref)
+    try:
+        yield env
+    finally:
+        cleanup(env)
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:
