@@ -21,6 +21,7 @@ PRETRAIN = {
         "nbins": 9,
         "cell_size": 8,
         "gaussian_window": 16,       # 0 = none (official SlowFast); 16 = mmpretrain
+        "impl": "auto",              # auto (compiled on CUDA, eager on CPU) | compiled (torch.compile, one fused kernel) | eager
     },
     "mask": {
         "ratio": 0.4,
@@ -59,7 +60,8 @@ PRETRAIN = {
         "batch_size": 32,            # per process
         "accum_steps": 1,
         "amp": "auto",               # auto | bf16 | fp16 | none (auto: bf16 on a GPU that has it, else fp16; fp32 on CPU)
-        "compile": False,
+        "compile": False,            # torch.compile the whole model (HOG, encoder, head, loss); falls back to eager on failure
+        "compile_mode": "default",   # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
         "seed": 0,
         "device": "auto",            # auto | cpu | cuda
         "output_dir": "work_dirs/maskfeat_vit-mini_skimage",

@@ -8,10 +8,13 @@ bins, hard assignment, 8x8 cells, per-cell-and-channel L2 norm, optional
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+HOG_IMPLS = ("auto", "compiled", "eager")
 
 
 def gaussian_kernel(size: int, std: float) -> torch.Tensor:
@@ -47,6 +50,8 @@ class HOGGenerator(nn.Module):
             self.register_buffer("gkern", gaussian_kernel(gaussian_window, gaussian_window / 2), persistent=False)
         else:
             self.gkern = None
+        self._compiled = None       # see set_impl
+        self._base, self._base_key = None, None   # cached slot offsets
 
     @property
     def out_dim(self) -> int:
@@ -62,18 +67,93 @@ class HOGGenerator(nn.Module):
         b, c, h, w = x.shape
         self.check_size(h, w)
         x = F.pad(x.float(), (1, 1, 1, 1), mode="reflect")
-        g = F.conv2d(x, self.sobel, groups=c).view(b, c, 2, h, w)
-        gx, gy = g[:, :, 0], g[:, :, 1]
-        mag = torch.sqrt(gx * gx + gy * gy)                      # (B, C, H, W)
-        phase = torch.atan2(gx, gy)                              # argument order as mmpretrain
-        bins = torch.floor(phase / math.pi * self.nbins).long().remainder_(self.nbins)
+        grad = F.conv2d(x, self.sobel, groups=c).view(b, c, 2, h, w)   # (B, C, [gx, gy], H, W)
+        window = None
         if self.gkern is not None:
-            mag = mag * self.gkern.repeat(h // self.window, w // self.window)
-        hist = torch.zeros(b, c, self.nbins, h, w, device=x.device, dtype=mag.dtype)
-        hist.scatter_add_(2, bins.unsqueeze(2), mag.unsqueeze(2))  # hard assignment
+            window = self.gkern.repeat(h // self.window, w // self.window)   # (H, W)
+        return self._binning(grad, window)
+
+    def _magnitude_and_bin(self, grad: torch.Tensor, window: torch.Tensor | None):
+        gx, gy = grad[:, :, 0], grad[:, :, 1]
+        mag = torch.sqrt(gx * gx + gy * gy)                                 # (B, C, H, W)
+        phase = torch.atan2(gx, gy)                                         # argument order as mmpretrain
+        bins = torch.floor(phase / math.pi * self.nbins).remainder(self.nbins)   # float bin index
+        if window is not None:
+            mag = mag * window
+        return mag, bins
+
+    def _binning_eager(self, grad: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
+        """(B, C, 2, H, W) gradients -> normalised cell histograms (B, C, nbins, Hc, Wc).
+
+        Each pixel's magnitude is added straight into its (image, channel, bin, cell) slot,
+        so the (B, C, nbins, H, W) one-hot volume is never built. Same arithmetic as
+        ``_magnitude_and_bin``, done in place.
+        """
+        b, c, _, h, w = grad.shape
         cs = self.cell_size
+        hc, wc = h // cs, w // cs
+        gx, gy = grad[:, :, 0], grad[:, :, 1]
+        mag = gx * gx
+        mag.addcmul_(gy, gy).sqrt_()                                        # (B, C, H, W)
+        if window is not None:
+            mag.mul_(window)
+        bins = torch.atan2(gx, gy).div_(math.pi).mul_(self.nbins).floor_()     # in [-nbins, nbins]
+        bins = bins.to(torch.int32).remainder_(self.nbins)                  # exact: small integers
+        index = bins.add_(self._slot_base(b, c, h, w, grad.device))         # (B, C, H, W) flat slot
+        hist = torch.zeros(b * c * hc * wc * self.nbins, device=grad.device, dtype=mag.dtype)
+        hist.index_add_(0, index.view(-1), mag.view(-1))
+        hist = F.normalize(hist.view(b, c, hc, wc, self.nbins), p=2, dim=-1, eps=1e-12)   # bins last: fast norm
+        return hist.permute(0, 1, 4, 2, 3)                                  # (B, C, nbins, Hc, Wc) view
+
+    def _slot_base(self, b: int, c: int, h: int, w: int, device) -> torch.Tensor:
+        """(B, C, H, W) int32: flat offset of each pixel's (image, channel, cell) in the histogram
+        laid out as (B, C, Hc, Wc, nbins); the pixel's bin is added to it."""
+        key = (b, c, h, w, str(device))
+        if self._base_key != key:
+            cs = self.cell_size
+            hc, wc = h // cs, w // cs
+            ys = torch.arange(h, device=device, dtype=torch.int32) // cs
+            xs = torch.arange(w, device=device, dtype=torch.int32) // cs
+            cell = (ys[:, None] * wc + xs[None, :]) * self.nbins            # (H, W)
+            plane = torch.arange(b * c, device=device, dtype=torch.int32).view(b, c, 1, 1) * (self.nbins * hc * wc)
+            if b * c * self.nbins * hc * wc >= 2**31:
+                raise ValueError("hog: batch too large for int32 histogram indices")
+            self._base, self._base_key = (plane + cell).contiguous(), key
+        return self._base
+
+    def _binning_fusable(self, grad: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
+        """The same histograms as a one-hot select and a sum: torch.compile turns magnitude,
+        angle, binning, cell sums and the norm into one reduction without intermediates."""
+        b, c, _, h, w = grad.shape
+        cs = self.cell_size
+        mag, bins = self._magnitude_and_bin(grad, window)
+        levels = torch.arange(self.nbins, device=grad.device, dtype=bins.dtype).view(1, 1, -1, 1, 1)
+        hist = torch.where(bins.unsqueeze(2) == levels, mag.unsqueeze(2), 0.0)   # (B, C, nbins, H, W)
         hist = hist.view(b, c, self.nbins, h // cs, cs, w // cs, cs).sum(dim=(4, 6))
         return F.normalize(hist, p=2, dim=2, eps=1e-12)
+
+    def _binning(self, grad: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
+        if torch.compiler.is_compiling():          # inside a compiled model (train.compile)
+            return self._binning_fusable(grad, window)
+        if self._compiled is None:
+            return self._binning_eager(grad, window)
+        try:
+            return self._compiled(grad, window)
+        except Exception as e:     # no compiler, unsupported backend: the eager path is exact too
+            warnings.warn(f"hog: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                          f"computing HOG eagerly", RuntimeWarning, stacklevel=2)
+            self._compiled = None
+            return self._binning_eager(grad, window)
+
+    def set_impl(self, impl: str, device: torch.device | str | None = None) -> HOGGenerator:
+        """``compiled``: torch.compile the binning (one fused kernel); ``eager``; ``auto``:
+        compiled on CUDA, eager elsewhere (a CPU compile costs tens of seconds up front)."""
+        if impl not in HOG_IMPLS:
+            raise ValueError(f"hog.impl: unknown value {impl!r}; choose {', '.join(HOG_IMPLS)}")
+        device = torch.device(device) if device is not None else self.sobel.device
+        use = impl == "compiled" or (impl == "auto" and device.type == "cuda")
+        self._compiled = torch.compile(self._binning_fusable, dynamic=False) if use else None
+        return self
 
     def to_patches(self, hist: torch.Tensor) -> torch.Tensor:
         """(B, C, nbins, Hc, Wc) -> (B, num_patches, C * nbins * k * k) with k cells per patch side."""

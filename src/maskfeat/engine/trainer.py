@@ -83,7 +83,8 @@ class Trainer:
             wrapped = DistributedDataParallel(self.model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
                                               broadcast_buffers=False)
         self.ddp = wrapped if env.distributed else None
-        self.fwd = torch.compile(wrapped) if t["compile"] else wrapped
+        mode = t.get("compile_mode", "default")
+        self.fwd = torch.compile(wrapped, mode=None if mode == "default" else mode) if t["compile"] else wrapped
         self._eager = wrapped
 
         self.global_batch = self.batch * env.world * self.accum

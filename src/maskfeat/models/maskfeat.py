@@ -61,11 +61,14 @@ class MaskFeat(nn.Module):
         return MaskFeatOutput(loss)
 
 
-def build_pretrain_model(cfg: dict) -> MaskFeat:
-    """From the ``model`` and ``hog`` sections of a config."""
+def build_pretrain_model(cfg: dict, device: torch.device | str = "cpu") -> MaskFeat:
+    """From the ``model`` and ``hog`` sections of a config; ``device`` picks the HOG implementation."""
     m, h = cfg["model"], cfg["hog"]
     encoder = build_encoder(m["arch"], img_size=m["img_size"], patch_size=m["patch_size"],
                             drop_path_rate=m["drop_path_rate"])
     target = build_target(m["target"], m["patch_size"], nbins=h["nbins"], cell_size=h["cell_size"],
                           gaussian_window=h["gaussian_window"])
+    if hasattr(target, "set_impl") and not cfg.get("train", {}).get("compile", False):
+        # with train.compile the whole model is compiled, HOG included
+        target.set_impl(h.get("impl", "auto"), device)
     return MaskFeat(encoder, target, decay_pos_embed=m["decay_pos_embed"])

@@ -1,0 +1,379 @@
+"""Throughput of the MaskFeat pre-training step against a bare timm ViT step, in one process.
+
+    python bench/throughput.py                      # GPU: ViT-B/16, 224 px, batch 256; CPU: vit-mini, 112 px, batch 32
+    python bench/throughput.py --amp bf16,fp16 --compile eager,compiled
+    python bench/throughput.py --data /tmp/jpegs --make-data 4096 --workers 16 --decode cpu,device
+
+Step mode times, on one in-memory batch (uint8 images and block masks already on the device),
+after warm-up, the median of ``--steps`` synchronised steps of:
+  * ours: the very code ``maskfeat pretrain`` runs (Trainer: normalise on the device, HOG, mask
+    token, encoder, head, masked MSE, backward, clip, fused AdamW, lr schedule);
+  * timm: a bare timm VisionTransformer of the same shape on the same batch (forward_features,
+    mean-square of the tokens as the loss; no HOG, no mask, no head), with the same optimizer,
+    clipping, AMP and compile setting: the in-run reference. ``overhead`` = ours / timm - 1.
+Model TFLOP/s = FLOPs of one forward + backward (counted by torch.utils.flop_counter: 2 per multiply-add,
+so ViT-B/16 is 33.7 GFLOP forward, the "17.6 GFLOPs" of papers that count multiply-adds; attention
+matmuls are counted on CUDA only, where SDPA has a FLOP formula) x img/s.
+
+Data mode (``--data DIR``) runs the real loader (``data.source=folder``) and our step from JPEG files
+to optimizer step and reports end-to-end img/s and the share of the time spent waiting for data.
+``--make-data N`` first fills DIR with N JPEGs of ImageNet-like sizes cut from scikit-image's photos.
+
+The table is printed last; ``--json`` writes the rows with the machine and versions.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskfeat.commands.pretrain import build_config, build_trainer
+from maskfeat.engine.distributed import distributed_session, seed_everything
+from maskfeat.engine.optim import build_optimizer
+from maskfeat.masking import BlockMaskGenerator
+from maskfeat.models.vit import ARCHS
+
+AMP = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def reset_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def flops_per_image(step_once, batch: int) -> float:
+    """FLOPs of one forward + backward at ``batch`` images, divided by ``batch``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step_once()
+    return counter.get_total_flops() / batch
+
+
+def time_steps(step, device: torch.device, warmup: int, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` synchronised calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def synthetic_batch(batch: int, img_size: int, patch: int, min_patches: int, device: torch.device) -> dict:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch, 3, img_size, img_size), dtype=torch.uint8, generator=g)
+    grid = img_size // patch
+    gen = BlockMaskGenerator((grid, grid), mask_ratio=0.4, min_num_patches=min_patches)
+    rng = np.random.default_rng(0)
+    masks = torch.from_numpy(np.stack([gen(rng) for _ in range(batch)]))
+    return {"images": images.to(device), "mask": masks.to(device)}
+
+
+def pretrain_config(args, out_dir: str, amp: str, compiled: bool, extra: list[str] = ()) -> dict:
+    grid = args.img_size // 16
+    overrides = [f"model.arch={args.arch}", f"model.img_size={args.img_size}",
+                 f"mask.min_num_patches={15 if grid >= 14 else max(2, grid // 2)}",
+                 f"train.batch_size={args.batch}", f"train.amp={AMP[amp]}", f"train.compile={str(compiled).lower()}",
+                 f"train.compile_mode={args.compile_mode}", f"train.device={args.device}",
+                 f"train.output_dir={out_dir}", "train.progress=false", "train.log_interval=1000000",
+                 "data.source=skimage", f"data.samples_per_epoch={max(args.batch, 64)}", "data.num_workers=0",
+                 "optim.warmup_epochs=0", *extra]
+    return build_config(None, overrides)
+
+
+# -- ours: the Trainer's own step -------------------------------------------------------------------
+def our_step(trainer, batch: dict):
+    def step():
+        trainer._forward_backward(batch, sync=True)
+        trainer._optimizer_step()
+        trainer.state.step += 1
+        trainer.scheduler.step_update(trainer.state.step)
+    return step
+
+
+def our_flops(trainer, batch: dict) -> float:
+    one = {k: v[:1] for k, v in batch.items()}
+
+    def fwd_bwd():
+        trainer._eager.zero_grad(set_to_none=True)
+        loss = trainer.step_fn(trainer._eager, one)
+        loss.backward()
+    f = flops_per_image(fwd_bwd, 1)
+    trainer._eager.zero_grad(set_to_none=True)
+    return f
+
+
+# -- the reference: a bare timm ViT of the same shape -------------------------------------------------
+class TimmStep:
+    def __init__(self, cfg: dict, device: torch.device, amp: str, compiled: bool, mode: str):
+        from timm.models.vision_transformer import VisionTransformer
+
+        m = cfg["model"]
+        seed_everything(0)
+        self.model = VisionTransformer(img_size=m["img_size"], patch_size=m["patch_size"], num_classes=0,
+                                       mlp_ratio=4.0, qkv_bias=True, **ARCHS[m["arch"]]).to(device)
+        features = self.model.forward_features          # the reference has no classifier head
+        self.fwd = torch.compile(features, mode=None if mode == "default" else mode) if compiled else features
+        self.optimizer = build_optimizer(self.model, cfg["optim"], cfg["train"]["batch_size"])
+        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        self.clip = cfg["optim"]["clip_grad"]
+        self.device = device
+        mean = torch.tensor(cfg["data"]["mean"], device=device).view(1, -1, 1, 1) * 255
+        std = torch.tensor(cfg["data"]["std"], device=device).view(1, -1, 1, 1) * 255
+        self.norm = (mean, std)
+
+    def loss(self, fwd, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() - self.norm[0]) / self.norm[1]
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            return fwd(x).float().square().mean()
+
+    def step_fn(self, batch: dict):
+        images = batch["images"]
+
+        def step():
+            loss = self.loss(self.fwd, images)
+            self.scaler.scale(loss).backward()
+            if self.scaler.is_enabled():
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+        return step
+
+    def flops(self, batch: dict) -> float:
+        def fwd_bwd():
+            self.loss(self.model.forward_features, batch["images"][:1]).backward()
+        f = flops_per_image(fwd_bwd, 1)
+        self.model.zero_grad(set_to_none=True)
+        return f
+
+
+# -- step mode ------------------------------------------------------------------------------------------
+def row(name: str, variant: str, amp: str, times: list[float], batch: int, flops: float, mem, extra=None) -> dict:
+    ms = statistics.median(times) * 1e3
+    r = {"model": name, "variant": variant, "amp": amp, "batch": batch, "ms_per_step": round(ms, 2),
+         "img_per_s": round(batch / (ms / 1e3), 1), "tflops": round(flops * batch / (ms / 1e3) / 1e12, 4),
+         "gflop_per_img": round(flops / 1e9, 6),
+         "peak_mem_gib": None if mem is None else round(mem, 2), "steps": len(times),
+         "ms_min": round(min(times) * 1e3, 2), "ms_max": round(max(times) * 1e3, 2)}
+    r.update(extra or {})
+    return r
+
+
+def run_step_mode(args, env, out_root: Path) -> list[dict]:
+    rows = []
+    device = env.device
+    for amp in args.amp:
+        for variant in args.compile:
+            compiled = variant == "compiled"
+            label = f"{variant} {amp}"
+            # ours
+            reset_memory(device)
+            cfg = pretrain_config(args, str(out_root / f"ours_{amp}_{variant}"), amp, compiled)
+            trainer = build_trainer(cfg, env)
+            batch = synthetic_batch(args.batch, args.img_size, 16, 15 if args.img_size >= 224 else 2, device)
+            print(f"[{label}] ours: warm-up ({'compiling' if compiled else 'eager'}) ...", file=sys.stderr, flush=True)
+            times = time_steps(our_step(trainer, batch), device, args.warmup, args.steps)
+            fell_back = compiled and trainer.fwd is trainer._eager
+            mem = peak_memory_gib(device)
+            flops = our_flops(trainer, batch)
+            ours = row("maskfeat", variant + (" (fell back to eager)" if fell_back else ""), amp, times,
+                       args.batch, flops, mem)
+            del trainer
+            # the timm reference
+            reset_memory(device)
+            ref = TimmStep(cfg, device, amp, compiled, args.compile_mode)
+            print(f"[{label}] timm reference ...", file=sys.stderr, flush=True)
+            times = time_steps(ref.step_fn(batch), device, args.warmup, args.steps)
+            mem = peak_memory_gib(device)
+            theirs = row("timm ViT", variant, amp, times, args.batch, ref.flops(batch), mem)
+            del ref
+            ours["overhead_vs_timm"] = round(ours["ms_per_step"] / theirs["ms_per_step"] - 1, 4)
+            rows += [ours, theirs]
+            print(format_table(rows[-2:]), file=sys.stderr, flush=True)
+    return rows
+
+
+# -- data mode ------------------------------------------------------------------------------------------
+def make_jpeg_folder(root: Path, count: int, seed: int = 0) -> None:
+    """``count`` JPEGs of ImageNet-like sizes (shorter side 300-500 px), crops of scikit-image's photos."""
+    from PIL import Image
+
+    from maskfeat.data.images import decode_rgb, skimage_photos
+
+    root.mkdir(parents=True, exist_ok=True)
+    photos = [decode_rgb(p).permute(1, 2, 0).numpy() for p in skimage_photos()]
+    photos = [p for p in photos if min(p.shape[:2]) >= 256]
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        src = photos[i % len(photos)]
+        h, w = src.shape[:2]
+        ch, cw = int(rng.integers(h // 2, h + 1)), int(rng.integers(w // 2, w + 1))
+        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        short = int(rng.integers(300, 501))
+        scale = short / min(ch, cw)
+        im = Image.fromarray(src[top:top + ch, left:left + cw]).resize((round(cw * scale), round(ch * scale)),
+                                                                        Image.BILINEAR)
+        im.save(root / f"img_{i:06d}.jpg", quality=90)
+
+
+def run_data_mode(args, env, out_root: Path) -> list[dict]:
+    rows = []
+    device = env.device
+    amp, variant = args.amp[0], args.compile[-1]
+    for decode in args.decode:
+        reset_memory(device)
+        extra = ["data.source=folder", f"data.root={args.data}", f"data.num_workers={args.workers}"]
+        if decode != "cpu":
+            extra.append(f"data.decode={decode}")
+        cfg = pretrain_config(args, str(out_root / f"data_{decode}"), amp, variant == "compiled", extra)
+        trainer = build_trainer(cfg, env)
+        loader, step = trainer.loader, None
+        waits, totals = [], []
+        epoch, done = 0, 0
+        print(f"[data {decode}] {len(loader.dataset)} files, {args.workers} workers ...", file=sys.stderr, flush=True)
+        while done < args.warmup + args.steps:
+            loader.sampler.set_epoch(epoch)
+            t_end = time.perf_counter()
+            for batch in loader:
+                t_data = time.perf_counter()
+                trainer._forward_backward(batch, sync=True)
+                trainer._optimizer_step()
+                sync(device)
+                now = time.perf_counter()
+                if done >= args.warmup:
+                    waits.append(t_data - t_end)
+                    totals.append(now - t_end)
+                done += 1
+                t_end = time.perf_counter()
+                if done >= args.warmup + args.steps:
+                    break
+            epoch += 1
+        total = sum(totals)
+        r = {"model": "maskfeat", "variant": f"data {decode}, {variant}", "amp": amp, "batch": args.batch,
+             "ms_per_step": round(total / len(totals) * 1e3, 2), "img_per_s": round(args.batch * len(totals) / total, 1),
+             "data_wait_share": round(sum(waits) / total, 3), "workers": args.workers, "steps": len(totals),
+             "tflops": None, "peak_mem_gib": None if peak_memory_gib(device) is None else round(peak_memory_gib(device), 2)}
+        rows.append(r)
+        del trainer, loader
+    return rows
+
+
+# -- output ---------------------------------------------------------------------------------------------
+def format_table(rows: list[dict]) -> str:
+    head = ["model", "variant", "amp", "batch", "img/s", "ms/step", "TFLOP/s", "peak GiB", "vs timm", "data wait"]
+    lines = [head]
+    for r in rows:
+        ov = r.get("overhead_vs_timm")
+        lines.append([r["model"], r["variant"], r["amp"], str(r["batch"]), f"{r['img_per_s']:.1f}",
+                      f"{r['ms_per_step']:.1f}", "-" if r.get("tflops") is None else f"{r['tflops']:.3g}",
+                      "-" if r.get("peak_mem_gib") is None else f"{r['peak_mem_gib']:.2f}",
+                      "-" if ov is None else f"{ov * 100:+.1f}%",
+                      "-" if r.get("data_wait_share") is None else f"{r['data_wait_share'] * 100:.0f}%"])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    fmt = lambda line: "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([fmt(lines[0]), sep] + [fmt(line) for line in lines[1:]])
+
+
+def machine() -> dict:
+    info = {"torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor() or
+            platform.machine(), "threads": torch.get_num_threads()}
+    try:
+        import timm
+        import torchvision
+        info.update(timm=timm.__version__, torchvision=torchvision.__version__)
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    gpu = torch.cuda.is_available()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="vit-base" if gpu else "vit-mini", choices=sorted(ARCHS))
+    p.add_argument("--img-size", type=int, default=224 if gpu else 112)
+    p.add_argument("--batch", type=int, default=256 if gpu else 32)
+    p.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
+    p.add_argument("--warmup", type=int, default=5 if gpu else 2)
+    p.add_argument("--amp", default="bf16,fp16" if gpu else "fp32", help="comma list of fp32, bf16, fp16")
+    p.add_argument("--compile", default="eager,compiled", help="comma list of eager, compiled")
+    p.add_argument("--compile-mode", default="default",
+                   help="torch.compile mode: default | max-autotune-no-cudagraphs | reduce-overhead | max-autotune")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--data", default="", help="folder of JPEGs: also run the data mode")
+    p.add_argument("--make-data", type=int, default=0, help="first create this many JPEGs in --data")
+    p.add_argument("--workers", type=int, default=8 if gpu else 2)
+    p.add_argument("--decode", default="cpu", help="comma list of data.decode values for the data mode: cpu, device")
+    p.add_argument("--skip-steps", action="store_true", help="data mode only")
+    p.add_argument("--json", default="work_dirs/bench_throughput.json")
+    args = p.parse_args(argv)
+    args.amp = [a.strip() for a in args.amp.split(",") if a.strip()]
+    args.compile = [c.strip() for c in args.compile.split(",") if c.strip()]
+    args.decode = [d.strip() for d in args.decode.split(",") if d.strip()]
+    bad = [a for a in args.amp if a not in AMP] + [c for c in args.compile if c not in ("eager", "compiled")]
+    if bad:
+        p.error(f"unknown --amp / --compile value(s): {', '.join(bad)}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.make_data:
+        if not args.data:
+            raise SystemExit("--make-data needs --data DIR")
+        make_jpeg_folder(Path(args.data), args.make_data)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="maskfeat_bench_") as tmp, distributed_session(args.device) as env:
+        if env.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if not args.skip_steps:
+            rows += run_step_mode(args, env, Path(tmp))
+        if args.data:
+            rows += run_data_mode(args, env, Path(tmp))
+    result = {"machine": machine(), "args": {k: v for k, v in vars(args).items()}, "rows": rows}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"\n{args.arch}, {args.img_size} px, batch {args.batch}, median of {args.steps} steps, "
+          f"{result['machine'].get('gpu', 'CPU')} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
+          f"JSON: {out}")
+    print(format_table(rows))
+    return 0 if all(not math.isnan(r["img_per_s"]) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

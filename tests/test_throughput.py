@@ -1,0 +1,145 @@
+"""The fast paths give the reference numbers: compiled HOG, compiled training step, and the
+throughput benchmark runs end to end on CPU (its figures are printed, never asserted)."""
+import importlib.util
+import json
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import REPO
+from maskfeat.commands.pretrain import build_config, build_trainer
+from maskfeat.data.images import decode_rgb, skimage_photos
+from maskfeat.engine.distributed import DistEnv
+from maskfeat.hog import HOGGenerator
+
+
+def photo_batch(size: int = 64, n: int = 4) -> torch.Tensor:
+    """Normalised crops of real photos (flat areas, saturated pixels, edges) plus one noise image."""
+    from torchvision.transforms.v2 import functional as TF
+
+    imgs = [TF.resize(decode_rgb(p), [size, size], antialias=True) for p in skimage_photos()[:n - 1]]
+    imgs.append(torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)))
+    x = torch.stack(imgs).float()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+    return (x - mean) / std
+
+
+def scatter_reference(hog: HOGGenerator, x: torch.Tensor) -> torch.Tensor:
+    """mmpretrain's formulation, written out: a full-resolution one-hot scatter, then cell sums."""
+    b, c, h, w = x.shape
+    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), hog.sobel, groups=c).view(b, c, 2, h, w)
+    gx, gy = g[:, :, 0], g[:, :, 1]
+    mag = torch.sqrt(gx**2 + gy**2) * hog.gkern.repeat(h // 16, w // 16)
+    bins = torch.floor(torch.atan2(gx, gy) / math.pi * 9).long() % 9
+    full = torch.zeros(b, c, 9, h, w).scatter_add_(2, bins.unsqueeze(2), mag.unsqueeze(2))
+    hist = F.normalize(full.view(b, c, 9, h // 8, 8, w // 8, 8).sum(dim=(4, 6)), dim=2)
+    return hog.to_patches(hist)
+
+
+def test_eager_and_compiled_hog_equal_the_scatter_reference():
+    x = photo_batch(64)
+    hog = HOGGenerator()
+    ref = scatter_reference(hog, x)
+    eager = hog(x)
+    assert eager.shape == (4, 16, 108)
+    assert (eager - ref).abs().max().item() < 1e-5          # measured ~2e-7
+    assert ref.abs().sum() > 10                              # not an all-zero comparison
+    fused = HOGGenerator().set_impl("compiled")
+    assert fused._compiled is not None
+    out = fused(x)
+    assert (out - ref).abs().max().item() < 1e-4            # the issue's bound; measured ~2e-7
+    assert fused._compiled is not None                       # it really ran compiled, no fallback
+
+
+def test_hog_impl_auto_is_eager_on_cpu_and_a_failed_compile_falls_back(monkeypatch):
+    assert HOGGenerator().set_impl("auto", "cpu")._compiled is None
+    with pytest.raises(ValueError, match="hog.impl"):
+        HOGGenerator().set_impl("fast")
+
+    def broken(*args, **kwargs):
+        def fail(*a, **k):
+            raise RuntimeError("no C++ compiler found")
+        return fail
+    monkeypatch.setattr(torch, "compile", broken)
+    x = photo_batch(32)
+    hog = HOGGenerator().set_impl("compiled")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = hog(x)
+    assert any("computing HOG eagerly" in str(w.message) for w in caught)
+    assert torch.equal(out, HOGGenerator()(x))
+    assert hog._compiled is None
+
+
+def tiny_step_trainer(tmp_path, compiled: bool):
+    cfg = build_config(None, [
+        "model.arch=vit-pico", "model.img_size=32", "mask.min_num_patches=1", "train.batch_size=4",
+        f"train.compile={str(compiled).lower()}", f"train.output_dir={tmp_path / str(compiled)}",
+        "train.progress=false", "data.samples_per_epoch=8", "data.num_workers=0", "optim.warmup_epochs=0",
+        "optim.lr=0.05",
+    ])
+    return build_trainer(cfg, DistEnv())
+
+
+def test_compiled_training_step_gives_the_eager_losses(tmp_path):
+    """Three optimizer steps on one fixed batch: forward, backward and AdamW compiled vs eager."""
+    x = photo_batch(32).mul(58).add(120).clamp(0, 255).to(torch.uint8)
+    mask = torch.zeros(4, 2, 2, dtype=torch.bool)
+    mask[:, 0, 1] = mask[1:, 1, 0] = True
+    batch = {"images": x, "mask": mask}
+    losses = {}
+    for compiled in (False, True):
+        trainer = tiny_step_trainer(tmp_path, compiled)
+        run = []
+        for _ in range(3):
+            run.append(trainer._forward_backward(batch, sync=True).item())
+            trainer._optimizer_step()
+        assert compiled is False or trainer.fwd is not trainer._eager, "compile fell back to eager"
+        losses[compiled] = run
+    eager, comp = losses[False], losses[True]
+    assert eager[2] < eager[0]                                # the steps really train (lr 0.05)
+    for a, b in zip(eager, comp):
+        assert abs(a - b) < 1e-3, (eager, comp)             # measured ~1e-7
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_throughput", REPO / "bench" / "throughput.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_throughput_bench_runs_on_cpu_and_writes_its_table(tmp_path, capsys):
+    bench = load_bench()
+    out = tmp_path / "tp.json"
+    rc = bench.main(["--arch", "vit-pico", "--img-size", "32", "--batch", "4", "--steps", "3", "--warmup", "1",
+                     "--compile", "eager", "--device", "cpu", "--data", str(tmp_path / "jpegs"), "--make-data", "10",
+                     "--workers", "0", "--json", str(out)])
+    assert rc == 0
+    assert len(list((tmp_path / "jpegs").glob("*.jpg"))) == 10
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [(r["model"], r["variant"]) for r in rows] == [("maskfeat", "eager"), ("timm ViT", "eager"),
+                                                          ("maskfeat", "data cpu, eager")]
+    ours, timm, data = rows
+    for r in rows:
+        assert r["img_per_s"] > 0 and r["ms_per_step"] > 0
+        assert math.isclose(r["img_per_s"], 4 / (r["ms_per_step"] / 1e3), rel_tol=0.02)
+    assert ours["steps"] == 3 and timm["steps"] == 3 and data["steps"] == 3
+    # FLOPs of a forward + backward (2 per multiply-add), against a count by hand for the timm ViT:
+    # every Linear 3x its forward (input and weight grads), the patch conv 2x (no input grad); SDPA
+    # is not counted on CPU (its 2*2*T^2*D per block is < 1% here)
+    d, depth, tokens, patches = 96, 2, 5, 4
+    linear = d * 3 * d + d * d + 2 * d * 4 * d
+    by_hand = 3 * 2 * tokens * linear * depth + 2 * 2 * patches * (3 * 16 * 16) * d
+    assert math.isclose(timm["gflop_per_img"] * 1e9, by_hand, rel_tol=0.02), (timm["gflop_per_img"], by_hand)
+    assert timm["gflop_per_img"] < ours["gflop_per_img"] < 2.5 * timm["gflop_per_img"]   # + HOG conv, head
+    assert math.isclose(ours["overhead_vs_timm"], ours["ms_per_step"] / timm["ms_per_step"] - 1, abs_tol=1e-3)
+    assert 0 <= data["data_wait_share"] <= 1
+    table = capsys.readouterr().out.strip().splitlines()
+    assert table[-5].startswith("| model") and "img/s" in table[-5] and "TFLOP/s" in table[-5]
+    assert result["machine"]["torch"] == torch.__version__
