@@ -43,6 +43,14 @@ PRETRAIN = {
         "pin_memory": True,
         "persistent_workers": True,
         "max_bad_fraction": 0.01,    # stop when more than this share of images fail to decode
+        # cpu | device. cpu: the loader workers decode, crop and flip every image (libjpeg / PIL).
+        # device: JPEGs are decoded on the training device by torchvision.io.decode_jpeg, one batched
+        # call per batch (nvJPEG on a GPU), then cropped and flipped there; the workers only read the
+        # file bytes and the JPEG header size and draw the crop and the mask (the same crops as cpu).
+        # Other files (PNG, CMYK, truncated, ...) are still decoded by the workers. For JPEG data sets
+        # on a GPU when CPU decoding is the bottleneck (data_time high, few CPU cores per GPU);
+        # source folder, list or skimage only; needs torchvision>=0.19.
+        "decode": "cpu",
     },
     "optim": {
         "lr": 2.0e-3,                # per optim.base_batch_size images; scaled by the global batch

@@ -6,7 +6,7 @@ import argparse
 import torch
 
 from ..config import resolve_config
-from ..data import build_loader, build_pretrain_dataset
+from ..data import build_loader, build_pretrain_dataset, build_pretrain_loader
 from ..defaults import PRETRAIN
 from ..engine.distributed import distributed_session, seed_everything
 from ..engine.trainer import Trainer
@@ -23,13 +23,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class PretrainStep:
-    """Moves a uint8 batch to the device, normalises it there and returns the MaskFeat loss."""
+    """Moves a uint8 batch to the device, normalises it there and returns the MaskFeat loss.
 
-    def __init__(self, mean, std, device: torch.device):
+    ``decoder`` (data.decode=device, a ``DeviceDecoder``) decodes a batch that still carries JPEG
+    bytes; ``build_pretrain_loader`` normally hands over batches already decoded (so that the
+    trainer counts files that fail on the device), and then ``decode`` only returns 'images'.
+    """
+
+    def __init__(self, mean, std, device: torch.device, decoder=None):
         shape = (1, -1, 1, 1)
         self.mean = torch.tensor(mean, device=device).view(shape) * 255.0
         self.std = torch.tensor(std, device=device).view(shape) * 255.0
-        self.device = device
+        self.device, self.decoder = device, decoder
+
+    def decode(self, batch: dict) -> torch.Tensor:
+        """The batch's uint8 images (B, 3, [T,] H, W), decoded on the device if it carries JPEG bytes."""
+        if "jpeg" in batch:
+            if self.decoder is None:
+                raise ValueError("PretrainStep: a batch of JPEG bytes (data.decode=device) but no decoder")
+            with torch.autocast(self.device.type, enabled=False):
+                return self.decoder(batch)["images"]
+        return batch["images"]
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(self.device, non_blocking=True).float()            # (B, 3, [T,] H, W)
@@ -38,7 +52,7 @@ class PretrainStep:
         return (x - mean) / std
 
     def __call__(self, model, batch: dict) -> torch.Tensor:
-        x = self.normalise(batch["images"])
+        x = self.normalise(self.decode(batch))
         mask = batch["mask"].to(self.device, non_blocking=True)
         return model(x, mask).loss
 
@@ -62,11 +76,14 @@ def build_trainer(cfg: dict, env) -> Trainer:
     seed = cfg["train"]["seed"]
     seed_everything(seed)                      # identical initial weights on every rank
     video = cfg.get("modality") == "video"
-    model = build_video_model(cfg) if video else build_pretrain_model(cfg)
+    model = build_video_model(cfg) if video else build_pretrain_model(cfg, env.device)
     dataset = build_video_pretrain_dataset(cfg) if video else build_pretrain_dataset(cfg)
-    loader = build_loader(dataset, cfg["train"]["batch_size"], cfg["data"], env.rank, env.world, seed)
+    if video:
+        loader = build_loader(dataset, cfg["train"]["batch_size"], cfg["data"], env.rank, env.world, seed)
+    else:                                      # data.decode=device: batches arrive decoded on env.device
+        loader = build_pretrain_loader(dataset, cfg, env.rank, env.world, env.device)
     seed_everything(seed, env.rank)            # distinct streams per rank from here on
-    step = PretrainStep(cfg["data"]["mean"], cfg["data"]["std"], env.device)
+    step = PretrainStep(cfg["data"]["mean"], cfg["data"]["std"], env.device, decoder=getattr(loader, "decoder", None))
     zero = 1.0 / cfg["hog"]["nbins"] if cfg["model"].get("target", "hog") == "hog" else None
     trainer = Trainer(cfg, model, loader, env, step, zero_level=zero)
     trainer.logger.info(f"maskfeat pretrain: {cfg['model']['arch']} {cfg['model']['img_size']}px, "

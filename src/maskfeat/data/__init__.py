@@ -1,7 +1,7 @@
 from .images import decode_rgb, read_list_file, scan_folder, skimage_photos
-from .loader import build_loader, build_pretrain_dataset
+from .loader import build_loader, build_pretrain_dataset, build_pretrain_loader
 from .pretrain_dataset import PretrainDataset, pretrain_transform
 from .sampler import EpochSampler
 
 __all__ = ["decode_rgb", "read_list_file", "scan_folder", "skimage_photos", "build_loader",
-           "build_pretrain_dataset", "PretrainDataset", "pretrain_transform", "EpochSampler"]
+           "build_pretrain_dataset", "build_pretrain_loader", "PretrainDataset", "pretrain_transform", "EpochSampler"]

@@ -8,7 +8,7 @@ from ..errors import UserError
 from ..masking import BlockMaskGenerator
 from .images import read_list_file, scan_folder, skimage_photos
 from .idx import IDX_SOURCES, idx_pretrain_dataset
-from .pretrain_dataset import PretrainDataset, pretrain_transform
+from .pretrain_dataset import DECODE_MODES, PretrainDataset, pretrain_transform
 from .sampler import EpochSampler
 
 
@@ -27,22 +27,28 @@ def pretrain_paths(data: dict) -> list:
 
 def build_pretrain_dataset(cfg: dict) -> PretrainDataset:
     data, model, mask = cfg["data"], cfg["model"], cfg["mask"]
+    decode = data.get("decode", "cpu")
+    if decode not in DECODE_MODES:
+        raise UserError(f"data.decode: unknown value {decode!r}; choose cpu or device")
     grid = model["img_size"] // model["patch_size"]
     mask_gen = BlockMaskGenerator((grid, grid), mask_ratio=mask["ratio"],
                                   min_num_patches=mask["min_num_patches"],
                                   min_aspect=mask["min_aspect"], max_aspect=mask["max_aspect"])
     if data["source"] in IDX_SOURCES:       # Fashion-MNIST / IDX files: images held in memory
+        if decode != "cpu":
+            raise UserError(f"data.decode=device: only for image files (data.source folder, list or skimage), "
+                            f"not data.source={data['source']}; set data.decode=cpu")
         return idx_pretrain_dataset(data, pretrain_transform(model["img_size"], data["scale"], data["ratio"],
                                                              data["hflip"]), mask_gen, cfg["train"]["seed"])
     paths = pretrain_paths(data)
     embedded = data["source"] == "skimage"
     return PretrainDataset(paths, pretrain_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"]),
                            mask_gen, seed=cfg["train"]["seed"],
-                           length=data["samples_per_epoch"] if embedded else None, cache=embedded)
+                           length=data["samples_per_epoch"] if embedded else None, cache=embedded, decode=decode)
 
 
 def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, seed: int,
-                 shuffle: bool = True, drop_last: bool = True) -> DataLoader:
+                 shuffle: bool = True, drop_last: bool = True, collate_fn=None) -> DataLoader:
     if len(dataset) < batch_size * world and drop_last:
         raise UserError(f"data: {len(dataset)} samples are fewer than one global batch "
                         f"({batch_size} x {world} processes)")
@@ -51,4 +57,18 @@ def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, se
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=data["pin_memory"] and torch.cuda.is_available(),
                       persistent_workers=data["persistent_workers"] and workers > 0,
-                      drop_last=drop_last, prefetch_factor=4 if workers > 0 else None)
+                      drop_last=drop_last, prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn)
+
+
+def build_pretrain_loader(dataset, cfg: dict, rank: int, world: int, device):
+    """The DataLoader of ``build_pretrain_dataset``'s dataset; with data.decode=device, wrapped so
+    that it decodes each batch on ``device`` (``device_decode``) and yields ordinary batches."""
+    batch_size, seed = cfg["train"]["batch_size"], cfg["train"]["seed"]
+    if getattr(dataset, "decode", "cpu") != "device":
+        return build_loader(dataset, batch_size, cfg["data"], rank, world, seed)
+    from .device_decode import DeviceDecodedLoader, DeviceDecoder, EncodedCollate
+
+    decoder = DeviceDecoder(cfg["model"]["img_size"], device)    # checks the torchvision API before any worker starts
+    loader = build_loader(dataset, batch_size, cfg["data"], rank, world, seed,
+                          collate_fn=EncodedCollate(cfg["model"]["img_size"]))
+    return DeviceDecodedLoader(loader, decoder)

@@ -2,7 +2,9 @@
 
 Every random choice of a sample is seeded by (seed, epoch, index), so the stream is
 the same whatever the number of workers or ranks, and a resumed run sees the very
-batches an uninterrupted run would have seen.
+batches an uninterrupted run would have seen. The crop is drawn from the image size
+alone (``draw_crop``) and applied apart (``apply_crop``), so the CPU path and the
+device-decoding path (``data.decode=device``, see ``device_decode``) cut the same crops.
 """
 from __future__ import annotations
 
@@ -11,19 +13,54 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, RandomResizedCrop
+from torchvision.transforms.v2 import functional as TF
 
 from ..masking import BlockMaskGenerator
-from .images import decode_rgb
+from .images import decode_rgb, decode_rgb_bytes, device_jpeg_size
+
+DECODE_MODES = ("cpu", "device")
 
 
-def pretrain_transform(img_size: int, scale, ratio, hflip: float) -> v2.Compose:
-    """SPEC section 1: RandomResizedCrop(bicubic) + horizontal flip; uint8 in, uint8 out."""
-    return v2.Compose([
-        v2.RandomResizedCrop(img_size, scale=tuple(scale), ratio=tuple(ratio),
-                             interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-        v2.RandomHorizontalFlip(hflip),
-    ])
+def draw_crop(seed: int, epoch: int, index: int, height: int, width: int, scale, ratio,
+              hflip: float) -> tuple[int, int, int, int, bool]:
+    """(top, left, h, w, flip) of sample ``index`` in ``epoch`` for an image of ``height`` x ``width``:
+    torchvision's RandomResizedCrop.get_params, then the flip draw, under a generator seeded by
+    (seed, epoch, index). Needs only the image size, never its pixels."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(hash((seed, epoch, index)) & 0x7FFF_FFFF_FFFF)  # CPU only, cheap
+        dummy = torch.empty(()).expand(3, height, width)          # shape only: no memory behind it
+        top, left, h, w = RandomResizedCrop.get_params(dummy, list(scale), list(ratio))
+        flip = bool(torch.rand(()) < hflip)
+    return int(top), int(left), int(h), int(w), flip
+
+
+def apply_crop(img: torch.Tensor, box, flip: bool, size: int) -> torch.Tensor:
+    """uint8 (3, H, W) -> uint8 (3, size, size): crop ``box`` = (top, left, h, w), bicubic antialiased
+    resize, horizontal flip if ``flip``. On any device."""
+    top, left, h, w = (int(v) for v in box)
+    out = TF.resized_crop(img, top, left, h, w, [size, size], interpolation=InterpolationMode.BICUBIC,
+                          antialias=True)
+    return TF.horizontal_flip(out) if flip else out
+
+
+class PretrainCrop:
+    """SPEC section 1: RandomResizedCrop(bicubic) + horizontal flip; uint8 in, uint8 out,
+    every draw seeded by (seed, epoch, index)."""
+
+    def __init__(self, size: int, scale, ratio, hflip: float):
+        self.size, self.scale, self.ratio, self.hflip = size, tuple(scale), tuple(ratio), hflip
+
+    def draw(self, seed: int, epoch: int, index: int, height: int, width: int) -> tuple:
+        return draw_crop(seed, epoch, index, height, width, self.scale, self.ratio, self.hflip)
+
+    def apply(self, img: torch.Tensor, box: tuple) -> torch.Tensor:
+        """``box`` = (top, left, h, w, flip) from ``draw``."""
+        return apply_crop(img, box[:4], box[4], self.size)
+
+
+def pretrain_transform(img_size: int, scale, ratio, hflip: float) -> PretrainCrop:
+    return PretrainCrop(img_size, scale, ratio, hflip)
 
 
 class PretrainDataset(Dataset):
@@ -33,14 +70,23 @@ class PretrainDataset(Dataset):
     ``length`` may exceed the number of files (an endless stream cut into epochs):
     index i reads file i mod len(paths). Undecodable files are skipped (the next file
     is read instead), counted and named.
+
+    ``decode='device'``: JPEGs are not decoded here. An item carries instead 'jpeg' (the file's
+    bytes, uint8 1-D), 'box' int64 (top, left, h, w, flip) drawn from the size in the JPEG header,
+    and 'path'; ``device_decode.DeviceDecoder`` decodes and crops them on the training device.
+    Files that are not plain JPEGs (PNG, CMYK, truncated, ...; see ``images.device_jpeg_size``)
+    are decoded and cropped here as in the CPU path: their item has 'images' and an empty 'jpeg'.
     """
 
-    def __init__(self, paths: list[Path], transform, mask_generator: BlockMaskGenerator | None,
-                 seed: int = 0, length: int | None = None, cache: bool = False):
+    def __init__(self, paths: list[Path], transform: PretrainCrop, mask_generator: BlockMaskGenerator | None,
+                 seed: int = 0, length: int | None = None, cache: bool = False, decode: str = "cpu"):
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
         self.paths = list(paths)
         self.transform, self.mask_generator = transform, mask_generator
         self.seed, self.length = seed, length or len(self.paths)
-        self._cache: dict[int, torch.Tensor] | None = {} if cache else None
+        self.decode = decode
+        self._cache: dict | None = {} if cache else None
 
     def __len__(self) -> int:
         return self.length
@@ -53,25 +99,56 @@ class PretrainDataset(Dataset):
             self._cache[i] = img
         return img
 
-    def load(self, index: int) -> tuple[torch.Tensor, list[str]]:
+    def _read_encoded(self, i: int):
+        """(bytes uint8 1-D, (H, W)) for a JPEG the device decodes; else the decoded uint8 (3, H, W)."""
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        data = Path(self.paths[i]).read_bytes()
+        size = device_jpeg_size(data)
+        got = (torch.frombuffer(bytearray(data), dtype=torch.uint8), size) if size else decode_rgb_bytes(data)
+        if self._cache is not None:
+            self._cache[i] = got
+        return got
+
+    def _load(self, index: int, read) -> tuple[object, list[str], int]:
         bad = []
         n = len(self.paths)
         for k in range(min(n, 16)):
             i = (index + k) % n
             try:
-                return self._read(i), bad
+                return read(i), bad, i
             except (OSError, ValueError, RuntimeError) as e:
                 bad.append(f"{self.paths[i]} ({str(e).splitlines()[0][:80]})")
         raise RuntimeError(f"16 images in a row failed to decode, e.g. {bad[0]}")
 
+    def load(self, index: int) -> tuple[torch.Tensor, list[str]]:
+        img, bad, _ = self._load(index, self._read)
+        return img, bad
+
     def __getitem__(self, key) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        img, bad = self.load(index)
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)  # CPU only, cheap
-            img = self.transform(img)
-        item = {"images": img, "bad": len(bad), "bad_paths": "\n".join(bad)}
+        if self.decode == "device":
+            item = self._encoded_item(index, epoch)
+        else:
+            img, bad = self.load(index)
+            box = self.transform.draw(self.seed, epoch, index, img.shape[-2], img.shape[-1])
+            item = {"images": self.transform.apply(img, box), "bad": len(bad), "bad_paths": "\n".join(bad)}
         if self.mask_generator is not None:
             rng = np.random.default_rng([self.seed, epoch, index])
             item["mask"] = torch.from_numpy(self.mask_generator(rng))
+        return item
+
+    def _encoded_item(self, index: int, epoch: int) -> dict:
+        got, bad, i = self._load(index, self._read_encoded)
+        if isinstance(got, tuple):
+            data, (height, width) = got
+            img = None
+        else:
+            data, img = torch.empty(0, dtype=torch.uint8), got
+            height, width = img.shape[-2:]
+        box = self.transform.draw(self.seed, epoch, index, height, width)
+        item = {"jpeg": data, "box": torch.tensor(box, dtype=torch.int64), "path": str(self.paths[i]),
+                "bad": len(bad), "bad_paths": "\n".join(bad)}
+        if img is not None:
+            item["images"] = self.transform.apply(img, box)
         return item
