@@ -73,21 +73,15 @@ class HOGGenerator(nn.Module):
             window = self.gkern.repeat(h // self.window, w // self.window)   # (H, W)
         return self._binning(grad, window)
 
-    def _magnitude_and_bin(self, grad: torch.Tensor, window: torch.Tensor | None):
-        gx, gy = grad[:, :, 0], grad[:, :, 1]
-        mag = torch.sqrt(gx * gx + gy * gy)                                 # (B, C, H, W)
-        phase = torch.atan2(gx, gy)                                         # argument order as mmpretrain
-        bins = torch.floor(phase / math.pi * self.nbins).remainder(self.nbins)   # float bin index
-        if window is not None:
-            mag = mag * window
-        return mag, bins
-
     def _binning_eager(self, grad: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
         """(B, C, 2, H, W) gradients -> normalised cell histograms (B, C, nbins, Hc, Wc).
 
-        Each pixel's magnitude is added straight into its (image, channel, bin, cell) slot,
-        so the (B, C, nbins, H, W) one-hot volume is never built. Same arithmetic as
-        ``_magnitude_and_bin``, done in place.
+        Each pixel's magnitude is added straight into its (image, channel, cell, bin) slot,
+        so the (B, C, nbins, H, W) one-hot volume of a scatter (mmpretrain) is never built;
+        the arithmetic per pixel is mmpretrain's: sqrt(gx^2 + gy^2), floor(atan2(gx, gy) / pi
+        * nbins) mod nbins. Compiled (``set_impl``), the pointwise part fuses into one kernel
+        that feeds the adds. (A one-hot select summed per cell would fuse too, but inductor
+        then recomputes atan2 once per bin: 5x slower on CPU.)
         """
         b, c, _, h, w = grad.shape
         cs = self.cell_size
@@ -109,7 +103,7 @@ class HOGGenerator(nn.Module):
         """(B, C, H, W) int32: flat offset of each pixel's (image, channel, cell) in the histogram
         laid out as (B, C, Hc, Wc, nbins); the pixel's bin is added to it."""
         key = (b, c, h, w, str(device))
-        if self._base_key != key:
+        if torch.compiler.is_compiling() or self._base_key != key:   # compiled: fused, no cache guard
             cs = self.cell_size
             hc, wc = h // cs, w // cs
             ys = torch.arange(h, device=device, dtype=torch.int32) // cs
@@ -118,23 +112,13 @@ class HOGGenerator(nn.Module):
             plane = torch.arange(b * c, device=device, dtype=torch.int32).view(b, c, 1, 1) * (self.nbins * hc * wc)
             if b * c * self.nbins * hc * wc >= 2**31:
                 raise ValueError("hog: batch too large for int32 histogram indices")
-            self._base, self._base_key = (plane + cell).contiguous(), key
+            base = (plane + cell).contiguous()
+            if torch.compiler.is_compiling():
+                return base
+            self._base, self._base_key = base, key
         return self._base
 
-    def _binning_fusable(self, grad: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
-        """The same histograms as a one-hot select and a sum: torch.compile turns magnitude,
-        angle, binning, cell sums and the norm into one reduction without intermediates."""
-        b, c, _, h, w = grad.shape
-        cs = self.cell_size
-        mag, bins = self._magnitude_and_bin(grad, window)
-        levels = torch.arange(self.nbins, device=grad.device, dtype=bins.dtype).view(1, 1, -1, 1, 1)
-        hist = torch.where(bins.unsqueeze(2) == levels, mag.unsqueeze(2), 0.0)   # (B, C, nbins, H, W)
-        hist = hist.view(b, c, self.nbins, h // cs, cs, w // cs, cs).sum(dim=(4, 6))
-        return F.normalize(hist, p=2, dim=2, eps=1e-12)
-
     def _binning(self, grad: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
-        if torch.compiler.is_compiling():          # inside a compiled model (train.compile)
-            return self._binning_fusable(grad, window)
         if self._compiled is None:
             return self._binning_eager(grad, window)
         try:
@@ -152,7 +136,7 @@ class HOGGenerator(nn.Module):
             raise ValueError(f"hog.impl: unknown value {impl!r}; choose {', '.join(HOG_IMPLS)}")
         device = torch.device(device) if device is not None else self.sobel.device
         use = impl == "compiled" or (impl == "auto" and device.type == "cuda")
-        self._compiled = torch.compile(self._binning_fusable, dynamic=False) if use else None
+        self._compiled = torch.compile(self._binning_eager, dynamic=False) if use else None
         return self
 
     def to_patches(self, hist: torch.Tensor) -> torch.Tensor:

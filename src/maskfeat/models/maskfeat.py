@@ -42,13 +42,20 @@ class MaskFeat(nn.Module):
             names |= {"encoder.pos_embed", "encoder.cls_token"}
         return names
 
+    @torch.compiler.disable
+    def targets(self, images: torch.Tensor) -> torch.Tensor:
+        """fp32 targets, outside any compiled graph of the model (train.compile): the HOG brings
+        its own compiled kernel (hog.impl); traced whole with the model, inductor also fuses the
+        reflect pad into the Sobel conv and the HOG gets 2x slower on CPU."""
+        with torch.autocast(images.device.type, enabled=False):
+            return self.target(images)
+
     def forward(self, images: torch.Tensor, mask: torch.Tensor,
                 return_outputs: bool = False) -> MaskFeatOutput:
         """images (B, 3, H, W) normalised, mask (B, Hp, Wp) bool (True = masked)."""
         mask = mask.flatten(1).bool()                                    # (B, N)
         # 1. targets from the full, un-masked image, fp32, no grad
-        with torch.autocast(images.device.type, enabled=False):
-            target = self.target(images)                                 # (B, N, D_t)
+        target = self.targets(images)                                    # (B, N, D_t)
         # 2. encoder with masked patches replaced by the mask token
         latent = self.encoder.forward_features(images, mask)            # (B, 1 + N, D)
         latent = latent[:, self.encoder.num_prefix_tokens:]              # (B, N, D)
@@ -68,7 +75,6 @@ def build_pretrain_model(cfg: dict, device: torch.device | str = "cpu") -> MaskF
                             drop_path_rate=m["drop_path_rate"])
     target = build_target(m["target"], m["patch_size"], nbins=h["nbins"], cell_size=h["cell_size"],
                           gaussian_window=h["gaussian_window"])
-    if hasattr(target, "set_impl") and not cfg.get("train", {}).get("compile", False):
-        # with train.compile the whole model is compiled, HOG included
+    if hasattr(target, "set_impl"):
         target.set_impl(h.get("impl", "auto"), device)
     return MaskFeat(encoder, target, decay_pos_embed=m["decay_pos_embed"])
