@@ -40,8 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except (ConfigError, UserError) as e:
-        print(f"maskfeat {args.command}: error: {e}", file=sys.stderr)
+        print(f"maskfeat {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
+
+
+def one_line(e: Exception) -> str:
+    """The message; for an error re-raised from a DataLoader worker ('Caught UserError in DataLoader
+    worker process 0. Original Traceback ...'), the worker's own message, the traceback's last line."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith("Error") else last
+    return text
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 
@@ -67,8 +68,14 @@ def validate(cfg: dict) -> None:
     m = cfg["model"]
     if m["img_size"] % m["patch_size"]:
         raise UserError(f"model.img_size {m['img_size']} is not divisible by model.patch_size {m['patch_size']}")
-    if cfg["train"]["batch_size"] < 1 or cfg["train"]["accum_steps"] < 1:
+    t, data = cfg["train"], cfg["data"]
+    if t["batch_size"] < 1 or t["accum_steps"] < 1:
         raise UserError("train.batch_size and train.accum_steps must be >= 1")
+    world = int(os.environ.get("WORLD_SIZE", "1"))   # torchrun's, known before any process group
+    if cfg.get("modality") != "video" and data.get("source") == "skimage" \
+            and data["samples_per_epoch"] < t["batch_size"] * t["accum_steps"] * world:
+        raise UserError(f"data.samples_per_epoch: {data['samples_per_epoch']} samples are fewer than one global batch "
+                        f"(train.batch_size {t['batch_size']} x train.accum_steps {t['accum_steps']} x {world} processes)")
 
 
 def build_trainer(cfg: dict, env) -> Trainer:

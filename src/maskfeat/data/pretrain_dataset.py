@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode, RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
+from ..errors import UserError
 from ..masking import BlockMaskGenerator
 from .images import decode_rgb, decode_rgb_bytes, device_jpeg_size
 
@@ -119,7 +120,7 @@ class PretrainDataset(Dataset):
                 return read(i), bad, i
             except (OSError, ValueError, RuntimeError) as e:
                 bad.append(f"{self.paths[i]} ({str(e).splitlines()[0][:80]})")
-        raise RuntimeError(f"16 images in a row failed to decode, e.g. {bad[0]}")
+        raise UserError(f"data: {len(bad)} files in a row failed to decode, e.g. {bad[0]}")
 
     def load(self, index: int) -> tuple[torch.Tensor, list[str]]:
         img, bad, _ = self._load(index, self._read)

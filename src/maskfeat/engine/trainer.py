@@ -71,10 +71,20 @@ class Trainer:
         self.output_dir = Path(t["output_dir"])
         self.on_epoch_end, self.extra_state, self.zero_level = on_epoch_end, extra_state or {}, zero_level
         self.on_step_end = on_step_end      # (trainer) after each optimizer step, e.g. an EMA update
+        per_rank = len(loader.sampler.inner) // self.batch
+        self.iters_per_epoch = per_rank // self.accum
+        if self.iters_per_epoch < 1:             # before anything is written
+            raise UserError(f"train.batch_size: {self.batch} x accum {self.accum} exceeds one epoch of data "
+                            f"({len(loader.sampler.inner)} samples per process)")
+        failed = None
         if env.is_main:
-            check_writable(self.output_dir)
-            save_config(cfg, self.output_dir / "config.yaml")
-        barrier(env)
+            try:
+                check_writable(self.output_dir)
+                save_config(cfg, self.output_dir / "config.yaml")
+            except UserError as e:
+                failed = e
+        if any_rank(failed is not None, env):    # every rank stops, none waits at a barrier
+            raise failed or UserError(f"train.output_dir: rank 0 cannot write to {self.output_dir}")
         self.logger = RunLogger(self.output_dir, active=env.is_main)
 
         self.model = model.to(env.device)                     # the bare module (checkpoints, EMA)
@@ -91,11 +101,6 @@ class Trainer:
         # build_optim(model, optim_cfg, global_batch, layer_decay): another optimizer (e.g. LARS)
         self.optimizer = (build_optim or build_optimizer)(self.model, cfg["optim"], self.global_batch, layer_decay)
         self.fused = bool(self.optimizer.defaults.get("fused"))
-        per_rank = len(loader.sampler.inner) // self.batch
-        self.iters_per_epoch = per_rank // self.accum
-        if self.iters_per_epoch < 1:
-            raise UserError(f"train.batch_size: {self.batch} x accum {self.accum} exceeds one epoch of data "
-                            f"({len(loader.sampler.inner)} samples per process)")
         self.total_steps = self.epochs * self.iters_per_epoch
         if t["max_steps"]:
             self.total_steps = min(self.total_steps, t["max_steps"])
@@ -107,6 +112,7 @@ class Trainer:
         self._loss_window: deque = deque(maxlen=10)   # mmpretrain logs the mean of the last 10 losses
         self.bad_seen, self.samples_seen = 0, 0
         self._nonfinite = torch.zeros((), device=env.device)       # consecutive non-finite steps
+        self._nonfinite_max = torch.zeros((), device=env.device)   # longest such run since the last log
         self._nonfinite_total = torch.zeros((), device=env.device)
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -191,6 +197,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         bad = (~finite).float()
         self._nonfinite = (self._nonfinite + 1) * bad
+        self._nonfinite_max = torch.maximum(self._nonfinite_max, self._nonfinite)   # on device, no sync
         self._nonfinite_total += bad
         return grad_norm.detach()
 
@@ -203,11 +210,11 @@ class Trainer:
             self.bad_seen += n
             for entry in batch.get("bad_paths", []):
                 for line in filter(None, entry.split("\n")):
-                    self.logger.warn_once(line, f"skipped unreadable image {line}")
+                    self.logger.warn_once(line, f"skipped unreadable file {line}")
         limit = self.cfg["data"].get("max_bad_fraction", 1.0)
         if self.samples_seen >= 200 and self.bad_seen > limit * self.samples_seen:
             raise UserError(f"data: {self.bad_seen} of {self.samples_seen} images failed to decode "
-                            f"(> data.max_bad_fraction={limit}), e.g. {sorted(self.logger._warned)[:3]}")
+                            f"(> data.max_bad_fraction={limit}), e.g. {', '.join(sorted(self.logger._warned)[:3])}")
 
     # -- the loop ------------------------------------------------------------------------------
     def _handle_signal(self, signum, frame):
@@ -285,7 +292,8 @@ class Trainer:
     def _log(self, grad_norm: torch.Tensor, window: dict, bar) -> None:
         recent = torch.stack(list(window["loss"]))
         loss = recent[torch.isfinite(recent)].mean().item()    # skipped steps are counted, not averaged
-        consecutive = int(self._nonfinite.item())
+        consecutive = int(self._nonfinite_max.item())      # a run that ended between two logs counts too
+        self._nonfinite_max.zero_()
         step_time = sum(window["time"]) / len(window["time"])
         rec = {
             "lr": current_lr(self.optimizer), "data_time": sum(window["data"]) / len(window["data"]),
