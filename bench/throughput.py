@@ -5,7 +5,8 @@
     python bench/throughput.py --data /tmp/jpegs --make-data 4096 --workers 16 --decode cpu,device
 
 Step mode times, on one in-memory batch (uint8 images and block masks already on the device),
-after warm-up, the median of ``--steps`` synchronised steps of:
+after warm-up, the median of ``--steps`` synchronised steps of each of (taking turns, step by
+step, so that a noisy machine slows both alike):
   * ours: the very code ``maskfeat pretrain`` runs (Trainer: normalise on the device, HOG, mask
     token, encoder, head, masked MSE, backward, clip, fused AdamW, lr schedule);
   * timm: a bare timm VisionTransformer of the same shape on the same batch (forward_features,
@@ -189,6 +190,20 @@ def row(name: str, variant: str, amp: str, times: list[float], batch: int, flops
     return r
 
 
+def time_interleaved(steps: dict, device: torch.device, n: int) -> dict[str, list[float]]:
+    """Seconds of each synchronised call, the variants taking turns (ABAB...), so that a noisy
+    machine slows them alike and the ratio holds."""
+    times = {k: [] for k in steps}
+    for _ in range(n):
+        for k, step in steps.items():
+            sync(device)
+            t0 = time.perf_counter()
+            step()
+            sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
 def run_step_mode(args, env, out_root: Path) -> list[dict]:
     rows = []
     device = env.device
@@ -196,28 +211,30 @@ def run_step_mode(args, env, out_root: Path) -> list[dict]:
         for variant in args.compile:
             compiled = variant == "compiled"
             label = f"{variant} {amp}"
-            # ours
             reset_memory(device)
             cfg = pretrain_config(args, str(out_root / f"ours_{amp}_{variant}"), amp, compiled)
             trainer = build_trainer(cfg, env)
             batch = synthetic_batch(args.batch, args.img_size, 16, 15 if args.img_size >= 224 else 2, device)
             print(f"[{label}] ours: warm-up ({'compiling' if compiled else 'eager'}) ...", file=sys.stderr, flush=True)
-            times = time_steps(our_step(trainer, batch), device, args.warmup, args.steps)
-            fell_back = compiled and trainer.fwd is trainer._eager
-            mem = peak_memory_gib(device)
-            flops = our_flops(trainer, batch)
-            ours = row("maskfeat", variant + (" (fell back to eager)" if fell_back else ""), amp, times,
-                       args.batch, flops, mem)
-            del trainer
-            # the timm reference
-            reset_memory(device)
+            ours_step = our_step(trainer, batch)
+            time_steps(ours_step, device, args.warmup, 0)
+            mem_ours = peak_memory_gib(device)                    # only our model exists so far
+            base = torch.cuda.memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             ref = TimmStep(cfg, device, amp, compiled, args.compile_mode)
-            print(f"[{label}] timm reference ...", file=sys.stderr, flush=True)
-            times = time_steps(ref.step_fn(batch), device, args.warmup, args.steps)
-            mem = peak_memory_gib(device)
-            theirs = row("timm ViT", variant, amp, times, args.batch, ref.flops(batch), mem)
-            del ref
+            ref_step = ref.step_fn(batch)
+            print(f"[{label}] timm reference: warm-up ...", file=sys.stderr, flush=True)
+            time_steps(ref_step, device, args.warmup, 0)
+            mem_ref = None if device.type != "cuda" else peak_memory_gib(device) - base   # its own peak
+            print(f"[{label}] {args.steps} steps each, taking turns ...", file=sys.stderr, flush=True)
+            times = time_interleaved({"ours": ours_step, "timm": ref_step}, device, args.steps)
+            fell_back = compiled and trainer.fwd is trainer._eager
+            ours = row("maskfeat", variant + (" (fell back to eager)" if fell_back else ""), amp, times["ours"],
+                       args.batch, our_flops(trainer, batch), mem_ours)
+            theirs = row("timm ViT", variant, amp, times["timm"], args.batch, ref.flops(batch), mem_ref)
             ours["overhead_vs_timm"] = round(ours["ms_per_step"] / theirs["ms_per_step"] - 1, 4)
+            del trainer, ref, ours_step, ref_step
             rows += [ours, theirs]
             print(format_table(rows[-2:]), file=sys.stderr, flush=True)
     return rows
