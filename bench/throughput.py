@@ -274,7 +274,7 @@ def run_data_mode(args, env, out_root: Path) -> list[dict]:
             extra.append(f"data.decode={decode}")
         cfg = pretrain_config(args, str(out_root / f"data_{decode}"), amp, variant == "compiled", extra)
         trainer = build_trainer(cfg, env)
-        loader, step = trainer.loader, None
+        loader = trainer.loader
         waits, totals = [], []
         epoch, done = 0, 0
         print(f"[data {decode}] {len(loader.dataset)} files, {args.workers} workers ...", file=sys.stderr, flush=True)

@@ -1,4 +1,6 @@
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,3 +39,44 @@ def cli_env() -> dict:
 
 
 PYTHON = sys.executable
+
+
+# -- running the command line and the trainer in tests ----------------------------------------------
+
+ERROR = "maskfeat pretrain: error: "
+
+
+def maskfeat(*args, timeout=300):
+    return subprocess.run([PYTHON, "-m", "maskfeat", *args], capture_output=True, text=True,
+                          env=cli_env(), timeout=timeout)
+
+
+def torchrun_cmd(*args, launcher=()):
+    return [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *launcher,
+            "-m", "maskfeat", *args]
+
+
+def one_error_line(stderr: str) -> str:
+    """The single 'maskfeat pretrain: error:' line of a failed run (asserted to be alone of its kind)."""
+    errors = {line for line in stderr.splitlines() if line.startswith(ERROR)}
+    assert len(errors) == 1, stderr[-3000:]
+    return errors.pop()
+
+
+def log_steps(path: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in path.read_text().splitlines() if '"loss"' in line]
+
+
+def run_trainer(tmp_path, name, *extra, step_hook=None):
+    """An in-process tiny pre-training (``extra``: 'key=value' overrides); ``step_hook(trainer, loss)``
+    may replace each step's loss."""
+    from maskfeat.commands.pretrain import build_config, build_trainer
+    from maskfeat.engine.distributed import DistEnv
+
+    cfg = build_config(None, tiny_pretrain_overrides(tmp_path / name, **dict(e.split("=", 1) for e in extra)))
+    trainer = build_trainer(cfg, DistEnv())
+    if step_hook:
+        inner = trainer.step_fn
+        trainer.step_fn = lambda model, batch: step_hook(trainer, inner(model, batch))
+    trainer.fit()
+    return trainer

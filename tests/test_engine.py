@@ -6,14 +6,12 @@ import signal
 import pytest
 import torch
 
-from maskfeat.commands.pretrain import build_config, build_trainer
 from maskfeat.engine.checkpoint import load_checkpoint, save_checkpoint
-from maskfeat.engine.distributed import DistEnv
 from maskfeat.engine.optim import build_optimizer, build_scheduler
 from maskfeat.engine.trainer import amp_dtype
 from maskfeat.errors import UserError
 
-from conftest import tiny_pretrain_overrides
+from conftest import run_trainer
 
 
 def test_warmup_then_cosine_per_iteration():
@@ -75,16 +73,6 @@ def test_checkpoint_carrying_code_is_refused(tmp_path):
     (tmp_path / "trunc.pth").write_bytes(b"PK\x03\x04trunc")
     with pytest.raises(UserError, match="trunc.pth"):
         load_checkpoint(tmp_path / "trunc.pth")
-
-
-def run_trainer(tmp_path, name, *extra, step_hook=None):
-    cfg = build_config(None, tiny_pretrain_overrides(tmp_path / name, **dict(e.split("=", 1) for e in extra)))
-    trainer = build_trainer(cfg, DistEnv())
-    if step_hook:
-        inner = trainer.step_fn
-        trainer.step_fn = lambda model, batch: step_hook(trainer, inner(model, batch))
-    trainer.fit()
-    return trainer
 
 
 def test_gradient_accumulation_matches_the_full_batch(tmp_path):

@@ -1,14 +1,9 @@
 """Training that survives bad data, faults and untrusted input: odd and broken image files,
-bad paths and values (exit 2, one line, nothing written), global batch larger than the data
-under torchrun, SIGTERM / SIGINT under torchrun, non-finite runs between two logs, and an
-unwritable output folder or a full disk."""
+bad paths and values (exit 2, one line, nothing written), non-finite runs between two logs,
+and an unwritable output folder or a full disk (torchrun cases: test_robustness_torchrun.py)."""
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,40 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from maskfeat.commands.pretrain import build_config, build_trainer
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, decode_rgb
 from maskfeat.defaults import PRETRAIN
 from maskfeat.engine import trainer as trainer_module
 from maskfeat.engine.checkpoint import load_checkpoint
-from maskfeat.engine.distributed import DistEnv
 from maskfeat.errors import UserError
 
-from conftest import PYTHON, cli_env, tiny_pretrain_overrides
+from conftest import ERROR, log_steps, maskfeat, one_error_line, run_trainer, tiny_pretrain_overrides
 
-ERROR = "maskfeat pretrain: error: "
 SOLID = (200, 30, 90)      # the colour of the image smaller than the crop
-
-
-def maskfeat(*args, timeout=300):
-    return subprocess.run([PYTHON, "-m", "maskfeat", *args], capture_output=True, text=True,
-                          env=cli_env(), timeout=timeout)
-
-
-def torchrun_cmd(*args, launcher=()):
-    return [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *launcher,
-            "-m", "maskfeat", *args]
-
-
-def one_error_line(stderr: str) -> str:
-    """The single 'maskfeat pretrain: error:' line of a failed run (asserted to be alone of its kind)."""
-    errors = {line for line in stderr.splitlines() if line.startswith(ERROR)}
-    assert len(errors) == 1, stderr[-3000:]
-    return errors.pop()
-
-
-def log_steps(path: Path) -> list[int]:
-    return [json.loads(line)["step"] for line in path.read_text().splitlines() if '"loss"' in line]
 
 
 # -- 1. odd and broken image files ---------------------------------------------------------------
@@ -251,114 +222,7 @@ def test_folder_data_smaller_than_the_accumulated_batch_writes_nothing(tmp_path)
     assert not out.exists()
 
 
-# -- 3. a global batch that the data cannot fill, under torchrun ---------------------------------
-
-def test_torchrun_global_batch_larger_than_the_data_is_one_line_and_writes_nothing(tmp_path):
-    out, logs = tmp_path / "run", tmp_path / "torchrun_logs"
-    r = subprocess.run(torchrun_cmd("pretrain", *tiny_pretrain_overrides(out, **{"data.samples_per_epoch": 12}),
-                                    launcher=("--redirects", "2", "--log-dir", str(logs))),   # each rank's stderr
-                       capture_output=True, text=True, env=cli_env(), timeout=300)
-    assert r.returncode != 0
-    ranks = sorted(logs.rglob("stderr.log"))
-    assert len(ranks) == 2, r.stderr[-3000:]
-    for f in ranks:                                            # each rank: this one line, no traceback
-        assert f.read_text().strip() == (ERROR + "data.samples_per_epoch: 12 samples are fewer than one global "
-                                         "batch (train.batch_size 8 x train.accum_steps 1 x 2 processes)")
-    assert not maskfeat_frames(r.stderr)       # torchrun's own ChildFailedError report is all it adds
-    assert not out.exists()
-
-
-# -- 4. SIGTERM / SIGINT under torchrun ----------------------------------------------------------
-
-def start_torchrun(out: Path, *extra: str) -> subprocess.Popen:
-    args = tiny_pretrain_overrides(out, **{"data.samples_per_epoch": 8000, "train.epochs": 1, "train.batch_size": 4})
-    return subprocess.Popen(torchrun_cmd("pretrain", *args, *extra), env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_steps(proc: subprocess.Popen, log: Path, n: int = 3, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while not log.exists() or len(log.read_text().splitlines()) < n:
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"no {n} steps logged: {proc.communicate()[1][-3000:]}")
-        time.sleep(0.05)
-
-
-def maskfeat_children(pid: int) -> list[int]:
-    """The ``maskfeat`` processes whose parent is ``pid`` (torchrun's workers), from /proc."""
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid and b"maskfeat" in cmdline:
-            kids.append(int(stat.parent.name))
-    return kids
-
-
-def maskfeat_frames(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.lstrip().startswith('File "') and "maskfeat" in line]
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_to_torchrun_workers_stops_both_at_a_step_boundary_and_exits_0(tmp_path, sig):
-    out = tmp_path / "run"
-    t0 = time.time()
-    proc = start_torchrun(out)
-    wait_for_steps(proc, out / "log.jsonl")
-    workers = maskfeat_children(proc.pid)
-    assert len(workers) == 2
-    for pid in workers:
-        os.kill(pid, sig)
-    _, err = proc.communicate(timeout=120)
-    # torchrun exits 0 only when every worker exited 0 (else ChildFailedError, exit 1)
-    assert proc.returncode == 0, err[-3000:]
-    assert "Traceback" not in err and time.time() - t0 < 120
-    assert err.count("stopped by signal at step") == 1                    # rank 0 alone logs
-    step = load_checkpoint(out / "last.pth")["step"]
-    assert 3 <= step < 1000 and log_steps(out / "log.jsonl") == list(range(1, step + 1))
-    assert f"stopped by signal at step {step};" in err
-    if sig == signal.SIGTERM:
-        resumed = subprocess.run(torchrun_cmd("pretrain", *tiny_pretrain_overrides(out, **{
-            "data.samples_per_epoch": 8000, "train.epochs": 1, "train.batch_size": 4,
-            "train.resume": "auto", "train.max_steps": step + 2})), capture_output=True, text=True,
-            env=cli_env(), timeout=300)
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
-        assert f"resumed from {out / 'last.pth'} at step {step}" in resumed.stderr
-        assert log_steps(out / "log.jsonl") == list(range(1, step + 3))
-
-
-def test_sigterm_to_torchrun_itself_reaches_the_workers_which_checkpoint(tmp_path):
-    """torchrun forwards SIGTERM to its workers, waits for them, then re-raises the signal as
-    torch.distributed.elastic's SignalException: the launcher's own exit code is 1 even though
-    the workers stopped cleanly (send the signal to the workers for an exit code of 0)."""
-    out = tmp_path / "run"
-    t0 = time.time()
-    proc = start_torchrun(out)
-    wait_for_steps(proc, out / "log.jsonl")
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1 and "SignalException" in err, err[-3000:]
-    assert not maskfeat_frames(err) and time.time() - t0 < 120             # the workers did not crash
-    step = load_checkpoint(out / "last.pth")["step"]
-    assert f"stopped by signal at step {step};" in err
-    assert log_steps(out / "log.jsonl") == list(range(1, step + 1))
-
-
 # -- 5. non-finite steps between two logs ---------------------------------------------------------
-
-def run_trainer(tmp_path, name, *extra, step_hook=None):
-    cfg = build_config(None, tiny_pretrain_overrides(tmp_path / name, **dict(e.split("=", 1) for e in extra)))
-    trainer = build_trainer(cfg, DistEnv())
-    if step_hook:
-        inner = trainer.step_fn
-        trainer.step_fn = lambda model, batch: step_hook(trainer, inner(model, batch))
-    trainer.fit()
-    return trainer
-
 
 @pytest.mark.parametrize("n_bad", [3, 4])
 def test_non_finite_run_ending_between_two_logs_still_stops_the_run(tmp_path, n_bad):
