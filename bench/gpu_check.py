@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from maskfeat.commands.pretrain import build_config, build_trainer
+from maskfeat.tasks.pretrain import build_config, build_trainer
 from maskfeat.data.images import decode_rgb, skimage_photos
 from maskfeat.engine.distributed import DistEnv
 from maskfeat.hog import HOGGenerator

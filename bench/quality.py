@@ -26,8 +26,6 @@ from pathlib import Path
 
 import torch
 
-from maskfeat.commands.linprobe import probe_on_features
-from maskfeat.commands.pretrain import PretrainStep
 from maskfeat.config import resolve_config
 from maskfeat.data import build_loader, build_pretrain_dataset
 from maskfeat.defaults import KNN, LINPROBE, PRETRAIN
@@ -37,6 +35,8 @@ from maskfeat.errors import UserError
 from maskfeat.eval.frozen import build_frozen_features, embed_splits
 from maskfeat.eval.knn import knn_accuracy
 from maskfeat.models import build_pretrain_model
+from maskfeat.tasks.linprobe import probe_on_features
+from maskfeat.tasks.steps import PretrainStep
 
 FMNIST_MEAN, FMNIST_STD = [0.2860] * 3, [0.3530] * 3
 
@@ -91,8 +91,7 @@ def pretrain(args, variant: str, seed: int, out: Path, budget_s: float) -> dict:
         if time.perf_counter() - t0 > budget_s:
             tr.total_steps = tr.state.step
 
-    trainer = Trainer(cfg, model, loader, env, step, zero_level=1 / 9 if variant == "hog" else None,
-                      on_step_end=stop_at_budget)
+    trainer = Trainer(cfg, model, loader, env, step, on_step_end=stop_at_budget)
     t0 = time.perf_counter()
     state = trainer.fit()
     minutes = (time.perf_counter() - t0) / 60

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskfeat.commands.pretrain import build_config, build_trainer
+from maskfeat.tasks.pretrain import build_config, build_trainer
 from maskfeat.engine.distributed import distributed_session, seed_everything
 from maskfeat.engine.optim import build_optimizer
 from maskfeat.masking import BlockMaskGenerator

@@ -1,17 +1,9 @@
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+from helpers import MMPRETRAIN_FIXTURE
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
-MMPRETRAIN_FIXTURE = FIXTURES / "mmpretrain_maskfeat_vit-tiny2.pth"
+torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")
@@ -19,64 +11,3 @@ def mmpretrain_fixture():
     if not MMPRETRAIN_FIXTURE.is_file():
         pytest.skip(f"fixture {MMPRETRAIN_FIXTURE} not present (shared/ lies beside the repository)")
     return torch.load(MMPRETRAIN_FIXTURE, weights_only=True)
-
-
-def tiny_pretrain_overrides(out_dir, **extra) -> list[str]:
-    """Overrides for a seconds-long CPU pre-training run of `maskfeat pretrain`."""
-    cfg = {
-        "model.arch": "vit-pico", "model.img_size": 64, "mask.min_num_patches": 2,
-        "data.samples_per_epoch": 64, "data.num_workers": 0, "train.batch_size": 8,
-        "train.epochs": 2, "train.log_interval": 1, "train.output_dir": str(out_dir),
-        "train.progress": False, "optim.warmup_epochs": 0.5,
-    }
-    cfg.update(extra)
-    return [f"{k}={v}" for k, v in cfg.items()]
-
-
-def cli_env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
-    return env
-
-
-PYTHON = sys.executable
-
-
-# -- running the command line and the trainer in tests ----------------------------------------------
-
-ERROR = "maskfeat pretrain: error: "
-
-
-def maskfeat(*args, timeout=300):
-    return subprocess.run([PYTHON, "-m", "maskfeat", *args], capture_output=True, text=True,
-                          env=cli_env(), timeout=timeout)
-
-
-def torchrun_cmd(*args, launcher=()):
-    return [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *launcher,
-            "-m", "maskfeat", *args]
-
-
-def one_error_line(stderr: str) -> str:
-    """The single 'maskfeat pretrain: error:' line of a failed run (asserted to be alone of its kind)."""
-    errors = {line for line in stderr.splitlines() if line.startswith(ERROR)}
-    assert len(errors) == 1, stderr[-3000:]
-    return errors.pop()
-
-
-def log_steps(path: Path) -> list[int]:
-    return [json.loads(line)["step"] for line in path.read_text().splitlines() if '"loss"' in line]
-
-
-def run_trainer(tmp_path, name, *extra, step_hook=None):
-    """An in-process tiny pre-training (``extra``: 'key=value' overrides); ``step_hook(trainer, loss)``
-    may replace each step's loss."""
-    from maskfeat.commands.pretrain import build_config, build_trainer
-    from maskfeat.engine.distributed import DistEnv
-
-    cfg = build_config(None, tiny_pretrain_overrides(tmp_path / name, **dict(e.split("=", 1) for e in extra)))
-    trainer = build_trainer(cfg, DistEnv())
-    if step_hook:
-        inner = trainer.step_fn
-        trainer.step_fn = lambda model, batch: step_hook(trainer, inner(model, batch))
-    trainer.fit()
-    return trainer

@@ -5,7 +5,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from conftest import tiny_pretrain_overrides
+from helpers import tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.logs import compare_curves, read_loss_curve
 

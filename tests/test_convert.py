@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from conftest import MMPRETRAIN_FIXTURE
+from helpers import MMPRETRAIN_FIXTURE
 from maskfeat.cli import main
 from maskfeat.convert import maskfeat_to_slowfast, mmpretrain_to_maskfeat, slowfast_to_maskfeat
 from maskfeat.defaults import PRETRAIN

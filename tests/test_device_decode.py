@@ -20,7 +20,7 @@ from maskfeat.data.pretrain_dataset import apply_crop, draw_crop
 from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
 
-from conftest import cli_env, tiny_pretrain_overrides
+from helpers import cli_env, tiny_pretrain_overrides
 
 CPU = torch.device("cpu")
 
@@ -169,7 +169,7 @@ def test_corrupt_jpegs_are_counted_and_batches_stay_full(tmp_path):
 
 
 def test_pretrain_step_decodes_a_raw_encoded_batch(tmp_path):
-    from maskfeat.commands.pretrain import PretrainStep
+    from maskfeat.tasks.steps import PretrainStep
 
     make_photo_folder(tmp_path / "imgs")
     dev_loader = loader_for(tmp_path / "imgs", "device", 0, 4)

@@ -11,7 +11,7 @@ from maskfeat.engine.optim import build_optimizer, build_scheduler
 from maskfeat.engine.trainer import amp_dtype
 from maskfeat.errors import UserError
 
-from conftest import run_trainer
+from helpers import log_losses, run_trainer
 
 
 def test_warmup_then_cosine_per_iteration():
@@ -83,11 +83,6 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
         assert torch.allclose(a, b, atol=1e-6), n
 
 
-def read_losses(path):
-    import json
-    return {r["step"]: (r["loss"], r["lr"]) for r in map(json.loads, path.read_text().splitlines()) if "loss" in r}
-
-
 def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     ref = run_trainer(tmp_path, "ref")
     assert ref.state.step == 16
@@ -103,7 +98,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     assert (ckpt["step"], ckpt["epoch"], ckpt["iter_in_epoch"]) == (5, 0, 5)
     resumed = run_trainer(tmp_path, "run", "train.resume=auto")
     assert resumed.state.step == 16
-    a, b = read_losses(tmp_path / "ref" / "log.jsonl"), read_losses(tmp_path / "run" / "log.jsonl")
+    a, b = log_losses(tmp_path / "ref" / "log.jsonl"), log_losses(tmp_path / "run" / "log.jsonl")
     assert sorted(a) == sorted(b) == list(range(1, 17))
     for step in a:
         assert a[step][0] == pytest.approx(b[step][0], abs=1e-7), step     # loss
@@ -130,7 +125,7 @@ def test_non_finite_step_is_skipped_and_counted(tmp_path):
         assert torch.equal(snapshots["before"][k], snapshots["after"][k]), k
     for k in snapshots["opt"]:
         assert torch.equal(snapshots["opt"][k], snapshots["opt_after"][k])
-    logged = read_losses(tmp_path / "nan" / "log.jsonl")
+    logged = log_losses(tmp_path / "nan" / "log.jsonl")
     import json
     last = json.loads((tmp_path / "nan" / "log.jsonl").read_text().splitlines()[-1])
     assert last["nonfinite_steps"] == 1 and trainer.state.step == 5 and math.isfinite(logged[5][0])

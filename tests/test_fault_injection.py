@@ -11,7 +11,7 @@ import torch
 
 from maskfeat.engine.checkpoint import load_checkpoint
 
-from conftest import cli_env, tiny_pretrain_overrides
+from helpers import cli_env, tiny_pretrain_overrides
 
 
 def start(args):

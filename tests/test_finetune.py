@@ -95,11 +95,11 @@ def test_finetune_cli_runs_keeps_best_and_resumes(tmp_path):
 
 
 def test_imagenet_recipes_hold_the_spec_values():
-    from maskfeat.commands import finetune, linprobe
+    from maskfeat.tasks import build_config
     from maskfeat.data.labelled import classification_transform
     from maskfeat.engine.optim import scaled_lr
 
-    cfg = finetune.build_config("configs/finetune/vit-base-p16_in1k.yaml", [])
+    cfg = build_config("finetune", "configs/finetune/vit-base-p16_in1k.yaml", [])
     m, a, o, t = cfg["model"], cfg["aug"], cfg["optim"], cfg["train"]
     assert (m["arch"], m["img_size"], m["global_pool"], m["drop_path_rate"]) == ("vit-base", 224, "avg", 0.1)
     assert scaled_lr(o, t["batch_size"] * 8) == pytest.approx(8e-3) and scaled_lr(o, 512) == pytest.approx(2e-3)
@@ -109,7 +109,7 @@ def test_imagenet_recipes_hold_the_spec_values():
     test_tf = [type(t).__name__ for t in classification_transform(cfg["data"], 224, train=False).transforms]
     resize = classification_transform(cfg["data"], 224, train=False).transforms[0]
     assert test_tf[:2] == ["Resize", "CenterCrop"] and resize.size == 256
-    lp = linprobe.build_config("configs/linprobe/vit-base-p16_in1k.yaml", [])
+    lp = build_config("linprobe", "configs/linprobe/vit-base-p16_in1k.yaml", [])
     assert lp["optim"]["name"] == "lars" and scaled_lr(lp["optim"], 16384) == pytest.approx(6.4)
     assert lp["train"]["batch_size"] * lp["train"]["accum_steps"] * 8 == 16384
 

@@ -8,7 +8,7 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 from torch.utils.data import Dataset
 
-from conftest import PYTHON, cli_env
+from helpers import PYTHON, cli_env
 from eval_helpers import folder_overrides, make_folder
 from maskfeat.cli import main
 from maskfeat.data.loader import build_loader

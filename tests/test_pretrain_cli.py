@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskfeat.commands.pretrain import build_config, build_trainer
+from maskfeat.tasks.pretrain import build_config, build_trainer
 from maskfeat.config import builtin_config
 from maskfeat.engine.checkpoint import load_checkpoint
 from maskfeat.engine.distributed import DistEnv
 
-from conftest import REPO, cli_env, tiny_pretrain_overrides
+from helpers import REPO, cli_env, tiny_pretrain_overrides
 
 MMPRETRAIN_KEYS = {"lr", "data_time", "grad_norm", "loss", "time", "epoch", "iter", "memory", "step"}
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from maskfeat.data.idx import FASHION_MNIST_ROOT
 
 

@@ -18,7 +18,7 @@ from maskfeat.engine import trainer as trainer_module
 from maskfeat.engine.checkpoint import load_checkpoint
 from maskfeat.errors import UserError
 
-from conftest import ERROR, log_steps, maskfeat, one_error_line, run_trainer, tiny_pretrain_overrides
+from helpers import ERROR, log_steps, maskfeat, one_error_line, run_trainer, tiny_pretrain_overrides
 
 SOLID = (200, 30, 90)      # the colour of the image smaller than the crop
 

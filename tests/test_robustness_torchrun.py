@@ -10,7 +10,7 @@ import pytest
 
 from maskfeat.engine.checkpoint import load_checkpoint
 
-from conftest import ERROR, cli_env, log_steps, tiny_pretrain_overrides, torchrun_cmd
+from helpers import ERROR, cli_env, log_steps, tiny_pretrain_overrides, torchrun_cmd
 
 
 # -- 3. a global batch that the data cannot fill, under torchrun ---------------------------------

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import PYTHON, REPO, cli_env
+from helpers import PYTHON, REPO, cli_env
 from maskfeat.cli import main
 from maskfeat.commands.run import MMPRETRAIN_ALIASES, add_arguments, translate
 from maskfeat.config import ConfigError, resolve_config

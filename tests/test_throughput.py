@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO
-from maskfeat.commands.pretrain import build_config, build_trainer
+from helpers import REPO
+from maskfeat.tasks.pretrain import build_config, build_trainer
 from maskfeat.data.images import decode_rgb, skimage_photos
 from maskfeat.engine.distributed import DistEnv
 from maskfeat.hog import HOGGenerator

@@ -25,7 +25,7 @@ def test_pretrain_dispatches_on_modality_and_trains(tmp_path):
 
 
 def test_video_recipes_resolve_and_bad_keys_are_named(capsys):
-    from maskfeat.commands.pretrain import build_config
+    from maskfeat.tasks.pretrain import build_config
 
     cfg = build_config(str(builtin_config("pretrain/maskfeat_mvitv2-s-16x4_k400")), [])
     assert cfg["model"]["arch"] == "mvitv2-s" and cfg["mask"]["unit_size"] == [2, 32, 32]

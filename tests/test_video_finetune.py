@@ -114,21 +114,21 @@ def test_video_mixup_shares_one_box_across_frames():
 
 
 def test_embedded_finetune_end_to_end(tmp_path):
-    from maskfeat.video.finetune import run_video_finetune
+    from maskfeat.tasks import TASKS, execute
 
     _, path = _save_pretrain(tmp_path, "mvitv2-pico")
     cfg = _finetune_cfg("mvitv2-pico", 64, 8, f"pretrained={path}", "data.samples_per_epoch=8",
                         "data.num_workers=0", "data.test_temporal_views=2", "data.sampling_rate=2",
                         "train.epochs=1", "train.batch_size=4", f"train.output_dir={tmp_path / 'ft'}",
                         "train.progress=false")
-    m = run_video_finetune(cfg)
+    m = execute(TASKS["finetune", "video"], cfg)
     assert m["clips"] == 8 and m["videos"] == 4 and 0 <= m["clip_top1"] <= 100
     saved = json.loads((tmp_path / "ft" / "eval.json").read_text())
     assert saved["video_top1"] == m["video_top1"] and (tmp_path / "ft" / "last.pth").is_file()
 
 
 def test_finetune_step_with_k400_mixup_settings():
-    from maskfeat.video.finetune import FinetuneStep
+    from maskfeat.tasks.finetune_video import FinetuneStep
 
     cfg = resolve_config(VIDEO_FINETUNE, "configs/finetune/mvitv2-s-16x4_k400.yaml", [])
     assert (cfg["data"]["mixup"], cfg["data"]["cutmix"], cfg["optim"]["layer_decay"]) == (0.8, 1.0, 0.75)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.feature import hog as skimage_hog
 
-from conftest import tiny_pretrain_overrides
+from helpers import tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.data.images import skimage_photos
 from maskfeat.hog import HOGGenerator

@@ -5,8 +5,7 @@ import argparse
 import importlib
 import sys
 
-from .config import ConfigError
-from .errors import UserError
+from .errors import exit_code
 
 # name -> (module implementing add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -37,21 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     chosen = argv[0] if argv and argv[0] in COMMANDS else ""
     args = build_parser(chosen).parse_args(argv)
-    try:
-        return int(importlib.import_module(args._module).run(args) or 0)
-    except (ConfigError, UserError) as e:
-        print(f"maskfeat {args.command}: error: {one_line(e)}", file=sys.stderr)
-        return 2
-
-
-def one_line(e: Exception) -> str:
-    """The message; for an error re-raised from a DataLoader worker ('Caught UserError in DataLoader
-    worker process 0. Original Traceback ...'), the worker's own message, the traceback's last line."""
-    text = str(e)
-    if "Original Traceback" in text:
-        last = text.strip().splitlines()[-1]
-        text = last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith("Error") else last
-    return text
+    return exit_code(f"maskfeat {args.command}", lambda: importlib.import_module(args._module).run(args))
 
 
 if __name__ == "__main__":

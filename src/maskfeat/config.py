@@ -16,9 +16,10 @@ from typing import Any, Iterable
 
 import yaml
 
+from .errors import ConfigError
 
-class ConfigError(ValueError):
-    """A bad config file, key or value; the message is one line meant for the user."""
+__all__ = ["ConfigError", "flatten", "merge", "parse_overrides", "builtin_config", "load_yaml",
+           "resolve_config", "save_config"]
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -45,7 +46,7 @@ def _closest(key: str, valid: Iterable[str]) -> str:
 
 
 def _check_type(key: str, value: Any, default: Any, where: str) -> Any:
-    if default is None or value is None and default is None:
+    if default is None:
         return value
     if isinstance(default, bool):
         ok = isinstance(value, bool)
@@ -143,10 +144,11 @@ def load_yaml(path: str | os.PathLike) -> dict:
 
 
 def resolve_config(defaults: dict, path: str | None = None, overrides: Iterable[str] = (),
-                   aliases: dict[str, str] | None = None) -> dict:
+                   aliases: dict[str, str] | None = None, recipe: dict | None = None) -> dict:
+    """``defaults`` <- the YAML at ``path`` (``recipe``: that file already loaded) <- overrides."""
     cfg = copy.deepcopy(defaults)
     if path:
-        cfg = merge(cfg, load_yaml(path), str(path), aliases)
+        cfg = merge(cfg, load_yaml(path) if recipe is None else recipe, str(path), aliases)
     return merge(cfg, parse_overrides(overrides), "command line", aliases)
 
 

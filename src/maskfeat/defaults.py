@@ -9,6 +9,7 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 PRETRAIN = {
+    "modality": "image",             # image | video (maskfeat.video.defaults.VIDEO_PRETRAIN)
     "model": {
         "arch": "vit-mini",          # see maskfeat.models.ARCHS
         "img_size": 112,
@@ -111,6 +112,7 @@ DEFAULT_PRETRAINED = "work_dirs/maskfeat_vit-mini_skimage/last.pth"
 # `maskfeat finetune` with no --config: the default pre-training's ViT on Fashion-MNIST, 10 epochs
 # (a quick CPU try: data.train_subset=2000 data.val_subset=2000).
 FINETUNE = {
+    "modality": "image",             # image | video (maskfeat.video.defaults.VIDEO_FINETUNE)
     "model": {
         "arch": "",                  # '' = as pre-trained (read from the checkpoint)
         "img_size": 0,               # 0 = as pre-trained; pos_embed is resampled when it differs
@@ -157,6 +159,7 @@ FINETUNE = {
 }
 
 LINPROBE = {
+    "modality": "image",             # image only
     "model": {
         "arch": "",                  # '' = as pre-trained
         "img_size": 0,
@@ -186,6 +189,7 @@ LINPROBE = {
 }
 
 KNN = {
+    "modality": "image",             # image only
     "model": {k: LINPROBE["model"][k] for k in ("arch", "img_size", "patch_size", "pool", "pretrained")},
     "data": dict(_LABELLED_DATA),
     "knn": {"k": 20, "temperature": 0.07},

@@ -7,7 +7,8 @@ Three formats are read, told apart by content:
   Lines without ``loss`` (mmengine's validation lines) are skipped; every line must parse.
 * A two-column ``step,loss`` CSV, with or without a header line.
 
-A step logged twice (a resumed run) keeps its last value.
+A step logged twice (a resumed run) keeps its last value. This is the one reader of training
+logs: the loss-curve plot, ``maskfeat compare-loss`` and the tests use it.
 """
 from __future__ import annotations
 
@@ -60,8 +61,11 @@ def _number(value, path: Path, lineno: int, key: str) -> float:
     return float(value)
 
 
-def _parse_jsonl(text: str, path: Path) -> LossCurve:
-    points: dict[int, float] = {}
+def parse_records(text: str, path: Path) -> dict[int, dict]:
+    """The loss records of a JSON-lines log by step: lines without 'loss' (validation / epoch
+    lines) are passed over, every line must parse, and a step logged twice (a resumed run)
+    keeps its last record."""
+    records: dict[int, dict] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -78,8 +82,18 @@ def _parse_jsonl(text: str, path: Path) -> LossCurve:
         step = _number(rec["step"], path, lineno, "step")
         if step != int(step):
             raise UserError(f"{path}:{lineno}: 'step' is not an integer: {rec['step']!r}")
-        points[int(step)] = _number(rec["loss"], path, lineno, "loss")
-    return _finish(points, "jsonl", path)
+        _number(rec["loss"], path, lineno, "loss")
+        records[int(step)] = rec
+    return records
+
+
+def read_log(path: str | Path) -> dict[int, dict]:
+    """Our ``log.jsonl`` (or mmengine's JSON lines): {step: record}, see ``parse_records``."""
+    return parse_records(_read_text(Path(path)), Path(path))
+
+
+def _parse_jsonl(text: str, path: Path) -> LossCurve:
+    return _finish({step: float(rec["loss"]) for step, rec in parse_records(text, path).items()}, "jsonl", path)
 
 
 def _parse_csv(text: str, path: Path) -> LossCurve:
@@ -100,15 +114,19 @@ def _parse_csv(text: str, path: Path) -> LossCurve:
     return _finish(points, "csv", path)
 
 
-def read_loss_curve(path: str | Path) -> LossCurve:
-    """Read a JSON-lines log (ours or mmengine's) or a step,loss CSV."""
-    path = Path(path)
+def _read_text(path: Path) -> str:
     if not path.is_file():
         raise UserError(f"log file not found: {path}")
     try:
-        text = path.read_text()
+        return path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read ({e.__class__.__name__})") from None
+
+
+def read_loss_curve(path: str | Path) -> LossCurve:
+    """Read a JSON-lines log (ours or mmengine's) or a step,loss CSV."""
+    path = Path(path)
+    text = _read_text(path)
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     if not first:
         raise UserError(f"{path}: empty log file")
@@ -130,31 +148,3 @@ def compare_curves(run: LossCurve, ref: LossCurve, rel_tol: float = 0.05,
         mae = float(diff.mean())
         mre = float((diff / np.maximum(np.abs(b), 1e-12)).mean())
     return CurveComparison(steps, a, b, mre, mae, rel_tol, abs_tol)
-
-
-def plot_comparison(cmp: CurveComparison, png_path: str | Path, run_label: str = "run",
-                    ref_label: str = "reference") -> None:
-    """Both curves (top) and run - reference (bottom) against step, written with matplotlib Agg."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.5, 6), dpi=110, sharex=True,
-                                   gridspec_kw=dict(height_ratios=[2, 1]))
-    marker = "o" if cmp.steps.size <= 50 else None
-    ax1.plot(cmp.steps, cmp.ref, lw=2.0, color="tab:blue", marker=marker, ms=4, label=ref_label)
-    ax1.plot(cmp.steps, cmp.run, lw=1.2, color="tab:orange", ls="--", marker=marker, ms=3, label=run_label)
-    ax1.set_ylabel("loss")
-    verdict = "PASS" if cmp.passed else "FAIL"
-    ax1.set_title(f"{verdict}: MRE {cmp.mre:.4g} (<= {cmp.rel_tol:g}) or MAE {cmp.mae:.3g} "
-                  f"(<= {cmp.abs_tol:g}) over {cmp.steps.size} steps", fontsize=9)
-    ax1.grid(alpha=0.3)
-    ax1.legend()
-    ax2.plot(cmp.steps, cmp.run - cmp.ref, lw=1.2, color="tab:red", marker=marker, ms=3)
-    ax2.axhline(0.0, color="grey", lw=0.8)
-    ax2.set_xlabel("step")
-    ax2.set_ylabel(f"{run_label} - {ref_label}", fontsize=8)
-    ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)

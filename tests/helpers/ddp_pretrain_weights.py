@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from maskfeat.commands.pretrain import build_config, build_trainer
+from maskfeat.tasks.pretrain import build_config, build_trainer
 from maskfeat.engine.distributed import cleanup, init_distributed
 
 out = Path(sys.argv[1])

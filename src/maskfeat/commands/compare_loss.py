@@ -8,7 +8,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
-from ..logs import compare_curves, plot_comparison, read_loss_curve
+from ..logs import compare_curves, read_loss_curve
+from ..viz.loss_curve import plot_comparison
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -16,9 +16,9 @@ import sys
 
 import torch
 
-from ..config import ConfigError, resolve_config
-from ..defaults import PRETRAIN
-from ..errors import UserError
+from ..config import ConfigError
+from ..errors import UserError, exit_code
+from ..tasks import resolve_task, run_task
 
 # mmpretrain / mmengine config keys -> ours
 MMPRETRAIN_ALIASES = {
@@ -87,7 +87,7 @@ def translate(args: argparse.Namespace, world: int) -> list[str]:
     if args.resume:
         out.append(f"train.resume={args.resume}")
     # unknown keys fail here, naming the closest valid key
-    cfg = resolve_config(PRETRAIN, args.config, out, aliases=MMPRETRAIN_ALIASES)
+    cfg = resolve_task("pretrain", args.config, out, aliases=MMPRETRAIN_ALIASES)[1]
     if args.amp and cfg["train"]["amp"] not in ("bf16", "fp16"):
         out.append("train.amp=auto")
     if any(k.split("=", 1)[0].strip() == MM_LR for k in args.cfg_options) and "optim.base_batch_size" not in given:
@@ -117,29 +117,23 @@ def launch_torchrun(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import pretrain
-
     if args.nproc_per_node is not None and args.nproc_per_node < 1:
         raise UserError("--nproc-per-node must be >= 1")
     if args.nproc_per_node and args.launcher != "pytorch":
         raise UserError("--nproc-per-node needs --launcher pytorch")
     overrides = translate(args, _world(args))
-    cfg = pretrain.build_config(args.config, overrides)
-    pretrain.validate(cfg)
+    resolve_task("pretrain", args.config, overrides)          # every check before processes start
     if args.launcher == "pytorch" and not _under_torchrun():
         return launch_torchrun(args, overrides)
-    return pretrain.run(argparse.Namespace(config=args.config, overrides=overrides))
+    run_task("pretrain", args.config, overrides)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run_maskfeat.py", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return int(run(args) or 0)
-    except (ConfigError, UserError) as e:
-        print(f"run_maskfeat: error: {e}", file=sys.stderr)
-        return 2
+    return exit_code("run_maskfeat", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """One conversion: read a checkpoint (weights_only), map names, check by loading, write.
 
-Sources: 'mmpretrain' (MaskFeat pre-training or a ViT classifier), 'slowfast' (MaskMViT
-image pre-training), 'maskfeat' (ours). Targets: 'maskfeat' (a ``.pth`` with 'model' and
-'config', loadable by ``build_pretrain_model``) or 'timm' (``.safetensors``).
+Sources (one reader each): 'mmpretrain' (MaskFeat pre-training or a ViT classifier), 'slowfast'
+(MaskMViT image pre-training), 'maskfeat' (ours). Targets (one writer each): 'maskfeat' (a
+``.pth`` with 'model' and 'config', loadable by ``build_pretrain_model``) or 'timm'
+(``.safetensors``). Every check loads the weights strictly (``strict_load``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,12 +15,23 @@ import torch
 from ..engine.checkpoint import load_checkpoint, save_checkpoint
 from ..errors import UserError
 from ..models import ARCHS, build_pretrain_model
-from . import mmpretrain, slowfast
+from ..namemaps import mmpretrain, slowfast
+from ..namemaps.mmpretrain import ClassifierWeights
 from .arch import VitShape, classifier_config, pretrain_config, read_shape, timm_recipe
 from .timm_export import maskfeat_encoder_to_timm, save_timm
 
 SOURCES = ("auto", "mmpretrain", "slowfast", "maskfeat")
 TARGETS = ("maskfeat", "timm")
+
+
+@dataclass
+class Weights:
+    """What a reader found: a pre-training state dict in our names, or a classifier in timm's."""
+    source: str
+    pretrain: dict | None = None              # our MaskFeat names (encoder.*, head.*)
+    gaussian_window: int | None = None        # the HOG window the source trained with
+    config: dict | None = None                # ours: the checkpoint's own config
+    classifier: ClassifierWeights | None = None
 
 
 def detect_source(ckpt: dict, path: str) -> str:
@@ -32,24 +45,35 @@ def detect_source(ckpt: dict, path: str) -> str:
     raise UserError(f"{path}: cannot tell the checkpoint's origin; give --from mmpretrain|slowfast|maskfeat")
 
 
-def _check_pretrain(sd: dict, cfg: dict, where: str) -> None:
-    """The converted weights must load, strictly, into the model the config builds."""
-    model = build_pretrain_model(cfg)
-    result = model.load_state_dict(sd, strict=False)
+# -- readers: checkpoint -> Weights ------------------------------------------------------------
+
+def read_mmpretrain(ckpt: dict, where: str) -> Weights:
+    sd = mmpretrain.unwrap(ckpt)
+    if mmpretrain.is_classifier(sd):
+        return Weights("mmpretrain", classifier=mmpretrain.mmpretrain_classifier_to_timm(sd))
+    return Weights("mmpretrain", pretrain=mmpretrain.mmpretrain_to_maskfeat(sd), gaussian_window=16)
+
+
+def read_slowfast(ckpt: dict, where: str) -> Weights:
+    return Weights("slowfast", pretrain=slowfast.slowfast_to_maskfeat(slowfast.unwrap(ckpt)), gaussian_window=0)
+
+
+def read_maskfeat(ckpt: dict, where: str) -> Weights:
+    if not isinstance(ckpt.get("model"), dict):
+        raise UserError(f"{where}: 'model' is not a state_dict")
+    return Weights("maskfeat", pretrain=ckpt["model"], config=ckpt["config"])
+
+
+READERS = {"mmpretrain": read_mmpretrain, "slowfast": read_slowfast, "maskfeat": read_maskfeat}
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+def strict_load(model: torch.nn.Module, state: dict, failure: str) -> None:
+    """Load ``state`` into ``model``; any missing or unexpected key is ``failure (key 'k')``."""
+    result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        bad = (result.missing_keys or result.unexpected_keys)[0]
-        raise UserError(f"{where}: converted weights do not fit {cfg['model']['arch']} (key '{bad}')")
-
-
-def _check_classifier(sd: dict, cfg: dict, where: str) -> None:
-    from ..eval.classifier import build_classifier
-
-    m = cfg["model"]
-    model = build_classifier(m["arch"], m["img_size"], m["patch_size"], m["num_classes"], m["global_pool"])
-    result = model.load_state_dict(sd, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        bad = (result.missing_keys or result.unexpected_keys)[0]
-        raise UserError(f"{where}: converted classifier does not fit {m['arch']} (key '{bad}')")
+        raise UserError(f"{failure} (key '{(result.missing_keys or result.unexpected_keys)[0]}')")
 
 
 def verify_timm(path: Path, shape: VitShape, timm_kwargs_name: tuple[str, dict],
@@ -63,10 +87,7 @@ def verify_timm(path: Path, shape: VitShape, timm_kwargs_name: tuple[str, dict],
 
     name, kwargs = timm_kwargs_name
     model = timm.create_model(name, pretrained=False, **kwargs).eval()
-    result = model.load_state_dict(load_file(str(path)), strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        bad = (result.missing_keys or result.unexpected_keys)[0]
-        raise UserError(f"{path}: timm {name} does not take these weights (key '{bad}')")
+    strict_load(model, load_file(str(path)), f"{path}: timm {name} does not take these weights")
     if reference is None:
         return None
     x = torch.randn(1, shape.in_chans, shape.img_size, shape.img_size, generator=torch.Generator().manual_seed(0))
@@ -77,9 +98,59 @@ def verify_timm(path: Path, shape: VitShape, timm_kwargs_name: tuple[str, dict],
     return diff
 
 
-def _heads_from_config(cfg: dict) -> int | None:
-    arch = cfg.get("model", {}).get("arch")
+def _heads_from_config(cfg: dict | None) -> int | None:
+    arch = (cfg or {}).get("model", {}).get("arch")
     return ARCHS[arch]["num_heads"] if arch in ARCHS else None
+
+
+# -- writers: Weights -> file -----------------------------------------------------------------
+
+def _write_classifier(w: Weights, src: Path, dst: Path, target: str, num_heads: int | None, verify: bool) -> list[str]:
+    c, where = w.classifier, str(src)
+    shape = read_shape(c.state_dict, num_heads, where)
+    lines = [f"classifier: {shape.embed_dim}x{shape.depth}, {c.num_classes} classes, pool {c.global_pool}"]
+    if target == "timm":
+        call = save_timm(c.state_dict, shape, dst, c.global_pool, c.fc_norm, c.final_norm, c.num_classes,
+                         source=w.source)
+        if verify:
+            verify_timm(dst, shape, timm_recipe(shape, c.global_pool, c.fc_norm, c.num_classes, c.final_norm))
+        return lines + [f"wrote {dst}", f"load with: {call}"]
+    if not c.final_norm:   # finetune has fc_norm (avg) or norm (token)
+        raise UserError(f"{where}: a classifier without a final norm has no maskfeat finetune "
+                        f"counterpart; '--to timm' converts it")
+    from ..eval.classifier import build_classifier
+
+    cfg = classifier_config(shape, c.global_pool, c.num_classes, where)
+    m = cfg["model"]
+    strict_load(build_classifier(m["arch"], m["img_size"], m["patch_size"], m["num_classes"], m["global_pool"]),
+                c.state_dict, f"{where}: converted classifier does not fit {m['arch']}")
+    save_checkpoint({"model": c.state_dict, "config": cfg, "converted_from": f"{w.source}:{src}"}, dst)
+    return lines + [f"wrote {dst} (a maskfeat finetune checkpoint: timm VisionTransformer names, "
+                    f"model.arch {m['arch']}, global_pool {c.global_pool})"]
+
+
+def _write_pretrain(w: Weights, src: Path, dst: Path, target: str, num_heads: int | None, verify: bool) -> list[str]:
+    where = str(src)
+    num_heads = num_heads or _heads_from_config(w.config)
+    encoder = maskfeat_encoder_to_timm(w.pretrain)
+    shape = read_shape(encoder, num_heads, where)
+    lines = [f"encoder: width {shape.embed_dim}, depth {shape.depth}, {shape.num_heads} heads, "
+             f"patch {shape.patch_size}, {shape.img_size} px"]
+    if target == "maskfeat":
+        cfg = pretrain_config(shape, w.gaussian_window, where)
+        strict_load(build_pretrain_model(cfg), w.pretrain, f"{where}: converted weights do not fit {cfg['model']['arch']}")
+        save_checkpoint({"model": w.pretrain, "config": cfg, "converted_from": f"{w.source}:{src}"}, dst)
+        return lines + [f"wrote {dst} (model.arch {cfg['model']['arch']}, hog.gaussian_window {w.gaussian_window})"]
+    reference = None
+    if verify and w.config is not None:
+        reference = build_pretrain_model(w.config).encoder
+        reference.load_state_dict({k[len("encoder."):]: v for k, v in w.pretrain.items() if k.startswith("encoder.")})
+    call = save_timm(encoder, shape, dst, source=w.source)
+    if verify:
+        diff = verify_timm(dst, shape, timm_recipe(shape), reference)
+        if diff is not None:
+            lines.append(f"checked: timm features equal ours (max abs difference {diff:.2e})")
+    return lines + [f"wrote {dst}", f"load with: {call}"]
 
 
 def convert(src_path: str, dst_path: str, source: str = "auto", target: str | None = None,
@@ -95,69 +166,10 @@ def convert(src_path: str, dst_path: str, source: str = "auto", target: str | No
     ckpt = load_checkpoint(src)
     if source == "auto":
         source = detect_source(ckpt, str(src))
-    lines = [f"{src}: {source} checkpoint"]
-    where = str(src)
-
-    classifier = None
-    if source == "mmpretrain":
-        sd_in = mmpretrain.unwrap(ckpt)
-        if mmpretrain.is_classifier(sd_in):
-            classifier = mmpretrain.mmpretrain_classifier_to_timm(sd_in)
-        else:
-            ours, gaussian = mmpretrain.mmpretrain_to_maskfeat(sd_in), 16
-    elif source == "slowfast":
-        ours, gaussian = slowfast.slowfast_to_maskfeat(slowfast.unwrap(ckpt)), 0
-    elif source == "maskfeat":
-        if target == "maskfeat":
-            raise UserError(f"{src}: already a maskfeat checkpoint")
-        if not isinstance(ckpt.get("model"), dict):
-            raise UserError(f"{src}: 'model' is not a state_dict")
-        ours, gaussian = ckpt["model"], None
-        num_heads = num_heads or _heads_from_config(ckpt["config"])
-    else:
+    if source not in READERS:
         raise UserError(f"--from: unknown source {source!r}; choose one of {', '.join(SOURCES)}")
-
-    if classifier is not None:
-        shape = read_shape(classifier.state_dict, num_heads, where)
-        recipe = timm_recipe(shape, classifier.global_pool, classifier.fc_norm, classifier.num_classes,
-                             classifier.final_norm)
-        lines.append(f"classifier: {shape.embed_dim}x{shape.depth}, {classifier.num_classes} classes, "
-                     f"pool {classifier.global_pool}")
-        if target == "timm":
-            call = save_timm(classifier.state_dict, shape, dst, classifier.global_pool, classifier.fc_norm,
-                             classifier.final_norm, classifier.num_classes, source=source)
-            if verify:
-                verify_timm(dst, shape, recipe)
-            lines += [f"wrote {dst}", f"load with: {call}"]
-        else:
-            if not classifier.final_norm:   # finetune has fc_norm (avg) or norm (token)
-                raise UserError(f"{where}: a classifier without a final norm has no maskfeat finetune "
-                                f"counterpart; '--to timm' converts it")
-            cfg = classifier_config(shape, classifier.global_pool, classifier.num_classes, where)
-            _check_classifier(classifier.state_dict, cfg, where)
-            save_checkpoint({"model": classifier.state_dict, "config": cfg, "converted_from": f"{source}:{src}"}, dst)
-            lines.append(f"wrote {dst} (a maskfeat finetune checkpoint: timm VisionTransformer names, "
-                         f"model.arch {cfg['model']['arch']}, global_pool {classifier.global_pool})")
-        return lines
-
-    encoder = maskfeat_encoder_to_timm(ours)
-    shape = read_shape(encoder, num_heads, where)
-    lines.append(f"encoder: width {shape.embed_dim}, depth {shape.depth}, {shape.num_heads} heads, "
-                 f"patch {shape.patch_size}, {shape.img_size} px")
-    if target == "maskfeat":
-        cfg = pretrain_config(shape, gaussian, where)
-        _check_pretrain(ours, cfg, where)
-        save_checkpoint({"model": ours, "config": cfg, "converted_from": f"{source}:{src}"}, dst)
-        lines.append(f"wrote {dst} (model.arch {cfg['model']['arch']}, hog.gaussian_window {gaussian})")
-        return lines
-    reference = None
-    if verify and source == "maskfeat":
-        reference = build_pretrain_model(ckpt["config"]).encoder
-        reference.load_state_dict({k[len("encoder."):]: v for k, v in ours.items() if k.startswith("encoder.")})
-    call = save_timm(encoder, shape, dst, source=source)
-    if verify:
-        diff = verify_timm(dst, shape, timm_recipe(shape), reference)
-        if diff is not None:
-            lines.append(f"checked: timm features equal ours (max abs difference {diff:.2e})")
-    lines += [f"wrote {dst}", f"load with: {call}"]
-    return lines
+    if source == "maskfeat" and target == "maskfeat":
+        raise UserError(f"{src}: already a maskfeat checkpoint")
+    weights = READERS[source](ckpt, str(src))
+    write = _write_classifier if weights.classifier is not None else _write_pretrain
+    return [f"{src}: {source} checkpoint"] + write(weights, src, dst, target, num_heads, verify)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -28,6 +29,11 @@ class DistEnv:
     @property
     def distributed(self) -> bool:
         return self.world > 1
+
+    def print_main(self, message: str) -> None:
+        """A line on stderr from the main process only (one line per job, not one per rank)."""
+        if self.is_main:
+            print(message, file=sys.stderr, flush=True)
 
 
 def pick_device(pref: str, local_rank: int = 0) -> torch.device:

@@ -20,7 +20,8 @@ from ..config import save_config
 from ..errors import UserError
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistEnv, any_rank, barrier
-from .logger import RunLogger, plot_loss_curve
+from ..viz.loss_curve import plot_loss_curve
+from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, current_lr
 
 
@@ -64,38 +65,21 @@ class Trainer:
 
     def __init__(self, cfg: dict, model: nn.Module, loader, env: DistEnv, step_fn: StepFn, *,
                  layer_decay: float | None = None, on_epoch_end=None, extra_state: dict | None = None,
-                 zero_level: float | None = None, on_step_end=None, build_optim=None):
+                 on_step_end=None, build_optim=None):
         self.cfg, self.env, self.loader, self.step_fn = cfg, env, loader, step_fn
         t = cfg["train"]
         self.epochs, self.accum, self.batch = t["epochs"], t["accum_steps"], t["batch_size"]
         self.output_dir = Path(t["output_dir"])
-        self.on_epoch_end, self.extra_state, self.zero_level = on_epoch_end, extra_state or {}, zero_level
+        self.on_epoch_end, self.extra_state = on_epoch_end, extra_state or {}
         self.on_step_end = on_step_end      # (trainer) after each optimizer step, e.g. an EMA update
         per_rank = len(loader.sampler.inner) // self.batch
         self.iters_per_epoch = per_rank // self.accum
         if self.iters_per_epoch < 1:             # before anything is written
             raise UserError(f"train.batch_size: {self.batch} x accum {self.accum} exceeds one epoch of data "
                             f"({len(loader.sampler.inner)} samples per process)")
-        failed = None
-        if env.is_main:
-            try:
-                check_writable(self.output_dir)
-                save_config(cfg, self.output_dir / "config.yaml")
-            except UserError as e:
-                failed = e
-        if any_rank(failed is not None, env):    # every rank stops, none waits at a barrier
-            raise failed or UserError(f"train.output_dir: rank 0 cannot write to {self.output_dir}")
+        self._write_config()
         self.logger = RunLogger(self.output_dir, active=env.is_main)
-
-        self.model = model.to(env.device)                     # the bare module (checkpoints, EMA)
-        wrapped = self.model
-        if env.distributed:
-            wrapped = DistributedDataParallel(self.model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
-                                              broadcast_buffers=False)
-        self.ddp = wrapped if env.distributed else None
-        mode = t.get("compile_mode", "default")
-        self.fwd = torch.compile(wrapped, mode=None if mode == "default" else mode) if t["compile"] else wrapped
-        self._eager = wrapped
+        self._wrap_model(model)
 
         self.global_batch = self.batch * env.world * self.accum
         # build_optim(model, optim_cfg, global_batch, layer_decay): another optimizer (e.g. LARS)
@@ -114,6 +98,31 @@ class Trainer:
         self._nonfinite = torch.zeros((), device=env.device)       # consecutive non-finite steps
         self._nonfinite_max = torch.zeros((), device=env.device)   # longest such run since the last log
         self._nonfinite_total = torch.zeros((), device=env.device)
+
+    def _write_config(self) -> None:
+        """Rank 0 writes ``config.yaml``; if it cannot, every rank stops (none waits at a barrier)."""
+        failed = None
+        if self.env.is_main:
+            try:
+                check_writable(self.output_dir)
+                save_config(self.cfg, self.output_dir / "config.yaml")
+            except UserError as e:
+                failed = e
+        if any_rank(failed is not None, self.env):
+            raise failed or UserError(f"train.output_dir: rank 0 cannot write to {self.output_dir}")
+
+    def _wrap_model(self, model: nn.Module) -> None:
+        """``model`` (the bare module: checkpoints, EMA) on the device; DDP and torch.compile around it."""
+        env, t = self.env, self.cfg["train"]
+        self.model = model.to(env.device)
+        wrapped = self.model
+        if env.distributed:
+            wrapped = DistributedDataParallel(self.model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
+                                              broadcast_buffers=False)
+        self.ddp = wrapped if env.distributed else None
+        mode = t.get("compile_mode", "default")
+        self.fwd = torch.compile(wrapped, mode=None if mode == "default" else mode) if t["compile"] else wrapped
+        self._eager = wrapped
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -214,7 +223,7 @@ class Trainer:
         limit = self.cfg["data"].get("max_bad_fraction", 1.0)
         if self.samples_seen >= 200 and self.bad_seen > limit * self.samples_seen:
             raise UserError(f"data: {self.bad_seen} of {self.samples_seen} images failed to decode "
-                            f"(> data.max_bad_fraction={limit}), e.g. {', '.join(sorted(self.logger._warned)[:3])}")
+                            f"(> data.max_bad_fraction={limit}), e.g. {', '.join(sorted(self.logger.warned)[:3])}")
 
     # -- the loop ------------------------------------------------------------------------------
     def _handle_signal(self, signum, frame):
@@ -224,45 +233,14 @@ class Trainer:
         self.resume()
         old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         t = self.cfg["train"]
-        log_every = t["log_interval"]
         bar = tqdm(total=self.total_steps, initial=self.state.step, unit="step", dynamic_ncols=True,
                    disable=not (self.env.is_main and t["progress"]), mininterval=1.0)
-        window = {"loss": self._loss_window, "time": deque(maxlen=log_every), "data": deque(maxlen=log_every)}
+        window = {"loss": self._loss_window, "time": deque(maxlen=t["log_interval"]),
+                  "data": deque(maxlen=t["log_interval"])}
         stopped_by = None
         try:
             while self.state.epoch < self.epochs and self.state.step < self.total_steps and stopped_by is None:
-                st = self.state
-                self.loader.sampler.set_epoch(st.epoch, skip=st.iter_in_epoch * self.accum * self.batch)
-                micro, losses = 0, []
-                t_end = time.perf_counter()
-                for batch in self.loader:
-                    t_data = time.perf_counter()
-                    self._note_bad_files(batch)
-                    micro += 1
-                    losses.append(self._forward_backward(batch, sync=micro % self.accum == 0))
-                    if micro % self.accum:
-                        continue
-                    grad_norm = self._optimizer_step()
-                    st.step += 1
-                    st.iter_in_epoch += 1
-                    self.scheduler.step_update(st.step)
-                    if self.on_step_end is not None:
-                        self.on_step_end(self)
-                    window["loss"].append(torch.stack(losses).mean())
-                    losses = []
-                    now = time.perf_counter()
-                    window["time"].append(now - t_end)
-                    window["data"].append(t_data - t_end)
-                    bar.update(1)
-                    if st.step % log_every == 0 or st.step == self.total_steps:
-                        self._log(grad_norm, window, bar)
-                    if any_rank(self._stop_signal != 0, self.env):
-                        stopped_by = "signal"
-                    elif st.step >= self.total_steps and st.iter_in_epoch < self.iters_per_epoch:
-                        stopped_by = "max_steps"
-                    if stopped_by or st.iter_in_epoch >= self.iters_per_epoch:
-                        break
-                    t_end = time.perf_counter()
+                stopped_by = self._run_epoch(window, bar)
                 if stopped_by:
                     break
                 self._end_epoch()
@@ -275,9 +253,45 @@ class Trainer:
             for s, h in old.items():
                 signal.signal(s, h)
             if self.env.is_main and self.logger.path.exists():
-                plot_loss_curve(self.logger.path, self.output_dir / "loss_curve.png", self.zero_level)
+                plot_loss_curve(self.logger.path, self.output_dir / "loss_curve.png", self.cfg)
             self.logger.close()
         return self.state
+
+    def _run_epoch(self, window: dict, bar) -> str | None:
+        """The rest of the current epoch, one optimizer step per ``accum`` batches; why it stopped
+        early ('signal' or 'max_steps'), or None at the epoch's end."""
+        st = self.state
+        self.loader.sampler.set_epoch(st.epoch, skip=st.iter_in_epoch * self.accum * self.batch)
+        micro, losses = 0, []
+        t_end = time.perf_counter()
+        for batch in self.loader:
+            t_data = time.perf_counter()
+            self._note_bad_files(batch)
+            micro += 1
+            losses.append(self._forward_backward(batch, sync=micro % self.accum == 0))
+            if micro % self.accum:
+                continue
+            grad_norm = self._optimizer_step()
+            st.step += 1
+            st.iter_in_epoch += 1
+            self.scheduler.step_update(st.step)
+            if self.on_step_end is not None:
+                self.on_step_end(self)
+            window["loss"].append(torch.stack(losses).mean())
+            losses = []
+            window["time"].append(time.perf_counter() - t_end)
+            window["data"].append(t_data - t_end)
+            bar.update(1)
+            if st.step % self.cfg["train"]["log_interval"] == 0 or st.step == self.total_steps:
+                self._log(grad_norm, window, bar)
+            if any_rank(self._stop_signal != 0, self.env):
+                return "signal"
+            if st.step >= self.total_steps and st.iter_in_epoch < self.iters_per_epoch:
+                return "max_steps"
+            if st.iter_in_epoch >= self.iters_per_epoch:
+                return None
+            t_end = time.perf_counter()
+        return None
 
     def _end_epoch(self) -> None:
         epoch = self.state.epoch + 1

@@ -1,8 +1,6 @@
 """Shared set-up of the evaluation commands: a frozen pre-trained encoder and labelled loaders."""
 from __future__ import annotations
 
-import sys
-
 from ..data.labelled import LabelledDataset, LabelledSplit, classification_transform, load_split
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv
@@ -16,11 +14,6 @@ FROZEN_MISSING = (r"mask_token",)
 FROZEN_UNUSED = (r"head\..*", r"fc_norm\..*")
 
 
-def say(env: DistEnv, message: str) -> None:
-    if env.is_main:
-        print(message, file=sys.stderr, flush=True)
-
-
 def build_frozen_features(model_cfg: dict, env: DistEnv) -> tuple[Pooled, int]:
     """(Pooled encoder on the device, in eval mode, no gradients; its image size).
 
@@ -32,9 +25,9 @@ def build_frozen_features(model_cfg: dict, env: DistEnv) -> tuple[Pooled, int]:
     encoder = build_encoder(arch, img_size=img, patch_size=patch)
     if pre is not None:
         report = load_encoder_into(encoder, pre, FROZEN_MISSING, FROZEN_UNUSED)
-        say(env, f"encoder {arch} {img}px patch {patch}: {report.summary(pre.path)}")
+        env.print_main(f"encoder {arch} {img}px patch {patch}: {report.summary(pre.path)}")
     else:
-        say(env, f"encoder {arch} {img}px patch {patch}: random init (no model.pretrained)")
+        env.print_main(f"encoder {arch} {img}px patch {patch}: random init (no model.pretrained)")
     return Pooled(encoder, model_cfg["pool"]).to(env.device).eval().requires_grad_(False), img
 
 

@@ -14,7 +14,7 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from ..convert.mmpretrain import mmpretrain_to_maskfeat
+from ..namemaps.mmpretrain import mmpretrain_to_maskfeat
 from ..engine.checkpoint import load_checkpoint
 from ..errors import UserError
 from ..models import ARCHS

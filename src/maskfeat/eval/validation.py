@@ -1,7 +1,6 @@
 """Validation at the end of an epoch (any classifier, any input key) and best-checkpoint keeping."""
 from __future__ import annotations
 
-from .frozen import say
 from .metrics import evaluate
 
 
@@ -41,8 +40,8 @@ class EpochEval:
         out.update(best_top1=self.tracker.best, best_epoch=self.tracker.best_epoch)
         if improved:
             trainer.save("best")
-        say(self.env, f"epoch {epoch}: val top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}"
-                      + (f" (EMA {out['ema_top1']:.2f})" if self.ema is not None else "")
-                      + f"; best {self.tracker.best:.2f} @ epoch {self.tracker.best_epoch}")
+        self.env.print_main(f"epoch {epoch}: val top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}"
+                            + (f" (EMA {out['ema_top1']:.2f})" if self.ema is not None else "")
+                            + f"; best {self.tracker.best:.2f} @ epoch {self.tracker.best_epoch}")
         self.history.append({"epoch": epoch, **out})
         return out

@@ -93,12 +93,3 @@ VIDEO_FINETUNE = {
                   output_dir="work_dirs/finetune_mvitv2-mini_embedded", eval_interval=2),
 }
 
-
-def is_video(config_path: str | None, overrides=()) -> bool:
-    """True when the recipe (or a 'modality=video' override) says ``modality: video``."""
-    from ..config import load_yaml, parse_overrides
-
-    wanted = parse_overrides([o for o in overrides if o.split("=", 1)[0].strip() == "modality"])
-    if "modality" in wanted:
-        return wanted["modality"] == "video"
-    return bool(config_path) and load_yaml(config_path).get("modality", "image") == "video"

@@ -1,0 +1,52 @@
+"""k-NN row (image): weighted k-NN top-1 / top-5 of frozen features (DINO's protocol: cosine
+similarity, k=20, temperature 0.07). Features are extracted once, in batches, on every process's
+shard and gathered; works on CPU and GPU, 1 or N processes."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ..engine.distributed import DistEnv, seed_everything
+from ..engine.trainer import amp_dtype, check_writable
+from ..errors import UserError
+from ..eval.frozen import build_frozen_features, embed_splits
+from ..eval.knn import knn_accuracy
+
+
+def validate(cfg: dict) -> None:
+    if cfg["knn"]["k"] < 1 or cfg["knn"]["temperature"] <= 0:
+        raise UserError("knn.k must be >= 1 and knn.temperature > 0")
+
+
+def knn_metrics(cfg: dict, env: DistEnv) -> dict:
+    """Extract train and val features once, classify val by k-NN; the metrics dict."""
+    ev = cfg["eval"]
+    seed_everything(ev["seed"])                       # same random-init weights on every rank
+    features, img_size = build_frozen_features(cfg["model"], env)
+    t0 = time.perf_counter()
+    feats, num_classes = embed_splits(features, img_size, cfg["data"], ev["batch_size"], env, ev["seed"],
+                                      amp_dtype(ev["amp"], env.device), ev["progress"])
+    t_feat = time.perf_counter() - t0
+    metrics = knn_accuracy(*feats["train"], *feats["val"], num_classes, cfg["knn"]["k"], cfg["knn"]["temperature"])
+    metrics.update(feature_dim=int(feats["train"][0].shape[1]), feature_seconds=round(t_feat, 2),
+                   world=env.world, pretrained=cfg["model"]["pretrained"], pool=cfg["model"]["pool"])
+    if ev["save_features"] and env.is_main:
+        torch.save({f"{split}_{kind}": t.cpu() for split, pair in feats.items() for kind, t in zip(("features", "labels"), pair)},
+                   Path(ev["output_dir"]) / "features.pth")
+    return metrics
+
+
+def run(cfg: dict, env: DistEnv) -> dict:
+    out = Path(cfg["eval"]["output_dir"])
+    if env.is_main:
+        check_writable(out)
+    metrics = knn_metrics(cfg, env)
+    env.print_main(f"k-NN (k={metrics['k']}, T={metrics['temperature']}): top-1 {metrics['top1']:.2f}  "
+                   f"top-5 {metrics['top5']:.2f}  ({metrics['train_samples']} train / "
+                   f"{metrics['test_samples']} val, {env.world} process(es)) -> {out / 'knn.json'}")
+    if env.is_main:
+        (out / "knn.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

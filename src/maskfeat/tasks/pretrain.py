@@ -1,0 +1,51 @@
+"""Pre-training, whatever the modality: the row's model and data builders, the MaskFeat step, the Trainer.
+
+A pre-training row's module provides ``validate(cfg)``, ``build_model(cfg, device)`` and
+``build_data(cfg, env) -> (dataset, loader)``, and exports this module's ``run``, which finds
+the row's builders by the config's ``modality``.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..engine.distributed import DistEnv, seed_everything
+from ..engine.trainer import Trainer
+from ..errors import UserError
+from . import resolve_task, task_of
+from .steps import PretrainStep
+
+
+def build_config(config_path: str | None, overrides: Iterable[str] = ()) -> dict:
+    """The resolved, validated pre-training config (image or video, as ``modality`` says)."""
+    return resolve_task("pretrain", config_path, overrides)[1]
+
+
+def check_sizes(cfg: dict) -> None:
+    """The checks every pre-training row shares: patch grid and batch sizes."""
+    m, t = cfg["model"], cfg["train"]
+    if m["img_size"] % m["patch_size"]:
+        raise UserError(f"model.img_size {m['img_size']} is not divisible by model.patch_size {m['patch_size']}")
+    if t["batch_size"] < 1 or t["accum_steps"] < 1:
+        raise UserError("train.batch_size and train.accum_steps must be >= 1")
+
+
+def build_trainer(cfg: dict, env: DistEnv) -> Trainer:
+    """Model, data and engine for one process of a pre-training run."""
+    row = task_of("pretrain", cfg).impl()
+    seed = cfg["train"]["seed"]
+    seed_everything(seed)                      # identical initial weights on every rank
+    model = row.build_model(cfg, env.device)
+    dataset, loader = row.build_data(cfg, env)
+    seed_everything(seed, env.rank)            # distinct streams per rank from here on
+    step = PretrainStep(cfg["data"]["mean"], cfg["data"]["std"], env.device, decoder=getattr(loader, "decoder", None))
+    trainer = Trainer(cfg, model, loader, env, step)
+    trainer.logger.info(f"maskfeat pretrain: {cfg['model']['arch']} {cfg['model']['img_size']}px, "
+                        f"{len(dataset)} samples/epoch, {trainer.iters_per_epoch} steps/epoch x "
+                        f"{cfg['train']['epochs']} epochs, global batch {trainer.global_batch}, "
+                        f"device {env.device}, world {env.world} -> {trainer.output_dir}")
+    return trainer
+
+
+def run(cfg: dict, env: DistEnv) -> dict:
+    state = build_trainer(cfg, env).fit()
+    return {"steps": state.step}

@@ -1,0 +1,29 @@
+"""Image pre-training row: a ViT with a mask token on image crops (folder, list, skimage, IDX)."""
+from __future__ import annotations
+
+import os
+
+from ..data import build_pretrain_dataset, build_pretrain_loader
+from ..engine.distributed import DistEnv
+from ..errors import UserError
+from ..models import build_pretrain_model
+from .pretrain import check_sizes, run  # noqa: F401  (run: the job's runner, which finds this row's builders)
+
+
+def validate(cfg: dict) -> None:
+    check_sizes(cfg)
+    t, data = cfg["train"], cfg["data"]
+    world = int(os.environ.get("WORLD_SIZE", "1"))   # torchrun's, known before any process group
+    if data["source"] == "skimage" and data["samples_per_epoch"] < t["batch_size"] * t["accum_steps"] * world:
+        raise UserError(f"data.samples_per_epoch: {data['samples_per_epoch']} samples are fewer than one global batch "
+                        f"(train.batch_size {t['batch_size']} x train.accum_steps {t['accum_steps']} x {world} processes)")
+
+
+def build_model(cfg: dict, device):
+    return build_pretrain_model(cfg, device)
+
+
+def build_data(cfg: dict, env: DistEnv):
+    """(dataset, loader); with data.decode=device the loader's batches arrive decoded on env.device."""
+    dataset = build_pretrain_dataset(cfg)
+    return dataset, build_pretrain_loader(dataset, cfg, env.rank, env.world, env.device)
