@@ -9,29 +9,66 @@ import torch
 from maskfeat.engine.checkpoint import load_checkpoint, save_checkpoint
 from maskfeat.engine.optim import build_optimizer, build_scheduler
 from maskfeat.engine.trainer import amp_dtype
-from maskfeat.errors import UserError
+from maskfeat.errors import Interrupted, UserError
 
 from helpers import log_losses, run_trainer
 
 
-def test_warmup_then_cosine_per_iteration():
-    model = torch.nn.Linear(4, 4)
-    o = dict(lr=1e-3, base_batch_size=256, weight_decay=0.05, betas=[0.9, 0.999], eps=1e-8,
-             warmup_epochs=2, warmup_start_factor=1e-6, min_lr=1e-6)
-    opt = build_optimizer(model, o, global_batch=512)            # lr scaled to 2e-3
-    sched = build_scheduler(opt, o, iters_per_epoch=10, epochs=10)
-    base = 2e-3
+def mmengine_chained_lrs(base: float, f: float, warmup: int, total: int, eta_min: float) -> list[float]:
+    """The lr of every step as mmengine computes it: LinearLR(start_factor=f, begin=0, end=W) then
+    CosineAnnealingLR(T_max=T-W, eta_min, begin=W, end=T), both in their chainable (recursive) form,
+    one scheduler.step() per iteration. An independent reference of the closed form in WarmupCosine."""
+    lr, out = base, []
+    n = warmup - 1                                          # LinearLR.total_iters = end - begin - 1
+    for i in range(total):
+        if i < warmup:                                      # LinearLR's last_step = i
+            lr = base * f if i == 0 else lr * (1 + (1 - f) / (n * f + (i - 1) * (1 - f)))
+        else:                                               # CosineAnnealingLR's last_step = i - W
+            k, t_max = i - warmup, total - warmup
+            if k > 0 and (k - 1 - t_max) % (2 * t_max) == 0:
+                lr = lr + (base - eta_min) * (1 - math.cos(math.pi / t_max)) / 2
+            elif k > 0:
+                lr = ((1 + math.cos(math.pi * k / t_max)) / (1 + math.cos(math.pi * (k - 1) / t_max))
+                      * (lr - eta_min) + eta_min)
+        out.append(lr)
+    return out
 
-    def lr_at(step):
-        sched.step_update(step)
-        return opt.param_groups[0]["lr"]
 
-    assert lr_at(0) == pytest.approx(base * 1e-6)
-    assert lr_at(10) == pytest.approx(base * 1e-6 + (base - base * 1e-6) * 0.5)
-    assert lr_at(20) == pytest.approx(base)
-    t = 50 - 20
-    assert lr_at(50) == pytest.approx(1e-6 + (base - 1e-6) * 0.5 * (1 + math.cos(math.pi * t / 80)))
-    assert lr_at(100) == pytest.approx(1e-6)
+def test_schedule_equals_mmengine_linear_warmup_and_cosine_at_every_step():
+    """The ImageNet pre-training recipe (30 of 300 epochs warmup, start factor 1e-6, cosine to 1e-6),
+    with 7 steps per epoch: every step's lr equals mmengine's within 1e-9 relative, and the peak
+    is reached at step W-1 as mmengine's LinearLR(begin=0, end=W) reaches it."""
+    from maskfeat.tasks.pretrain import build_config
+
+    cfg = build_config("configs/pretrain/maskfeat_vit-base-p16_in1k.yaml", [])
+    o = cfg["optim"]
+    opt = build_optimizer(torch.nn.Linear(4, 4), o, global_batch=2048)
+    base = opt.param_groups[0]["lr"]
+    assert base == pytest.approx(1.6e-3)
+    iters, epochs = 7, cfg["train"]["epochs"]
+    sched = build_scheduler(opt, o, iters_per_epoch=iters, epochs=epochs)
+    warmup, total = int(o["warmup_epochs"]) * iters, epochs * iters
+    ref = mmengine_chained_lrs(base, o["warmup_start_factor"], warmup, total, o["min_lr"])
+    for i, want in enumerate(ref):
+        sched.step_update(i)
+        assert opt.param_groups[0]["lr"] == pytest.approx(want, rel=1e-9, abs=0), i
+    assert ref[warmup - 1] == pytest.approx(base, rel=1e-12) and ref[warmup] == pytest.approx(base, rel=1e-12)
+    assert ref[warmup - 2] < base and ref[-1] > o["min_lr"]
+
+
+def test_short_warmup_reaches_the_peak_one_step_early():
+    """The issue's case: lr 1.5e-3, a 5-step warmup from ~0: step 1 is lr / 4 (mmengine), not lr / 5."""
+    o = dict(lr=1.5e-3, base_batch_size=256, weight_decay=0.05, betas=[0.9, 0.999], eps=1e-8,
+             warmup_epochs=1, warmup_start_factor=1e-6, min_lr=1e-6)
+    opt = build_optimizer(torch.nn.Linear(4, 4), o, global_batch=256)
+    sched = build_scheduler(opt, o, iters_per_epoch=5, epochs=10)
+    lrs = []
+    for i in range(7):
+        sched.step_update(i)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[1] == pytest.approx(1.5e-3 * (1e-6 + (1 - 1e-6) / 4))      # 3.75e-4
+    assert lrs[4] == pytest.approx(1.5e-3) and lrs[5] == pytest.approx(1.5e-3)
+    assert lrs[6] == pytest.approx(1e-6 + (1.5e-3 - 1e-6) * (1 + math.cos(math.pi / 45)) / 2)
 
 
 def test_amp_dtype_choice():
@@ -92,8 +129,9 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
         return loss
 
-    stopped = run_trainer(tmp_path, "run", step_hook=send_sigterm_at_step_5)
-    assert stopped.state.step == 5 and stopped.state.epoch == 0       # mid-epoch (8 steps/epoch)
+    with pytest.raises(Interrupted) as stop:                           # exit status 128 + 15 from the CLI
+        run_trainer(tmp_path, "run", step_hook=send_sigterm_at_step_5)
+    assert stop.value.signum == signal.SIGTERM and "stopped by SIGTERM at step 5" in str(stop.value)
     ckpt = load_checkpoint(tmp_path / "run" / "last.pth")
     assert (ckpt["step"], ckpt["epoch"], ckpt["iter_in_epoch"]) == (5, 0, 5)
     resumed = run_trainer(tmp_path, "run", "train.resume=auto")

@@ -106,3 +106,18 @@ def test_param_groups_no_decay_on_bias_norm_mask_token_and_pos_setting():
 
 def test_archs_registry_has_tiny_cpu_models():
     assert {"vit-pico", "vit-mini", "vit-tiny", "vit-small", "vit-base", "vit-large", "vit-huge"} <= set(ARCHS)
+
+
+def test_normalised_batch_equals_mmpretrain_preprocessor_bit_for_bit():
+    """PretrainStep's normalisation of a uint8 batch equals (x - [123.675, 116.28, 103.53]) /
+    [58.395, 57.12, 57.375] in float32, exactly (mmpretrain's SelfSupDataPreprocessor)."""
+    from maskfeat.defaults import PRETRAIN
+    from maskfeat.tasks.steps import PretrainStep
+
+    step = PretrainStep(PRETRAIN["data"]["mean"], PRETRAIN["data"]["std"], torch.device("cpu"))
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x[0, :, 0, :] = torch.arange(32, dtype=torch.uint8) * 8          # every level region present
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    want = (x.float() - mean) / std
+    assert torch.equal(step.normalise(x), want)

@@ -61,8 +61,8 @@ def test_sigterm_writes_checkpoint_and_resume_continues(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    assert "stopped by signal" in err
+    assert proc.returncode == 128 + signal.SIGTERM, err                 # 143: a scheduler sees it stopped early
+    assert "stopped by SIGTERM at step" in err and "Traceback" not in err
     step = load_checkpoint(out / "last.pth")["step"]
     assert 3 <= step < 500
     r = maskfeat("pretrain", *args, "train.resume=auto", "train.max_steps=" + str(step + 2))

@@ -35,7 +35,7 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 def _closest(key: str, valid: Iterable[str]) -> str:
     valid = list(valid)
-    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.75)
     # Also try matching only the last component (e.g. 'lrr' -> 'optim.lr').
     leaf = {v.rsplit(".", 1)[-1]: v for v in valid}
     leaf_match = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaf), n=1, cutoff=0.75)
@@ -102,8 +102,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key = key.strip()
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            raise ConfigError(f"override '{key}': cannot parse value {raw!r}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override '{key}': cannot parse value {raw!r} ({yaml_problem(e)})") from None
         if isinstance(value, str) and _looks_like_float(raw):
             value = float(raw)  # YAML 1.1 reads '1e-3' as a string
         out[key] = value
@@ -116,6 +116,18 @@ def _looks_like_float(s: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """One line on why YAML was refused: a tag that would build a Python object, or bad syntax."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}: " if mark else ""
+    problem = getattr(e, "problem", "") or ""
+    if isinstance(e, yaml.constructor.ConstructorError) and "tag" in problem:
+        tag = problem.split("tag", 1)[1].strip(" '").replace("tag:yaml.org,2002:", "!!")
+        return (f"{where}YAML tag '{tag}' refused: configs are plain data (numbers, strings, lists, "
+                "mappings); tags that build objects or run code are not allowed")
+    return f"{where}not valid YAML ({problem})" if problem else f"{where}not valid YAML"
 
 
 def builtin_config(name: str) -> Path:
@@ -135,9 +147,9 @@ def load_yaml(path: str | os.PathLike) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{line} is not valid YAML") from None
+        raise ConfigError(f"{path}: {yaml_problem(e)}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of sections")
     return data

@@ -76,7 +76,10 @@ PRETRAIN = {
         "output_dir": "work_dirs/maskfeat_vit-mini_skimage",
         "log_interval": 10,
         "ckpt_interval": 5,          # epochs between numbered checkpoints ('last' is written every epoch)
-        "resume": "",                # '' | auto | path to a checkpoint
+        # auto: continue from <output_dir>/last.pth if there is one (a finished run: nothing to do, exit 0);
+        # a path: continue from that checkpoint; '': from scratch (refused if output_dir holds a run)
+        "resume": "auto",
+        "overwrite": False,          # start from scratch over a run in output_dir, removing its files
         "max_steps": 0,              # stop after this many optimizer steps (0 = run all epochs)
         "max_nonfinite": 10,         # consecutive non-finite steps before the run stops
         "progress": True,

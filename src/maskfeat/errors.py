@@ -13,6 +13,19 @@ class ConfigError(UserError, ValueError):
     """A bad config file, key or value; the message is one line meant for the user."""
 
 
+class NothingToDo(Exception):
+    """A command that finds its work already done (a finished run): the message, exit status 0."""
+
+
+class Interrupted(Exception):
+    """A run stopped by a signal after writing its checkpoint: the message (said by the main
+    process only), exit status 128 + signal."""
+
+    def __init__(self, signum: int, message: str, say: bool = True):
+        super().__init__(message)
+        self.signum, self.say = int(signum), say
+
+
 def one_line(e: Exception) -> str:
     """The message; for an error re-raised from a DataLoader worker ('Caught UserError in DataLoader
     worker process 0. Original Traceback ...'), the worker's own message, the traceback's last line."""
@@ -25,9 +38,18 @@ def one_line(e: Exception) -> str:
 
 def exit_code(prog: str, fn: Callable[[], int | None]) -> int:
     """Run ``fn``; a ``UserError`` (config errors included) becomes ``prog: error: <one line>`` on
-    stderr and exit status 2. Every entry point (``maskfeat``, ``run_maskfeat.py``) goes through here."""
+    stderr and exit status 2, a run stopped by SIGTERM / SIGINT exits 143 / 130 (128 + signal) and
+    a finished run started again exits 0. Every entry point (``maskfeat``, ``run_maskfeat.py``) goes
+    through here."""
     try:
         return int(fn() or 0)
     except UserError as e:
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except NothingToDo as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 0
+    except Interrupted as e:
+        if e.say:
+            print(f"{prog}: {e}", file=sys.stderr)
+        return 128 + e.signum

@@ -66,9 +66,36 @@ def preprocess(path: str, img_size: int, mean, std) -> tuple[torch.Tensor, np.nd
     return x, rgb.permute(1, 2, 0).numpy()
 
 
-def run(args: argparse.Namespace) -> int:
+def output_names(images: list[str]) -> list[str]:
+    """``<stem>_maskfeat.png`` per image; images with the same stem (a/x.jpg, b/x.jpg) get their
+    parent folders' names in front until every name is distinct (a_x, b_x), then a number."""
+    paths = [Path(p) for p in images]
+    names = [p.stem for p in paths]
+    for depth in range(1, 1 + max(len(p.parts) for p in paths)):
+        taken = {n: names.count(n) for n in names}
+        if all(c == 1 for c in taken.values()):
+            break
+        names = [("_".join(p.parent.parts[-depth:] + (p.stem,)).lstrip("/_") if taken[n] > 1 else n)
+                 for p, n in zip(paths, names)]
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(f"{n}_maskfeat.png" if seen[n] == 1 else f"{n}_{seen[n]}_maskfeat.png")
+    return out
+
+
+def check_arguments(args: argparse.Namespace) -> None:
     if args.cell_px < 3:
         raise UserError("--cell-px must be at least 3")
+    if args.mask_ratio is not None and not 0.0 < args.mask_ratio < 1.0:
+        raise UserError(f"--mask-ratio: {args.mask_ratio} is not in (0, 1)")
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise UserError(f"--out-dir: {args.out_dir} is a file, not a folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
     model, cfg = load_pretrained(args.checkpoint, args.device)
     m, hog_cfg = cfg["model"], cfg["hog"]
     if m.get("target", "hog") != "hog":
@@ -80,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
     masker = BlockMaskGenerator(input_size=grid, mask_ratio=ratio, min_num_patches=mk.get("min_num_patches", 4),
                                 min_aspect=mk.get("min_aspect", 0.3), max_aspect=mk.get("max_aspect"))
     nbins, k = int(hog_cfg["nbins"]), patch // int(hog_cfg["cell_size"])
-    out_dir = Path(args.out_dir)
+    inputs = [preprocess(path, img_size, cfg["data"]["mean"], cfg["data"]["std"]) for path in args.images]
+    out_dir = Path(args.out_dir)                                             # every image read: now write
     out_dir.mkdir(parents=True, exist_ok=True)
-    for i, path in enumerate(args.images):
-        x, rgb = preprocess(path, img_size, cfg["data"]["mean"], cfg["data"]["std"])
+    for i, (path, name, (x, rgb)) in enumerate(zip(args.images, output_names(args.images), inputs)):
         mask = masker(np.random.default_rng(args.seed + i))                  # (Hp, Wp) bool
         xb = x.unsqueeze(0).to(args.device)                                  # (1, 3, S, S)
         mb = torch.from_numpy(mask).unsqueeze(0).to(args.device)             # (1, Hp, Wp)
@@ -91,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             out = model(xb, mb, return_outputs=True)
             target_cells = model.target.cell_histograms(xb)                  # (1, 3, nbins, Hc, Wc)
         pred_cells = patches_to_cells(out.pred.float(), grid, nbins=nbins, cells_per_patch=k)
-        dst = out_dir / f"{Path(path).stem}_maskfeat.png"
+        dst = out_dir / name
         draw_panels(rgb, mask, target_cells[0].cpu().numpy(), pred_cells[0].cpu().numpy(), patch, dst,
                     title=f"{Path(path).name}: masked-patch loss {out.loss.item():.4f}", cell_px=args.cell_px,
                     cells_per_patch=k)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.checkpoint import load_checkpoint, save_checkpoint
+from ..engine.checkpoint import atomic_file, load_checkpoint, save_checkpoint
 from ..errors import UserError
 from ..models import ARCHS, build_pretrain_model
 from ..namemaps import mmpretrain, slowfast
@@ -59,9 +59,23 @@ def read_slowfast(ckpt: dict, where: str) -> Weights:
 
 
 def read_maskfeat(ckpt: dict, where: str) -> Weights:
-    if not isinstance(ckpt.get("model"), dict):
+    """Ours: a pre-training checkpoint (``encoder.*`` + ``head.*``) or a fine-tuned classifier
+    (timm names, as ``maskfeat finetune`` and ``convert`` of an mmpretrain classifier write it)."""
+    sd, cfg = ckpt.get("model"), ckpt["config"] if isinstance(ckpt.get("config"), dict) else {}
+    if not isinstance(sd, dict):
         raise UserError(f"{where}: 'model' is not a state_dict")
-    return Weights("maskfeat", pretrain=ckpt["model"], config=ckpt["config"])
+    if cfg.get("modality", "image") != "image":
+        raise UserError(f"{where}: a {cfg['modality']} checkpoint; only image ViTs convert to timm")
+    if any(k.startswith("encoder.") for k in sd):
+        return Weights("maskfeat", pretrain=sd, config=cfg or None)
+    if "head.weight" not in sd or "patch_embed.proj.weight" not in sd:
+        raise UserError(f"{where}: neither a maskfeat pre-training checkpoint (encoder.* weights) nor a "
+                        "fine-tuned classifier (patch_embed.*, head.*)")
+    pool = cfg.get("model", {}).get("global_pool") or ("avg" if "fc_norm.weight" in sd else "token")
+    classifier = ClassifierWeights(sd, pool, fc_norm="fc_norm.weight" in sd,
+                                   final_norm="norm.weight" in sd or "fc_norm.weight" in sd,
+                                   num_classes=int(sd["head.weight"].shape[0]))
+    return Weights("maskfeat", config=cfg or None, classifier=classifier)
 
 
 READERS = {"mmpretrain": read_mmpretrain, "slowfast": read_slowfast, "maskfeat": read_maskfeat}
@@ -110,10 +124,11 @@ def _write_classifier(w: Weights, src: Path, dst: Path, target: str, num_heads: 
     shape = read_shape(c.state_dict, num_heads, where)
     lines = [f"classifier: {shape.embed_dim}x{shape.depth}, {c.num_classes} classes, pool {c.global_pool}"]
     if target == "timm":
-        call = save_timm(c.state_dict, shape, dst, c.global_pool, c.fc_norm, c.final_norm, c.num_classes,
-                         source=w.source)
-        if verify:
-            verify_timm(dst, shape, timm_recipe(shape, c.global_pool, c.fc_norm, c.num_classes, c.final_norm))
+        with atomic_file(dst) as tmp:
+            call = save_timm(c.state_dict, shape, tmp, c.global_pool, c.fc_norm, c.final_norm, c.num_classes,
+                             source=w.source, load_path=dst)
+            if verify:
+                verify_timm(tmp, shape, timm_recipe(shape, c.global_pool, c.fc_norm, c.num_classes, c.final_norm))
         return lines + [f"wrote {dst}", f"load with: {call}"]
     if not c.final_norm:   # finetune has fc_norm (avg) or norm (token)
         raise UserError(f"{where}: a classifier without a final norm has no maskfeat finetune "
@@ -145,11 +160,11 @@ def _write_pretrain(w: Weights, src: Path, dst: Path, target: str, num_heads: in
     if verify and w.config is not None:
         reference = build_pretrain_model(w.config).encoder
         reference.load_state_dict({k[len("encoder."):]: v for k, v in w.pretrain.items() if k.startswith("encoder.")})
-    call = save_timm(encoder, shape, dst, source=w.source)
-    if verify:
-        diff = verify_timm(dst, shape, timm_recipe(shape), reference)
-        if diff is not None:
-            lines.append(f"checked: timm features equal ours (max abs difference {diff:.2e})")
+    with atomic_file(dst) as tmp:
+        call = save_timm(encoder, shape, tmp, source=w.source, load_path=dst)
+        diff = verify_timm(tmp, shape, timm_recipe(shape), reference) if verify else None
+    if diff is not None:
+        lines.append(f"checked: timm features equal ours (max abs difference {diff:.2e})")
     return lines + [f"wrote {dst}", f"load with: {call}"]
 
 
@@ -163,6 +178,10 @@ def convert(src_path: str, dst_path: str, source: str = "auto", target: str | No
         raise UserError(f"--to: unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if dst.exists() and dst.resolve() == src.resolve():
         raise UserError(f"{dst}: output would overwrite the input")
+    if not dst.parent.is_dir():
+        raise UserError(f"{dst}: output folder {dst.parent} does not exist")
+    if dst.is_dir():
+        raise UserError(f"{dst}: is a folder; give the output file's name")
     ckpt = load_checkpoint(src)
     if source == "auto":
         source = detect_source(ckpt, str(src))

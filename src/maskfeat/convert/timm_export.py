@@ -34,10 +34,11 @@ def create_model_call(name: str, kwargs: dict, path: str | Path) -> str:
 
 def save_timm(timm_sd: dict[str, torch.Tensor], shape: VitShape, path: str | Path, global_pool: str = "token",
               fc_norm: bool = False, final_norm: bool = True, num_classes: int = 0,
-              source: str = "") -> str:
-    """Write the safetensors file (with the create_model recipe in its metadata); returns that call."""
+              source: str = "", load_path: str | Path | None = None) -> str:
+    """Write the safetensors file (with the create_model recipe in its metadata); returns the call
+    that loads it from ``load_path`` (default ``path``; the final name when ``path`` is a temp file)."""
     name, kwargs = timm_recipe(shape, global_pool, fc_norm, num_classes, final_norm)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in timm_sd.items()}
     meta = {"format": "pt", "timm_model": name, "timm_kwargs": json.dumps(kwargs), "source": source}
     save_file(tensors, str(path), metadata=meta)
-    return create_model_call(name, kwargs, path)
+    return create_model_call(name, kwargs, load_path or path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,20 @@ import torch
 from ..errors import UserError
 
 
-def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write ``state`` so that ``path`` always holds either the old or the new complete file."""
+@contextmanager
+def atomic_file(path: str | Path):
+    """``with atomic_file(path) as tmp:`` write (and check) ``tmp``; on success it becomes ``path``
+    (fsync, mode as any new file under the umask, rename, fsync of the folder), so ``path`` always
+    holds the old or the new complete file; on any error ``tmp`` is removed and ``path`` untouched."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -30,6 +36,14 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    """Write ``state`` so that ``path`` always holds either the old or the new complete file."""
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
 from collections import deque
 from contextlib import nullcontext
@@ -23,6 +24,7 @@ from .distributed import DistEnv, any_rank, barrier
 from ..viz.loss_curve import plot_loss_curve
 from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, current_lr
+from .run_folder import RunLock, Start, clear_run_files, plan_start
 
 
 @dataclass
@@ -77,7 +79,12 @@ class Trainer:
         if self.iters_per_epoch < 1:             # before anything is written
             raise UserError(f"train.batch_size: {self.batch} x accum {self.accum} exceeds one epoch of data "
                             f"({len(loader.sampler.inner)} samples per process)")
-        self._write_config()
+        self.total_steps = self.epochs * self.iters_per_epoch
+        if t["max_steps"]:
+            self.total_steps = min(self.total_steps, t["max_steps"])
+        self.lock = RunLock(self.output_dir)
+        self.start = self._plan_start(model)      # every check; reads only
+        self._write_config()                      # the first write
         self.logger = RunLogger(self.output_dir, active=env.is_main)
         self._wrap_model(model)
 
@@ -85,9 +92,6 @@ class Trainer:
         # build_optim(model, optim_cfg, global_batch, layer_decay): another optimizer (e.g. LARS)
         self.optimizer = (build_optim or build_optimizer)(self.model, cfg["optim"], self.global_batch, layer_decay)
         self.fused = bool(self.optimizer.defaults.get("fused"))
-        self.total_steps = self.epochs * self.iters_per_epoch
-        if t["max_steps"]:
-            self.total_steps = min(self.total_steps, t["max_steps"])
         self.scheduler = build_scheduler(self.optimizer, cfg["optim"], self.iters_per_epoch, self.epochs)
         self.dtype = amp_dtype(t["amp"], env.device)
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
@@ -99,16 +103,39 @@ class Trainer:
         self._nonfinite_max = torch.zeros((), device=env.device)   # longest such run since the last log
         self._nonfinite_total = torch.zeros((), device=env.device)
 
+    def _plan_start(self, model: nn.Module) -> Start:
+        """Whether the folder is free (the lock, rank 0) and what this start does with it (every rank)."""
+        t, failed, start = self.cfg["train"], None, Start()
+        try:
+            if self.env.is_main:
+                self.lock.check()
+            start = plan_start(self.output_dir, t["resume"], t["overwrite"], model.state_dict(), self.total_steps,
+                               self.env.device)
+        except UserError as e:
+            failed = e
+        except BaseException:                        # NothingToDo, KeyboardInterrupt: let the folder go
+            self.lock.release()
+            raise
+        if any_rank(failed is not None, self.env):   # every rank stops, none waits at a barrier
+            self.lock.release()
+            raise failed or UserError(f"train.output_dir: rank 0 cannot use {self.output_dir}")
+        return start
+
     def _write_config(self) -> None:
-        """Rank 0 writes ``config.yaml``; if it cannot, every rank stops (none waits at a barrier)."""
+        """Rank 0 takes the folder (lock), clears what ``start`` replaces and writes ``config.yaml``;
+        if it cannot, every rank stops (none waits at a barrier)."""
         failed = None
         if self.env.is_main:
             try:
                 check_writable(self.output_dir)
+                self.lock.claim()
+                if self.start.clear_folder and (gone := clear_run_files(self.output_dir)):
+                    print(f"starting from scratch in {self.output_dir}: removed {', '.join(gone)}", file=sys.stderr)
                 save_config(self.cfg, self.output_dir / "config.yaml")
-            except UserError as e:
-                failed = e
+            except (UserError, OSError) as e:
+                failed = e if isinstance(e, UserError) else UserError(f"train.output_dir: {self.output_dir}: {e}")
         if any_rank(failed is not None, self.env):
+            self.lock.release()
             raise failed or UserError(f"train.output_dir: rank 0 cannot write to {self.output_dir}")
 
     def _wrap_model(self, model: nn.Module) -> None:
@@ -147,14 +174,10 @@ class Trainer:
         return path
 
     def resume(self) -> None:
-        target = self.cfg["train"]["resume"]
-        if not target:
+        """Continue from the checkpoint ``plan_start`` chose (and checked), if any."""
+        ckpt, path = self.start.checkpoint, self.start.path
+        if ckpt is None:
             return
-        path = self.output_dir / "last.pth" if target == "auto" else Path(target)
-        if target == "auto" and not path.is_file():
-            self.logger.info(f"resume=auto: no checkpoint in {self.output_dir}, starting from scratch")
-            return
-        ckpt = load_checkpoint(path, map_location=self.env.device)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -168,6 +191,7 @@ class Trainer:
             self.state.epoch, self.state.iter_in_epoch = self.state.epoch + 1, 0
         set_rng_state(ckpt["rng"])
         self.scheduler.step_update(self.state.step)
+        self.start = Start()                      # the loaded tensors are not kept alive
         self.logger.info(f"resumed from {path} at step {self.state.step} (epoch {self.state.epoch + 1}, "
                          f"iter {self.state.iter_in_epoch}), lr {current_lr(self.optimizer):.3e}")
 
@@ -245,9 +269,6 @@ class Trainer:
                     break
                 self._end_epoch()
             self.save("last")
-            if stopped_by == "signal":
-                self.logger.info(f"stopped by signal at step {self.state.step}; checkpoint {self.output_dir / 'last.pth'} "
-                                 f"(resume with train.resume=auto)")
         finally:
             bar.close()
             for s, h in old.items():
@@ -255,6 +276,13 @@ class Trainer:
             if self.env.is_main and self.logger.path.exists():
                 plot_loss_curve(self.logger.path, self.output_dir / "loss_curve.png", self.cfg)
             self.logger.close()
+            self.lock.release()
+        if stopped_by == "signal":
+            name = signal.Signals(self._stop_signal).name if self._stop_signal else "a signal on another rank"
+            raise Interrupted(self._stop_signal or signal.SIGTERM,
+                              f"stopped by {name} at step {self.state.step}; checkpoint "
+                              f"{self.output_dir / 'last.pth'} written; run the same command again to continue "
+                              "(train.resume=auto)", say=self.env.is_main)
         return self.state
 
     def _run_epoch(self, window: dict, bar) -> str | None:

@@ -54,9 +54,26 @@ def resolve_task(job: str, config_path: str | None, overrides: Iterable[str] = (
     recipe = load_yaml(config_path) if config_path else {}
     given = parse_overrides(o for o in overrides if o.split("=", 1)[0].strip() == "modality")
     task = find_task(job, given.get("modality", recipe.get("modality", "image")))
+    try:
+        resolve_config(task.schema, config_path, (), aliases=aliases, recipe=recipe)
+    except ConfigError as e:
+        raise _other_job(job, task.modality, config_path, recipe) or e from None
     cfg = resolve_config(task.schema, config_path, overrides, aliases=aliases, recipe=recipe)
     task.impl().validate(cfg)
     return task, cfg
+
+
+def _other_job(job: str, modality: str, path: str, recipe: dict) -> ConfigError | None:
+    """A recipe that does not fit ``job`` but fits another job's schema: say which command takes it."""
+    for (other, m), task in TASKS.items():
+        if other == job or m != modality:
+            continue
+        try:
+            resolve_config(task.schema, path, (), recipe=recipe)
+        except ConfigError:
+            continue
+        return ConfigError(f"{path} is a {other} recipe, not a {job} one: run `maskfeat {other} --config {path}`")
+    return None
 
 
 def task_of(job: str, cfg: dict) -> Task:

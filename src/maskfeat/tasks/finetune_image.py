@@ -7,6 +7,7 @@ import json
 
 from timm.utils import ModelEmaV3
 
+from ..config_checks import check_values
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import Trainer
@@ -16,14 +17,14 @@ from ..eval.classifier import (CLASSIFIER_DROPPED, CLASSIFIER_NEW, Classificatio
 from ..eval.frozen import eval_loader, labelled_datasets, num_classes_of
 from ..eval.pretrained import load_encoder_into, read_pretrained, resolve_model_shape
 from ..eval.validation import BestTracker, EpochEval
+from .evaluation import EVAL_RULES
 
 
 def validate(cfg: dict) -> None:
     aug, t = cfg["aug"], cfg["train"]
+    check_values(cfg, EVAL_RULES)
     if (aug["mixup"] > 0 or aug["cutmix"] > 0) and t["batch_size"] % 2:
         raise UserError(f"train.batch_size: Mixup / CutMix need an even batch, got {t['batch_size']}")
-    if t["batch_size"] < 1 or t["accum_steps"] < 1 or t["eval_interval"] < 1:
-        raise UserError("train.batch_size, train.accum_steps and train.eval_interval must be >= 1")
 
 
 def run(cfg: dict, env: DistEnv) -> dict:

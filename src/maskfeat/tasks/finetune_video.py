@@ -11,11 +11,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import ConfigError
+from ..config_checks import check_values
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import Trainer, amp_dtype
 from ..video.classify import VideoMixup, build_video_classifier, evaluate_views, load_pretrained
 from ..video.loader import build_video_classify_datasets
+from .pretrain_video import VIDEO_ARCHS
 from .steps import Normalise
 
 
@@ -44,11 +46,10 @@ def test_loader(dataset, batch_size: int, workers: int, rank: int, world: int) -
 
 
 def validate(cfg: dict) -> None:
+    check_values(cfg, {"model.arch": VIDEO_ARCHS})
     d, t = cfg["data"], cfg["train"]
     if (d["mixup"] > 0 or d["cutmix"] > 0) and t["batch_size"] % 2:
         raise ConfigError(f"train.batch_size must be even for mixup / cutmix, got {t['batch_size']}")
-    if d["test_temporal_views"] < 1 or d["test_spatial_views"] not in (1, 3):
-        raise ConfigError("data.test_temporal_views must be >= 1 and data.test_spatial_views 1 or 3")
 
 
 class ViewEval:

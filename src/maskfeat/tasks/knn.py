@@ -9,16 +9,16 @@ from pathlib import Path
 
 import torch
 
+from ..config_checks import check_values
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import amp_dtype, check_writable
-from ..errors import UserError
 from ..eval.frozen import build_frozen_features, embed_splits
 from ..eval.knn import knn_accuracy
+from .evaluation import EVAL_RULES
 
 
 def validate(cfg: dict) -> None:
-    if cfg["knn"]["k"] < 1 or cfg["knn"]["temperature"] <= 0:
-        raise UserError("knn.k must be >= 1 and knn.temperature > 0")
+    check_values(cfg, EVAL_RULES)
 
 
 def knn_metrics(cfg: dict, env: DistEnv) -> dict:

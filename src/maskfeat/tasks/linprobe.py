@@ -9,6 +9,7 @@ import json
 import torch
 
 from ..data.labelled import FeatureDataset
+from ..config_checks import check_values
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.optim import scaled_lr
@@ -18,11 +19,11 @@ from ..eval.classifier import ClassificationStep, LinearProbe, ProbeHead
 from ..eval.frozen import build_frozen_features, embed_splits, eval_loader, labelled_datasets, num_classes_of
 from ..eval.lars import build_probe_optimizer
 from ..eval.validation import BestTracker, EpochEval
+from .evaluation import EVAL_RULES
 
 
 def validate(cfg: dict) -> None:
-    if cfg["optim"]["name"] not in ("lars", "sgd"):
-        raise UserError(f"optim.name: {cfg['optim']['name']!r}; choose lars or sgd")
+    check_values(cfg, EVAL_RULES)
     if cfg["train"]["batch_size"] < 2:
         raise UserError("train.batch_size: BatchNorm needs at least 2 samples per batch")
 

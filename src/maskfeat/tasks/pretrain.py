@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from ..config_checks import Rule, check_values
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import Trainer
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from . import resolve_task, task_of
 from .steps import PretrainStep
 
@@ -20,13 +21,12 @@ def build_config(config_path: str | None, overrides: Iterable[str] = ()) -> dict
     return resolve_task("pretrain", config_path, overrides)[1]
 
 
-def check_sizes(cfg: dict) -> None:
-    """The checks every pre-training row shares: patch grid and batch sizes."""
-    m, t = cfg["model"], cfg["train"]
+def check_pretrain(cfg: dict, arch: Rule) -> None:
+    """The checks every pre-training row shares: every key's range, the architecture, the patch grid."""
+    check_values(cfg, {"model.arch": arch})
+    m = cfg["model"]
     if m["img_size"] % m["patch_size"]:
         raise UserError(f"model.img_size {m['img_size']} is not divisible by model.patch_size {m['patch_size']}")
-    if t["batch_size"] < 1 or t["accum_steps"] < 1:
-        raise UserError("train.batch_size and train.accum_steps must be >= 1")
 
 
 def build_trainer(cfg: dict, env: DistEnv) -> Trainer:
@@ -34,7 +34,10 @@ def build_trainer(cfg: dict, env: DistEnv) -> Trainer:
     row = task_of("pretrain", cfg).impl()
     seed = cfg["train"]["seed"]
     seed_everything(seed)                      # identical initial weights on every rank
-    model = row.build_model(cfg, env.device)
+    try:
+        model = row.build_model(cfg, env.device)
+    except ValueError as e:                    # shapes the checks above cannot see (HOG cells, windows)
+        raise ConfigError(str(e)) from None
     dataset, loader = row.build_data(cfg, env)
     seed_everything(seed, env.rank)            # distinct streams per rank from here on
     step = PretrainStep(cfg["data"]["mean"], cfg["data"]["std"], env.device, decoder=getattr(loader, "decoder", None))

@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import os
 
+from ..config_checks import choice
 from ..data import build_pretrain_dataset, build_pretrain_loader
 from ..engine.distributed import DistEnv
 from ..errors import UserError
-from ..models import build_pretrain_model
-from .pretrain import check_sizes, run  # noqa: F401  (run: the job's runner, which finds this row's builders)
+from ..models import ARCHS, build_pretrain_model
+from .pretrain import check_pretrain, run  # noqa: F401  (run: the job's runner, which finds this row's builders)
 
 
 def validate(cfg: dict) -> None:
-    check_sizes(cfg)
-    t, data = cfg["train"], cfg["data"]
+    check_pretrain(cfg, choice(*ARCHS))
+    m, t, data = cfg["model"], cfg["train"], cfg["data"]
+    grid = m["img_size"] // m["patch_size"]
+    if grid < 2 or round(grid * grid * cfg["mask"]["ratio"]) < 1:
+        raise UserError(f"mask.ratio: {cfg['mask']['ratio']} of a {grid}x{grid} patch grid masks no patch "
+                        f"(model.img_size {m['img_size']}, model.patch_size {m['patch_size']})")
     world = int(os.environ.get("WORLD_SIZE", "1"))   # torchrun's, known before any process group
     if data["source"] == "skimage" and data["samples_per_epoch"] < t["batch_size"] * t["accum_steps"] * world:
         raise UserError(f"data.samples_per_epoch: {data['samples_per_epoch']} samples are fewer than one global batch "

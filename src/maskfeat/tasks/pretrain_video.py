@@ -1,15 +1,22 @@
 """Video pre-training row: MViTv2 or a tubelet ViT with a mask token on clips, cube masks, per-token HOG."""
 from __future__ import annotations
 
+from ..config_checks import Rule
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv
+from ..models import ARCHS
 from ..video.loader import build_video_pretrain_dataset
 from ..video.model import build_video_model
-from .pretrain import check_sizes, run  # noqa: F401  (run: the job's runner, which finds this row's builders)
+from ..video.mvit import MVIT_ARCHS
+from .pretrain import check_pretrain, run  # noqa: F401  (run: the job's runner, which finds this row's builders)
+
+VIDEO_ARCHS = Rule("one of " + ", ".join(sorted(MVIT_ARCHS)) + " or vit3d-<name> with <name> one of "
+                   + ", ".join(a.removeprefix("vit-") for a in ARCHS),
+                   lambda a: a in MVIT_ARCHS or (a.startswith("vit3d-") and "vit-" + a.removeprefix("vit3d-") in ARCHS))
 
 
 def validate(cfg: dict) -> None:
-    check_sizes(cfg)
+    check_pretrain(cfg, VIDEO_ARCHS)
 
 
 def build_model(cfg: dict, device):

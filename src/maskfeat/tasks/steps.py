@@ -5,12 +5,17 @@ import torch
 
 
 class Normalise:
-    """uint8 (B, 3, [T,] H, W) -> float32 ``(x - 255 mean) / (255 std)`` on ``device``."""
+    """uint8 (B, 3, [T,] H, W) -> float32 ``(x - 255 mean) / (255 std)`` on ``device``.
+
+    The constants are scaled in float64, then cast: 255 x 0.224 gives float32(57.12), the very
+    divisor mmpretrain's preprocessor holds, so the same uint8 batch gives its inputs bit for bit
+    (a float32 product is one ulp off, enough to flip a HOG bin in a flat region).
+    """
 
     def __init__(self, mean, std, device: torch.device):
         shape = (1, -1, 1, 1)
-        self.mean = torch.tensor(mean, device=device).view(shape) * 255.0
-        self.std = torch.tensor(std, device=device).view(shape) * 255.0
+        self.mean = (torch.tensor(mean, dtype=torch.float64) * 255.0).float().view(shape).to(device)
+        self.std = (torch.tensor(std, dtype=torch.float64) * 255.0).float().view(shape).to(device)
         self.device = device
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,160 @@
+"""A run's output folder: one run at a time (a lock naming its PID), never another run's
+checkpoints overwritten unless ``train.overwrite`` says so, nothing written before every check.
+
+How a start is decided (``plan_start``), with ``last.pth`` the folder's checkpoint:
+
+* ``train.resume: auto`` (the default): continue from ``last.pth`` if there is one; a run that has
+  already done all its steps stops at once with exit status 0 and writes nothing.
+* ``train.resume: PATH``: continue from that checkpoint.
+* ``train.resume: ''``: start from scratch; refused when the folder holds a run's checkpoints
+  unless ``train.overwrite: true``, which removes that run's files first. A start from scratch
+  also removes what an earlier start left without any checkpoint (a log, a config).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import NothingToDo, UserError
+from .checkpoint import load_checkpoint
+
+LOCK_NAME = ".run.lock"
+# what the Trainer and the tasks write into a run folder (removed by train.overwrite=true)
+RUN_FILES = ("last.pth", "best.pth", "log.jsonl", "loss_curve.png", "config.yaml", "metrics.json", "eval.json")
+RUN_GLOBS = ("epoch_*.pth",)
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "step", "epoch", "iter_in_epoch", "rng")
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<folder>/.run.lock`` (released when the file is closed, by
+    ``release``, by garbage collection or by the kernel when the process dies), holding the
+    owner's PID and host so that a second run can say whose it is."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK_NAME
+        self.file = None
+
+    def _take(self, file) -> None:
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            owner = file.read(200).strip() or "unknown PID"
+            file.close()
+            raise UserError(f"train.output_dir: {self.path.parent} is in use by another run ({owner}); "
+                            "wait for it to end or choose another train.output_dir") from None
+        self.file = file
+
+    def check(self) -> None:
+        """Take the lock if its file exists (writes nothing); a UserError if another run holds it."""
+        if self.file is None and self.path.is_file():
+            self._take(open(self.path, "r+"))
+
+    def claim(self) -> None:
+        """Create the folder and the lock file if needed, take the lock, write our PID into it."""
+        if self.file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._take(open(self.path, "a+"))
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"PID {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        self.file.flush()
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()            # closing the file drops the flock
+            self.file = None
+
+
+@dataclass
+class Start:
+    checkpoint: dict | None = None      # the training checkpoint to continue from (None: from scratch)
+    path: Path | None = None
+    clear_folder: bool = False          # train.overwrite: remove the earlier run's files first
+
+
+def describe(obj: dict) -> str:
+    """What kind of file a loaded checkpoint is, for error messages."""
+    if "state_dict" in obj:
+        return "an mmpretrain / mmengine checkpoint"
+    if "model_state" in obj:
+        return "a SlowFast checkpoint"
+    if obj and all(hasattr(v, "shape") for v in obj.values()):
+        return "a plain state dict (weights only)"
+    if "model" in obj and "optimizer" not in obj:
+        return "a weights-only maskfeat checkpoint (no optimizer state; use it as model.pretrained)"
+    return "not a maskfeat training checkpoint"
+
+
+def read_training_checkpoint(path: Path, model_state: dict, map_location) -> dict:
+    """The checkpoint at ``path`` if it is a training checkpoint of this very model; else a one-line
+    UserError saying what the file is and what was expected."""
+    ckpt = load_checkpoint(path, map_location=map_location)
+    missing = [k for k in TRAINING_KEYS if k not in ckpt]
+    if missing:
+        raise UserError(f"train.resume: {path} is {describe(ckpt)}, not a training checkpoint (no "
+                        f"{', '.join(repr(k) for k in missing[:3])}; expected a last.pth / epoch_N.pth of a run)")
+    theirs = ckpt["model"]
+    for name, t in model_state.items():
+        if name not in theirs:
+            raise UserError(f"train.resume: {path} is a checkpoint of another model (no weight '{name}'); "
+                            "check model.arch and the task")
+        if tuple(theirs[name].shape) != tuple(t.shape):
+            raise UserError(f"train.resume: {path} is a checkpoint of another model shape: '{name}' is "
+                            f"{tuple(theirs[name].shape)}, this run's is {tuple(t.shape)} (check model.arch, "
+                            "model.img_size, model.patch_size)")
+    extra = sorted(set(theirs) - set(model_state))
+    if extra:
+        raise UserError(f"train.resume: {path} is a checkpoint of another model (weight '{extra[0]}' has no "
+                        "place here); check model.arch and the task")
+    return ckpt
+
+
+def checkpoints_in(folder: Path) -> list[Path]:
+    """The checkpoints a run left in ``folder``."""
+    found = [p for name in RUN_FILES if name.endswith(".pth") and (p := folder / name).is_file()]
+    return found + [p for pattern in RUN_GLOBS for p in sorted(folder.glob(pattern))]
+
+
+def plan_start(folder: Path, resume: str, overwrite: bool, model_state: dict, total_steps: int,
+               map_location) -> Start:
+    """What this start does with ``folder``; reads only. A finished run raises NothingToDo."""
+    last, held = folder / "last.pth", checkpoints_in(folder)
+    if resume == "auto" and last.is_file():
+        path = last
+    elif resume and resume != "auto":
+        path = Path(resume)
+        if not path.is_file():
+            raise UserError(f"train.resume: checkpoint not found: {path}")
+        if held and path.resolve() not in {p.resolve() for p in held} and not overwrite:
+            raise UserError(f"train.resume: resuming from {path} would overwrite the run in {folder} "
+                            f"({held[0].name}); choose another train.output_dir or set train.overwrite=true")
+    elif held and not overwrite:
+        step = load_checkpoint(last).get("step", "?") if last.is_file() else "?"
+        raise UserError(f"train.output_dir: {folder} holds a run ({held[0].name}, step {step}); train.resume=auto "
+                        "continues it, train.overwrite=true starts over, or choose another train.output_dir")
+    else:       # from scratch: an earlier start's logs without a checkpoint, or train.overwrite
+        return Start(clear_folder=True)
+    ckpt = read_training_checkpoint(path, model_state, map_location)
+    if ckpt["step"] >= total_steps:
+        raise NothingToDo(f"{folder}: already finished at step {ckpt['step']} of {total_steps} ({path.name}); "
+                          "nothing to do, nothing written (train.overwrite=true starts over, more train.epochs "
+                          "continue it)")
+    return Start(ckpt, path)
+
+
+def clear_run_files(folder: Path) -> list[str]:
+    """Remove an earlier run's (or start's) files from ``folder``; the names removed."""
+    gone = [p for name in RUN_FILES if (p := folder / name).is_file()]
+    gone += [p for pattern in RUN_GLOBS for p in sorted(folder.glob(pattern))]
+    for p in gone:
+        p.unlink()
+    if (folder / "tensorboard").is_dir():
+        shutil.rmtree(folder / "tensorboard")
+        gone.append(folder / "tensorboard")
+    return [p.name for p in gone]
