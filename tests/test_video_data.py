@@ -16,11 +16,12 @@ from maskfeat.video.defaults import VIDEO_PRETRAIN  # noqa: E402
 from maskfeat.video.loader import build_video_loader, build_video_pretrain_dataset  # noqa: E402
 
 
-def write_video(path, n_frames: int, h: int = 48, w: int = 64, seed: int = 0):
-    """An mpeg4 .mp4 whose frame k shows a bright bar at row 2k (so frames are identifiable)."""
+def write_video(path, n_frames: int, h: int = 48, w: int = 64, seed: int = 0, codec: str = "mpeg4"):
+    """A video (mpeg4 in .mp4 unless told) whose frame k shows a bright bar at row 2k mod h (so
+    frames are identifiable)."""
     rng = np.random.default_rng(seed)
     with av.open(str(path), "w") as out:
-        s = out.add_stream("mpeg4", rate=25)
+        s = out.add_stream(codec, rate=25)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.options = {"qscale": "1"}
         for k in range(n_frames):

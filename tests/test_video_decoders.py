@@ -72,7 +72,7 @@ def test_bundled_clips_same_frames_as_pyav(clip):
 def test_truncated_video_same_retry_and_frames(tmp_path, ext, codec):
     """The header promises 40 frames, the cut file holds fewer: both decoders fail on the first
     choice, choose again from the frames they really decoded, and read the same frames."""
-    whole = write_frames(tmp_path / f"v.{ext}", 40, codec)
+    whole = write_video(tmp_path / f"v.{ext}", 40, codec=codec)
     cut = tmp_path / f"cut.{ext}"
     data = whole.read_bytes()
     cut.write_bytes(data[:int(len(data) * 0.6)])
@@ -83,22 +83,6 @@ def test_truncated_video_same_retry_and_frames(tmp_path, ext, codec):
         assert torch.equal(tc, ref)
         if retried:   # clamped to the last decodable frame
             assert [bar_row(f) // 2 for f in tc][-1] == (seen_ref[1] - 1) % 24
-
-
-def write_frames(path, n: int, codec: str, h: int = 48, w: int = 64):
-    """Like test_video_data.write_video (frame k: a bright bar at row 2k mod h) in any container."""
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as out:
-        s = out.add_stream(codec, rate=25)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for k in range(n):
-            img = (rng.random((h, w, 3)) * 40).astype(np.uint8)
-            img[(2 * k) % h] = 255
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(pkt)
-        for pkt in s.encode():
-            out.mux(pkt)
-    return path
 
 
 @needs_torchcodec
