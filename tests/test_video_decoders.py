@@ -177,6 +177,7 @@ def test_config_keys_are_checked_with_one_line_errors(monkeypatch):
 def test_device_decoding_picks_the_training_gpu(tmp_path, monkeypatch):
     """What can run without a GPU: the device choice, the decoder receiving it, no pinning."""
     monkeypatch.setattr(D, "torchcodec_available", lambda: "")
+    monkeypatch.setattr(D, "check_device_decoding", lambda device: None)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
     data = dict(VIDEO_PRETRAIN["data"], decode="device", num_workers=0)
@@ -205,6 +206,15 @@ def test_device_decoding_picks_the_training_gpu(tmp_path, monkeypatch):
     assert set(opened.values()) == {"cuda:1"}
     loader = build_loader(ds, 3, dict(cfg["data"], pin_memory=True), 0, 1, 0)
     assert loader.pin_memory is False and loader.num_workers == 0            # CUDA tensors are not pinned
+
+
+@needs_torchcodec
+def test_device_probe_decodes_or_names_the_device():
+    D.check_device_decoding("cpu")               # a real encode (libx264) + decode of 2 frames
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"^data.decode=device: torchcodec cannot decode on cuda:0: .*"
+                                              r"; set data.decode=cpu$"):
+            D.check_device_decoding("cuda:0")
 
 
 def test_ffmpeg_threads_share_the_cores_among_workers(monkeypatch):

@@ -252,7 +252,32 @@ def decoding_device(data: dict, train_device: str = "auto") -> str:
         raise ConfigError(f"data.decode=device needs torchcodec: {torchcodec_available()}")
     if train_device == "cpu" or not torch.cuda.is_available():
         return "cpu"
-    return f"cuda:{torch.cuda.current_device()}"
+    device = f"cuda:{torch.cuda.current_device()}"
+    check_device_decoding(device)
+    return device
+
+
+def check_device_decoding(device: str) -> None:
+    """A one-line ConfigError unless torchcodec decodes a small H.264 video on ``device`` (encoded
+    here by FFmpeg's libx264); a warning when it does so on the CPU (NVDEC unavailable)."""
+    from ..config import ConfigError
+
+    try:
+        from torchcodec.decoders import VideoDecoder
+        from torchcodec.encoders import VideoEncoder
+
+        probe = VideoEncoder(torch.zeros((2, 3, 128, 128), dtype=torch.uint8), frame_rate=25).to_tensor(format="mp4")
+        decoder = VideoDecoder(probe, device=device)
+        frames = decoder.get_frames_at([0, 1]).data
+    except (ImportError, RuntimeError, ValueError) as e:
+        raise ConfigError(f"data.decode=device: torchcodec cannot decode on {device}: {_short(e, 160)}; "
+                          "set data.decode=cpu") from None
+    if tuple(frames.shape) != (2, 3, 128, 128) or str(frames.device) != device:
+        raise ConfigError(f"data.decode=device: torchcodec's probe on {device} gave {tuple(frames.shape)} "
+                          f"frames on {frames.device}; set data.decode=cpu")
+    fallback = getattr(decoder, "cpu_fallback", None)
+    if fallback:
+        warnings.warn(f"data.decode=device: torchcodec decodes on the CPU, not NVDEC ({fallback})", stacklevel=2)
 
 
 def _warn_once(key, message: str) -> None:
