@@ -91,8 +91,10 @@ def test_decode_duplicates_order_and_end_of_video(tmp_path):
     frames = C.decode(path, [7, 0, 7, 19], decoder="torchcodec")
     assert [bar_row(f) for f in frames] == [14, 0, 14, 38]
     assert torch.equal(frames, C.decode(path, [7, 0, 7, 19], decoder="pyav"))
-    whole = C.decode(path, decoder="torchcodec", short_side=24)      # whole video: in chunks
-    assert whole.shape == (20, 3, 24, 32)
+    long = write_video(tmp_path / "long.mp4", 70)
+    whole = C.decode(long, decoder="torchcodec")                          # decoded 32 frames at a time
+    assert whole.shape == (70, 3, 48, 64) and torch.equal(whole, C.decode(long, decoder="pyav"))
+    assert C.decode(long, decoder="torchcodec", short_side=24).shape == (70, 3, 24, 32)
     with pytest.raises(C.VideoError, match="ends at frame 19, frame 25 was wanted"):
         C.decode(path, [3, 25], decoder="torchcodec")
 

@@ -195,13 +195,19 @@ class TorchCodecVideo:
         container = None
         if not m.num_frames_from_header and not m.duration_seconds_from_header:   # e.g. mkv, webm
             from torchcodec.decoders import get_container_metadata
-            container = get_container_metadata(str(self.path)).duration_seconds_from_header
+            try:
+                container = get_container_metadata(str(self.path)).duration_seconds_from_header
+            except (RuntimeError, ValueError, OSError) as e:
+                raise DecoderFailed(_why(e, self.path)) from None
         return frames_from_header(m.num_frames_from_header, m.duration_seconds_from_header,
                                   m.average_fps_from_header, container)
 
     def frames(self, indices: Sequence[int] | None = None, short_side: int = 0) -> torch.Tensor:
         """Frames ``indices`` (all when None) -> uint8 (len, 3, H, W) on ``device``."""
-        order = _index_list(indices, self._decoder.metadata.num_frames)
+        n = self._decoder.metadata.num_frames
+        if not n:                       # nothing found by the scan: let PyAV try the file
+            raise DecoderFailed("no frames found")
+        order = _index_list(indices, n)
         chunk = 32 if indices is None else max(len(order), 1)      # whole videos: resize 32 at a time
         out = []
         try:
@@ -209,8 +215,6 @@ class TorchCodecVideo:
                 out.append(self._resize(self._decoder.get_frames_at(order[k:k + chunk]).data, short_side))
         except (RuntimeError, ValueError, IndexError) as e:
             raise DecoderFailed(_why(e, self.path)) from None
-        if not out:
-            raise VideoError("no decodable frames")
         return torch.cat(out) if len(out) > 1 else out[0]
 
     @staticmethod
