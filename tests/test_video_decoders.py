@@ -224,7 +224,9 @@ def test_ffmpeg_threads_share_the_cores_among_workers(monkeypatch):
 
     assert D.ffmpeg_threads() == 0                                    # main process: FFmpeg's choice
     monkeypatch.setattr(D.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    for workers, threads in ((1, 16), (4, 4), (12, 1), (32, 1)):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    for workers, local_world, threads in ((1, 1, 16), (4, 1, 4), (12, 1, 1), (32, 1, 1), (2, 4, 2), (12, 8, 1)):
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_world))       # torchrun: processes on this machine
         monkeypatch.setattr(tud, "get_worker_info", lambda w=workers: type("I", (), {"num_workers": w}))
         assert D.ffmpeg_threads() == threads
 

@@ -159,16 +159,17 @@ def torchcodec_available() -> str:
 
 
 def ffmpeg_threads() -> int:
-    """FFmpeg threads per torchcodec decoder: the loader workers share the CPU cores (one thread each
-    when there are as many workers as cores: the least CPU per clip); the main process (no
-    workers) lets FFmpeg choose (0: one per core)."""
+    """FFmpeg threads per torchcodec decoder: the loader workers of all the processes on this machine
+    (torchrun's LOCAL_WORLD_SIZE) share its CPU cores, one thread each when there are as many
+    workers as cores (the least CPU per clip); the main process (no workers) lets FFmpeg choose
+    (0: one per core)."""
     from torch.utils.data import get_worker_info
 
     info = get_worker_info()
     if info is None:
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // info.num_workers)
+    return max(1, cores // (info.num_workers * int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 class TorchCodecVideo:
