@@ -3,6 +3,7 @@ the data.video_decoder / data.decode keys; the loader benchmark at a tiny size. 
 skipped and counted with either decoder: test_video_data.)"""
 import importlib.util
 import json
+import sys
 import warnings
 
 import numpy as np
@@ -102,6 +103,15 @@ def test_decode_duplicates_order_and_end_of_video(tmp_path):
 @pytest.fixture
 def fresh_warnings(monkeypatch):
     monkeypatch.setattr(D, "_warned", set())
+
+
+def test_missing_torchcodec_is_reported_not_raised(monkeypatch):
+    D.torchcodec_available.cache_clear()
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)          # as if not installed
+    try:
+        assert "torchcodec.decoders" in D.torchcodec_available()
+    finally:
+        D.torchcodec_available.cache_clear()
 
 
 def test_no_torchcodec_falls_back_to_pyav_with_one_warning(tmp_path, monkeypatch, fresh_warnings):
