@@ -11,6 +11,8 @@ it (decode, crop, flip, mask, collate):
     the decoded-video cache is off and every clip is decoded), with the K400 recipe's data settings
     (16 frames x 4, 224 px crops, decode_short_side 256, the 8x7x7 cube mask); data.video_decoder
     the only difference;
+  * ``video torchcodec device`` (asked for by name, ``--workers 0`` rows only): data.decode=device,
+    torchcodec on the GPU (NVDEC) in the main process, crop and flip there too (the CPU without a GPU);
   * ``image folder`` (with ``--images DIR``): ``PretrainDataset`` over a folder of JPEGs
     (``--make-data N`` first writes N JPEGs of ImageNet-like sizes cut from scikit-image's photos).
 More cases (e.g. WebDataset shards) are more entries in ``CASES``: name -> function(args, workers)
@@ -88,7 +90,7 @@ def loader_memory() -> tuple[float, float, int]:
 
 
 # -- cases -------------------------------------------------------------------------------------------
-def video_loader(args, workers: int, decoder: str):
+def video_loader(args, workers: int, decoder: str, decode: str = "cpu"):
     from maskfeat.config import resolve_config
     from maskfeat.data.loader import build_loader
     from maskfeat.video.datasets import embedded_videos
@@ -103,7 +105,8 @@ def video_loader(args, workers: int, decoder: str):
     repeat = args.repeat or -(-(args.warmup + args.batches) * args.batch // len(clips))   # 0: one turn's worth
     ann.write_text("".join(f"{p.name}\n" for _ in range(repeat) for p in clips))
     overrides = [f"data.root={clips[0].parent}", f"data.ann_file={ann}", f"data.num_workers={workers}",
-                 f"data.video_decoder={decoder}", "data.persistent_workers=false", "data.pin_memory=false",
+                 f"data.video_decoder={decoder}", f"data.decode={decode}", "data.persistent_workers=false",
+                 "data.pin_memory=false",
                  f"model.img_size={args.img_size}", f"data.decode_short_side={args.short_side}"]
     cfg = resolve_config(VIDEO_PRETRAIN, str(REPO / "configs/pretrain/maskfeat_mvitv2-s-16x4_k400.yaml"), overrides)
     dataset = build_video_pretrain_dataset(cfg)
@@ -125,8 +128,10 @@ CASES = {
     "video pyav": lambda args, workers: video_loader(args, workers, "pyav"),
     "video torchcodec": lambda args, workers: video_loader(args, workers, "torchcodec"),
     "image folder": image_folder_loader,
+    # torchcodec on the GPU (NVDEC) in the main process; --workers 0 only (on a CPU-only machine: the CPU)
+    "video torchcodec device": lambda args, workers: video_loader(args, workers, "torchcodec", "device"),
 }
-BASELINES = {"video torchcodec": "video pyav"}     # speed-up column: case / its baseline
+BASELINES = {"video torchcodec": "video pyav", "video torchcodec device": "video pyav"}   # x base column
 
 
 # -- measuring ---------------------------------------------------------------------------------------
@@ -141,6 +146,8 @@ def one_turn(loader, epoch: int, warmup: int, batches: int) -> dict:
     for _ in range(batches):
         batch = next(it)
         samples += len(batch["bad"])
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()           # data.decode=device: the batch's GPU work is done
     seconds, cpu = time.perf_counter() - t0, cpu_seconds(procs) - cpu0
     main, workers, n = loader_memory()
     del it
@@ -149,7 +156,8 @@ def one_turn(loader, epoch: int, warmup: int, batches: int) -> dict:
 
 
 def measure(args) -> list[dict]:
-    loaders = {(name, w): CASES[name](args, w) for w in args.workers for name in args.cases}
+    loaders = {(name, w): CASES[name](args, w) for w in args.workers for name in args.cases
+               if w == 0 or not name.endswith(" device")}            # device decoding: main process only
     need = (args.warmup + args.batches) * args.batch
     for (name, w), loader in loaders.items():
         if len(loader.sampler) < need:
@@ -176,11 +184,11 @@ def measure(args) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'case':18s} {'workers':>7s} {'samples/s':>10s} {'range':>15s} {'x base':>7s} {'CPU ms/sample':>13s} "
+    print(f"{'case':23s} {'workers':>7s} {'samples/s':>10s} {'range':>15s} {'x base':>7s} {'CPU ms/sample':>13s} "
           f"{'PSS main':>9s} {'PSS workers':>12s} {'PSS total':>10s}  (MiB)")
     for r in rows:
         speed = f"{r['speedup']:.2f}" if r["speedup"] else "-"
-        print(f"{r['case']:18s} {r['workers']:7d} {r['samples_per_s']:10.2f} "
+        print(f"{r['case']:23s} {r['workers']:7d} {r['samples_per_s']:10.2f} "
               f"{r['min']:7.2f}-{r['max']:<7.2f} {speed:>7s} {r['cpu_ms_per_sample']:13.0f} {r['pss_main_mib']:9.0f} "
               f"{r['pss_workers_mib']:12.0f} {r['pss_main_mib'] + r['pss_workers_mib']:10.0f}")
 
