@@ -8,9 +8,10 @@ again from the true count.
 
 * ``pyav``: decodes from the start up to the last wanted frame and converts the wanted ones with
   swscale (resized there when ``short_side`` > 0). CPU only.
-* ``torchcodec``: seeks (exact mode: from the frame index the file scan builds) to the key frame
-  before each wanted frame and decodes from there, on the CPU or, with ``device='cuda:k'``, on
-  NVDEC. Frames are bitwise equal to PyAV's at full size; ``short_side`` resizes after decoding
+* ``torchcodec``: seeks (exact mode: by the frame index its scan of the file builds) to the key
+  frame before the first wanted frame, and again whenever a later wanted frame lies past another
+  key frame, decoding forward from there; on the CPU or, with ``device='cuda:k'``, on NVDEC.
+  FFmpeg threads: ``ffmpeg_threads``. Frames are bitwise equal to PyAV's at full size; ``short_side`` resizes after decoding
   (bilinear, antialiased, as torchvision does), which differs from PyAV's YUV-space swscale resize
   by about one grey level on average.
 
