@@ -11,15 +11,17 @@ from maskfeat.errors import UserError  # noqa: E402
 from maskfeat.video import clips as C  # noqa: E402
 from maskfeat.video.datasets import (VideoClassifyDataset, VideoReader, embedded_videos,  # noqa: E402
                                      read_annotations)
+from maskfeat.video.decoders import torchcodec_available  # noqa: E402
 from maskfeat.video.defaults import VIDEO_PRETRAIN  # noqa: E402
 from maskfeat.video.loader import build_video_loader, build_video_pretrain_dataset  # noqa: E402
 
 
-def write_video(path, n_frames: int, h: int = 48, w: int = 64, seed: int = 0):
-    """An mpeg4 .mp4 whose frame k shows a bright bar at row 2k (so frames are identifiable)."""
+def write_video(path, n_frames: int, h: int = 48, w: int = 64, seed: int = 0, codec: str = "mpeg4"):
+    """A video (mpeg4 in .mp4 unless told) whose frame k shows a bright bar at row 2k mod h (so
+    frames are identifiable)."""
     rng = np.random.default_rng(seed)
     with av.open(str(path), "w") as out:
-        s = out.add_stream("mpeg4", rate=25)
+        s = out.add_stream(codec, rate=25)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.options = {"qscale": "1"}
         for k in range(n_frames):
@@ -102,21 +104,32 @@ def _cfg(tmp_path, **data):
     return cfg
 
 
-def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path):
+@pytest.mark.parametrize("decoder", ["torchcodec", "pyav"])
+def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path, decoder):
+    if decoder == "torchcodec" and torchcodec_available():
+        pytest.skip(f"torchcodec unavailable: {torchcodec_available()}")
     write_video(tmp_path / "good.mp4", 30)
     write_video(tmp_path / "short.mp4", 5)
     (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
-    (tmp_path / "ann.txt").write_text("short.mp4 0\nbroken.mp4 1\ngood.mp4 2\n")
-    ds = build_video_pretrain_dataset(_cfg(tmp_path, source="list", root=str(tmp_path), ann_file="ann.txt"))
-    item = ds[(0, 0)]
-    assert item["bad"] == 2 and "short.mp4 (too short" in item["bad_paths"] and "broken.mp4" in item["bad_paths"]
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "ann.txt").write_text("short.mp4 0\nbroken.mp4 1\nempty.mp4 1\ngood.mp4 2\n")
+    cfg = _cfg(tmp_path, source="list", root=str(tmp_path), ann_file="ann.txt", video_decoder=decoder)
+    ds = build_video_pretrain_dataset(cfg)
+    assert ds.reader.decoder == decoder
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")        # torchcodec: 'cannot read broken.mp4 (...); decoding it with PyAV'
+        item = ds[(0, 0)]
+    bad = item["bad_paths"].splitlines()
+    assert item["bad"] == 3 and "short.mp4 (too short: 5 frames" in bad[0]
+    assert "broken.mp4 (cannot open video" in bad[1] and "empty.mp4 (cannot open video" in bad[2]
     assert item["images"].shape == (3, 8, 32, 32) and item["mask"].shape == (4, 2, 2)
-    assert ds[(2, 0)]["bad"] == 0
+    assert ds[(3, 0)]["bad"] == 0
     # all bad -> one clear error
     (tmp_path / "bad.txt").write_text("short.mp4 0\nbroken.mp4 1\n")
-    ds = build_video_pretrain_dataset(_cfg(tmp_path, source="list", root=str(tmp_path), ann_file="bad.txt"))
-    with pytest.raises(UserError, match="unreadable or too short"):
-        ds[(0, 0)]
+    cfg = _cfg(tmp_path, source="list", root=str(tmp_path), ann_file="bad.txt", video_decoder=decoder)
+    with pytest.raises(UserError, match="unreadable or too short"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_video_pretrain_dataset(cfg)[(0, 0)]
 
 
 def test_pretrain_items_are_seeded_per_sample_and_batched(tmp_path):

@@ -47,6 +47,11 @@ def build_pretrain_dataset(cfg: dict) -> PretrainDataset:
                            length=data["samples_per_epoch"] if embedded else None, cache=embedded, decode=decode)
 
 
+def on_device(dataset) -> bool:
+    """True when the items are already on the training device (video data.decode=device): not pinned."""
+    return getattr(dataset, "device", "cpu") != "cpu"
+
+
 def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, seed: int,
                  shuffle: bool = True, drop_last: bool = True, collate_fn=None) -> DataLoader:
     if len(dataset) < batch_size * world and drop_last:
@@ -55,7 +60,7 @@ def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, se
     sampler = EpochSampler(len(dataset), world, rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
     workers = data["num_workers"]
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=data["pin_memory"] and torch.cuda.is_available(),
+                      pin_memory=data["pin_memory"] and torch.cuda.is_available() and not on_device(dataset),
                       persistent_workers=data["persistent_workers"] and workers > 0,
                       drop_last=drop_last, prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn)
 

@@ -1,4 +1,4 @@
-"""Decoding videos with PyAV and choosing the frames of a clip.
+"""Choosing the frames of a clip and reading them with a decoder (``decoders``).
 
 A clip is ``num_frames`` frames ``rate`` apart (16 x 4 in the K400 recipe). Training clips
 start at a uniformly random frame; test views start at ``n`` evenly spaced frames from the
@@ -8,88 +8,43 @@ indices are clamped to its last frame (SlowFast's behaviour); a video with fewer
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from .decoders import DEFAULT_DECODER, DecoderFailed, VideoError, fall_back, open_video
 
-class VideoError(ValueError):
-    """An unreadable or too-short video; datasets skip such files and count them."""
-
-
-def _open(path: str | Path):
-    import av   # optional dependency (pip install 'maskfeat[video]')
-
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise VideoError(f"cannot open video: {str(e).splitlines()[0][:100]}") from None
-    if not container.streams.video:
-        container.close()
-        raise VideoError("no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    return container, stream
+__all__ = ["VideoError", "decode", "count_frames", "clip_indices", "max_start", "train_indices",
+           "view_indices", "read_clip"]
 
 
-def _frame_to_array(frame, short_side: int) -> np.ndarray:
-    """One decoded frame -> (H, W, 3) uint8 RGB, the short side resized to ``short_side`` if > 0."""
-    if short_side > 0:
-        w, h = frame.width, frame.height
-        s = short_side / min(w, h)
-        return frame.to_ndarray(format="rgb24", width=max(1, round(w * s)), height=max(1, round(h * s)))
-    return frame.to_ndarray(format="rgb24")
-
-
-def decode(path: str | Path, indices: Sequence[int] | None = None, short_side: int = 0) -> torch.Tensor:
+def decode(path: str | Path, indices: Sequence[int] | None = None, short_side: int = 0,
+           decoder: str = DEFAULT_DECODER, device: str = "cpu") -> torch.Tensor:
     """Frames ``indices`` (all when None) of a video -> uint8 (len, 3, H, W).
 
-    Decodes from the start up to the last wanted frame; an index past the end raises VideoError.
+    An index past the last decodable frame raises VideoError.
     """
-    import av
-
-    wanted = None if indices is None else sorted(set(int(i) for i in indices))
-    last = None if wanted is None else wanted[-1]
-    keep: dict[int, np.ndarray] = {}
-    decoded = 0
-    container, stream = _open(path)
-    try:
-        for n, frame in enumerate(container.decode(stream)):
-            decoded = n + 1
-            if wanted is None or n in wanted:
-                keep[n] = _frame_to_array(frame, short_side)
-            if last is not None and n >= last:
-                break
-    except (av.FFmpegError, OSError, ValueError) as e:
-        if not decoded:
-            raise VideoError(f"cannot decode video: {str(e).splitlines()[0][:100]}") from None
-    finally:
-        container.close()
-    if not decoded:
-        raise VideoError("no decodable frames")
-    order = list(range(decoded)) if indices is None else [int(i) for i in indices]
-    missing = [i for i in order if i not in keep]
-    if missing:
-        raise VideoError(f"video ends at frame {decoded - 1}, frame {missing[0]} was wanted")
-    frames = np.stack([keep[i] for i in order])                        # (len, H, W, 3)
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()   # (len, 3, H, W)
+    return _with_fallback(path, decoder, device, lambda video: video.frames(indices, short_side))
 
 
-def count_frames(path: str | Path) -> int:
+def count_frames(path: str | Path, decoder: str = DEFAULT_DECODER) -> int:
     """Frames in the container header (or duration x rate); 0 when neither is known."""
-    container, stream = _open(path)
+    return _with_fallback(path, decoder, "cpu", lambda video: video.header_frames)
+
+
+def _with_fallback(path, decoder: str, device: str, work):
+    """``work(video)`` on the video opened by ``decoder``; again with PyAV when torchcodec fails."""
+    video = open_video(path, decoder, device)
     try:
-        if stream.frames:
-            return int(stream.frames)
-        if stream.duration and stream.time_base and stream.average_rate:
-            return int(float(stream.duration * stream.time_base) * float(stream.average_rate))
-        if container.duration and stream.average_rate:
-            return int(container.duration / 1_000_000 * float(stream.average_rate))
-        return 0
+        return work(video)
+    except DecoderFailed as e:
+        video = fall_back(path, e)
+        return work(video)
     finally:
-        container.close()
+        video.close()
 
 
 def clip_indices(num_available: int, num_frames: int, rate: int, start: float) -> np.ndarray:
@@ -118,20 +73,28 @@ def view_indices(num_available: int, num_frames: int, rate: int, view: int, num_
     return clip_indices(num_available, num_frames, rate, round(start))
 
 
-def read_clip(path: str | Path, choose, short_side: int = 0) -> torch.Tensor:
+def read_clip(path: str | Path, choose, short_side: int = 0, decoder: str = DEFAULT_DECODER,
+              device: str = "cpu") -> torch.Tensor:
     """Decode the frames ``choose(num_available)`` picks -> uint8 (T, 3, H, W).
 
-    The header frame count can overstate the decodable frames; then the clip is chosen
-    again from the true count (a second decoding pass).
+    ``num_available`` is the header's frame count; when it overstates the decodable frames, the
+    clip is chosen again from the true count (a second decoding pass). ``choose`` is called at
+    most once per count, so a file that torchcodec fails on and PyAV then reads gets the clip
+    PyAV alone would have chosen.
     """
-    n = count_frames(path)
-    if n <= 0:
-        frames = decode(path, short_side=short_side)
-        return frames[torch.from_numpy(choose(len(frames)))]
-    try:
-        return decode(path, choose(n), short_side=short_side)
-    except VideoError as e:
-        if "video ends" not in str(e):
-            raise
-    frames = decode(path, short_side=short_side)
-    return frames[torch.from_numpy(choose(len(frames)))]
+    choose = functools.lru_cache(maxsize=None)(choose)
+
+    def pick(n: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(choose(n)))
+
+    def work(video) -> torch.Tensor:
+        n = video.header_frames
+        if n > 0:
+            try:
+                return video.frames(pick(n), short_side)
+            except VideoError as e:
+                if "video ends" not in str(e):
+                    raise
+        frames = video.frames(None, short_side)
+        return frames[pick(len(frames)).to(frames.device)]
+    return _with_fallback(path, decoder, device, work)

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from ..errors import UserError
 from . import clips as C
 from .cube_mask import CubeMaskGenerator
+from .decoders import DECODERS, DEFAULT_DECODER
 from .transforms import apply, spatial_view
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
@@ -97,23 +98,34 @@ def read_annotations(root: str | Path, ann_file: str | Path) -> tuple[list[Path]
 
 
 class VideoReader:
-    """Reads the frames a clip sampler picks, optionally keeping whole decoded videos in memory."""
+    """Reads the frames a clip sampler picks, optionally keeping whole decoded videos in memory.
 
-    def __init__(self, paths: list[Path], short_side: int = 0, cache: bool = False):
+    ``decoder``: a name in ``decoders.DECODERS`` (torchcodec falls back to PyAV per file);
+    ``device``: where frames are decoded and returned ('cpu', or 'cuda:k' for torchcodec's NVDEC,
+    which only the main process may use: see ``decoders.decoding_device``).
+    """
+
+    def __init__(self, paths: list[Path], short_side: int = 0, cache: bool = False,
+                 decoder: str = DEFAULT_DECODER, device: str = "cpu"):
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {sorted(DECODERS)}, not {decoder!r}")
         self.paths, self.short_side = list(paths), short_side
+        self.decoder, self.device = decoder, device
         self._cache: dict[int, torch.Tensor] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def read(self, i: int, choose) -> torch.Tensor:
-        """Video ``i``'s frames ``choose(num_frames)`` -> uint8 (T, 3, H, W)."""
+        """Video ``i``'s frames ``choose(num_frames)`` -> uint8 (T, 3, H, W) on ``device``."""
         if self._cache is None:
-            return C.read_clip(self.paths[i], choose, self.short_side)
+            frames = C.read_clip(self.paths[i], choose, self.short_side, self.decoder, self.device)
+            return frames.to(self.device)     # a file PyAV read instead of NVDEC comes from the CPU
         if i not in self._cache:
-            self._cache[i] = C.decode(self.paths[i], short_side=self.short_side)
+            self._cache[i] = C.decode(self.paths[i], short_side=self.short_side, decoder=self.decoder,
+                                      device=self.device).to(self.device)
         frames = self._cache[i]
-        return frames[torch.from_numpy(choose(len(frames)))]
+        return frames[torch.from_numpy(choose(len(frames))).to(frames.device)]
 
     def read_skipping(self, index: int, choose) -> tuple[torch.Tensor, int, list[str]]:
         """Video ``index`` or, when unreadable or too short, the next readable one -> (frames, i, bad)."""
@@ -129,7 +141,9 @@ class VideoReader:
 
 
 def _seeded(seed: int, epoch: int, index: int):
-    """(torch fork context, numpy Generator) for one sample's random choices."""
+    """(torch fork context, numpy Generator) for one sample's random choices. Callers seed the CPU
+    generator alone (``torch.random.default_generator``): reseeding CUDA's would disturb the
+    training process's own random streams when items are made there (num_workers=0)."""
     ctx = torch.random.fork_rng(devices=[])
     return ctx, np.random.default_rng([seed, epoch, index])
 
@@ -147,6 +161,11 @@ class VideoPretrainDataset(Dataset):
         self.num_frames, self.rate, self.seed = num_frames, rate, seed
         self.length = length or len(reader)
 
+    @property
+    def device(self) -> str:
+        """Where items' frames are ('cpu' unless data.decode=device)."""
+        return self.reader.device
+
     def __len__(self) -> int:
         return self.length
 
@@ -154,7 +173,7 @@ class VideoPretrainDataset(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         ctx, rng = _seeded(self.seed, epoch, index)
         with ctx:
-            torch.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
+            torch.random.default_generator.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
             frames, _, bad = self.reader.read_skipping(
                 index % len(self.reader), lambda n: C.train_indices(n, self.num_frames, self.rate, rng))
             clip = apply(self.transform, frames)                          # (3, T, S, S)
@@ -184,6 +203,11 @@ class VideoClassifyDataset(Dataset):
     def views(self) -> int:
         return self.tv * self.sv
 
+    @property
+    def device(self) -> str:
+        """Where items' frames are ('cpu' unless data.decode=device)."""
+        return self.reader.device
+
     def __len__(self) -> int:
         return self.length
 
@@ -202,7 +226,7 @@ class VideoClassifyDataset(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         ctx, rng = _seeded(self.seed, epoch, index)
         with ctx:
-            torch.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
+            torch.random.default_generator.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
             if self.transform is not None:
                 video = index % len(self.reader)
                 pick = self._window(lambda n: C.train_indices(n, self.num_frames, self.rate, rng))

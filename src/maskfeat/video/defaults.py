@@ -31,6 +31,14 @@ _DATA = {
     "pin_memory": True,
     "persistent_workers": True,
     "max_bad_fraction": 0.01,      # stop when more than this share of videos are unreadable or too short
+    # torchcodec | pyav. torchcodec (needs FFmpeg's shared libraries, see README) seeks to the key
+    # frame before each wanted frame; PyAV decodes from the start. Both pick the same frames; a file
+    # torchcodec cannot read, or a missing torchcodec, falls back to PyAV (with a warning).
+    "video_decoder": "torchcodec",
+    # cpu | device. cpu: the loader workers decode. device: torchcodec decodes on the training
+    # device (NVDEC on a GPU) in the main process, where crop, flip and resize then run too;
+    # needs data.num_workers=0 (CUDA cannot be used in forked workers) and video_decoder=torchcodec.
+    "decode": "cpu",
 }
 
 VIDEO_PRETRAIN = {

@@ -8,6 +8,7 @@ from ..data.loader import build_loader
 from ..errors import UserError
 from .cube_mask import CubeMaskGenerator
 from .datasets import VideoClassifyDataset, VideoPretrainDataset, VideoReader, embedded_videos, read_annotations
+from .decoders import decoding_device
 from .transforms import train_transform
 
 EMBEDDED_TRAIN_RANGE = (0.0, 0.6)   # embedded fine-tuning: classify which video a clip is from,
@@ -41,9 +42,12 @@ def video_files(data: dict, ann_key: str = "ann_file") -> tuple[list, list[int],
     return read_annotations(data["root"], data[ann_key])
 
 
-def _reader(data: dict, paths) -> VideoReader:
+def _reader(cfg: dict, paths) -> VideoReader:
+    data = cfg["data"]
+    device = decoding_device(data, cfg["train"]["device"])
     cache = data["cache"] or data["source"] == "embedded"
-    return VideoReader(paths, short_side=data["decode_short_side"], cache=cache)
+    return VideoReader(paths, short_side=data["decode_short_side"], cache=cache, decoder=data["video_decoder"],
+                       device=device)
 
 
 def build_video_pretrain_dataset(cfg: dict) -> VideoPretrainDataset:
@@ -52,7 +56,7 @@ def build_video_pretrain_dataset(cfg: dict) -> VideoPretrainDataset:
     transform = train_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"],
                                 short_side=data["short_side"])
     length = data["samples_per_epoch"] if data["source"] == "embedded" else None
-    return VideoPretrainDataset(_reader(data, paths), transform, mask_generator(cfg), model["num_frames"],
+    return VideoPretrainDataset(_reader(cfg, paths), transform, mask_generator(cfg), model["num_frames"],
                                 data["sampling_rate"], seed=cfg["train"]["seed"], length=length)
 
 
@@ -84,11 +88,11 @@ def build_video_classify_datasets(cfg: dict) -> tuple[VideoClassifyDataset, Vide
                                 short_side=data["short_side"], rand_augment=ra,
                                 random_erasing=data["random_erasing"])
     seed = cfg["train"]["seed"]
-    train = VideoClassifyDataset(_reader(data, paths), labels, model["num_frames"], data["sampling_rate"],
+    train = VideoClassifyDataset(_reader(cfg, paths), labels, model["num_frames"], data["sampling_rate"],
                                  model["img_size"], transform=transform, seed=seed,
                                  length=data["samples_per_epoch"] if embedded else None,
                                  frame_range=EMBEDDED_TRAIN_RANGE if embedded else (0.0, 1.0))
-    test = VideoClassifyDataset(_reader(data, val_paths), val_labels, model["num_frames"], data["sampling_rate"],
+    test = VideoClassifyDataset(_reader(cfg, val_paths), val_labels, model["num_frames"], data["sampling_rate"],
                                 model["img_size"], temporal_views=data["test_temporal_views"],
                                 spatial_views=data["test_spatial_views"], seed=seed,
                                 frame_range=EMBEDDED_VAL_RANGE if embedded else (0.0, 1.0))

