@@ -71,11 +71,11 @@ class Trainer:
         self.output_dir = Path(t["output_dir"])
         self.on_epoch_end, self.extra_state, self.zero_level = on_epoch_end, extra_state or {}, zero_level
         self.on_step_end = on_step_end      # (trainer) after each optimizer step, e.g. an EMA update
-        per_rank = len(loader.sampler.inner) // self.batch
+        per_rank = loader.samples_per_rank // self.batch
         self.iters_per_epoch = per_rank // self.accum
         if self.iters_per_epoch < 1:             # before anything is written
             raise UserError(f"train.batch_size: {self.batch} x accum {self.accum} exceeds one epoch of data "
-                            f"({len(loader.sampler.inner)} samples per process)")
+                            f"({loader.samples_per_rank} samples per process)")
         failed = None
         if env.is_main:
             try:
@@ -232,7 +232,7 @@ class Trainer:
         try:
             while self.state.epoch < self.epochs and self.state.step < self.total_steps and stopped_by is None:
                 st = self.state
-                self.loader.sampler.set_epoch(st.epoch, skip=st.iter_in_epoch * self.accum * self.batch)
+                self.loader.set_epoch(st.epoch, skip=st.iter_in_epoch * self.accum * self.batch)
                 micro, losses = 0, []
                 t_end = time.perf_counter()
                 for batch in self.loader:

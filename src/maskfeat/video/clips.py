@@ -8,8 +8,10 @@ indices are clamped to its last frame (SlowFast's behaviour); a video with fewer
 """
 from __future__ import annotations
 
+import io
+from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -19,11 +21,15 @@ class VideoError(ValueError):
     """An unreadable or too-short video; datasets skip such files and count them."""
 
 
-def _open(path: str | Path):
+# A video file's path, or its bytes (a sample read from a shard).
+VideoSource = Union[str, Path, bytes]
+
+
+def _open(path: VideoSource):
     import av   # optional dependency (pip install 'maskfeat[video]')
 
     try:
-        container = av.open(str(path))
+        container = av.open(io.BytesIO(path) if isinstance(path, bytes) else str(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise VideoError(f"cannot open video: {str(e).splitlines()[0][:100]}") from None
     if not container.streams.video:
@@ -43,7 +49,7 @@ def _frame_to_array(frame, short_side: int) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
-def decode(path: str | Path, indices: Sequence[int] | None = None, short_side: int = 0) -> torch.Tensor:
+def decode(path: VideoSource, indices: Sequence[int] | None = None, short_side: int = 0) -> torch.Tensor:
     """Frames ``indices`` (all when None) of a video -> uint8 (len, 3, H, W).
 
     Decodes from the start up to the last wanted frame; an index past the end raises VideoError.
@@ -77,7 +83,7 @@ def decode(path: str | Path, indices: Sequence[int] | None = None, short_side: i
     return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()   # (len, 3, H, W)
 
 
-def count_frames(path: str | Path) -> int:
+def count_frames(path: VideoSource) -> int:
     """Frames in the container header (or duration x rate); 0 when neither is known."""
     container, stream = _open(path)
     try:
@@ -88,6 +94,15 @@ def count_frames(path: str | Path) -> int:
         if container.duration and stream.average_rate:
             return int(container.duration / 1_000_000 * float(stream.average_rate))
         return 0
+    finally:
+        container.close()
+
+
+def frame_rate(path: VideoSource) -> Fraction:
+    """The video stream's average frame rate (25 when the container does not say)."""
+    container, stream = _open(path)
+    try:
+        return Fraction(stream.average_rate) if stream.average_rate else Fraction(25)
     finally:
         container.close()
 
@@ -118,7 +133,7 @@ def view_indices(num_available: int, num_frames: int, rate: int, view: int, num_
     return clip_indices(num_available, num_frames, rate, round(start))
 
 
-def read_clip(path: str | Path, choose, short_side: int = 0) -> torch.Tensor:
+def read_clip(path: VideoSource, choose, short_side: int = 0) -> torch.Tensor:
     """Decode the frames ``choose(num_available)`` picks -> uint8 (T, 3, H, W).
 
     The header frame count can overstate the decodable frames; then the clip is chosen
