@@ -60,11 +60,12 @@ def test_shuffled_shard_order_changes_per_epoch_and_keeps_shards_whole():
 
 
 def test_consumed_batches_follow_the_dataloader_turns():
-    # workers take turns; one with no batch left drops out: w0 w1 w2 w0 w2 w0 w2 ...
-    assert consumed_batches([3, 1, 3], 0) == [0, 0, 0]
-    assert consumed_batches([3, 1, 3], 4) == [2, 1, 1]
-    assert consumed_batches([3, 1, 3], 6) == [3, 1, 2]
-    assert consumed_batches([2, 2], 3) == [2, 1]
+    # workers take turns; one with no batch left drops out: w0 w1 w2 w0 w2 w0 w2
+    assert consumed_batches([3, 1, 3], 0) == ([0, 0, 0], 0)
+    assert consumed_batches([3, 1, 3], 4) == ([2, 1, 1], 2)
+    assert consumed_batches([3, 1, 3], 5) == ([2, 1, 2], 0)
+    assert consumed_batches([3, 1, 3], 7) == ([3, 1, 3], 0)
+    assert consumed_batches([2, 2], 3) == ([2, 1], 1)
 
 
 # -- maskfeat prepare -----------------------------------------------------------------------------------
@@ -206,3 +207,33 @@ def test_shards_that_do_not_match_their_manifest_are_refused(tmp_path):
         _indices(_cfg(out, "data.shuffle=false"))
     with pytest.raises(UserError, match="data.manifest: shard manifest not found"):
         build_pretrain_dataset(_cfg(tmp_path / "in"))
+
+
+def test_set_epoch_skip_gives_the_rest_of_the_uninterrupted_epoch_for_any_stop(tmp_path):
+    make_shards(write_folder(tmp_path / "in", per_class=7), tmp_path / "out", shard_samples=3)
+    cfg = _cfg(tmp_path / "out", "data.num_workers=3", "data.shuffle_buffer=4")     # 14 samples, 7 batches: 3 + 2 + 2
+    loader = build_loader(build_pretrain_dataset(cfg), 2, cfg["data"], 0, 1, 0)
+    loader.set_epoch(1)
+    full = [b["index"].tolist() for b in loader]
+    assert sorted(i for b in full for i in b) == list(range(14))
+    for done in range(1, 7):                                   # resumed after `done` batches
+        loader.set_epoch(1, skip=done * 2)
+        assert [b["index"].tolist() for b in loader] == full[done:], done
+
+
+def test_prepare_shuffle_seed_writes_a_fixed_random_order_and_cli_errors_are_one_line(tmp_path, capsys):
+    from maskfeat.cli import main
+
+    src = write_folder(tmp_path / "in", per_class=5)
+    m = make_shards(src, tmp_path / "out", shard_samples=4, shuffle_seed=7)
+    paths = scan_folder(src)[0]
+    perm = np.random.default_rng(7).permutation(len(paths))
+    got = [s for shard in m.shards for s in tar_samples(tmp_path / "out" / shard.name).values()]
+    assert [s["src"].decode() for s in got] == [str(paths[i].relative_to(src)) for i in perm]
+    assert sorted(s["src"].decode() for s in got) != [s["src"].decode() for s in got]
+    for args, message in [(["--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")], "--root: folder not found"),
+                          (["--root", str(src), "--out", str(src)], "is not empty and holds no maskfeat prepare")]:
+        assert main(["prepare", "--input", "folder", "--no-progress", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("maskfeat prepare: error: ") and message in err[0], err
+    assert not (tmp_path / "o2").exists()

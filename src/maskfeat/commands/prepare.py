@@ -21,13 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-frames", type=int, default=0,
                         help="video: keep the centred span of this many frames, re-encoded with H.264 CRF 18 "
                              "(0 = store each file as it is)")
+    parser.add_argument("--shuffle-seed", type=int, default=-1,
+                        help="write the inputs in a random order drawn with this seed (recommended for class-sorted "
+                             "training folders such as ImageNet's); -1 = in input order (default)")
     parser.add_argument("--prefix", default="shard", help="shard file names: <prefix>-000000.tar, ...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     spec = PrepareSpec(args.input, args.root, args.out, args.ann_file, args.shard_mb, args.shard_samples,
-                       args.procs, args.clip_frames, args.prefix, not args.no_progress)
+                       args.procs, args.clip_frames, args.shuffle_seed, args.prefix, not args.no_progress)
     m = prepare(spec)
     print(f"maskfeat prepare: {m.total} samples in {len(m.shards)} shards, {len(m.skipped)} inputs skipped "
           f"-> {args.out}/manifest.json")

@@ -2,7 +2,8 @@
 
 Inputs keep their order (that of ``data.source=folder`` / ``list``), so sample i of the shards is
 file i of the folder minus the skipped inputs, and pre-training from the shards seeds every crop
-and mask as the folder source does. Several processes write whole shards; see ``shard_writer``
+and mask as the folder source does. ``shuffle_seed`` >= 0 writes them in a random order instead
+(a class-sorted folder otherwise gives shards of one or two classes each). Several processes write whole shards; see ``shard_writer``
 for the plan, the atomic writes and how an interrupted prepare resumes.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from ..errors import UserError
@@ -32,6 +34,7 @@ class PrepareSpec:
     shard_samples: int = 0   # at most this many samples per shard (0 = no limit)
     procs: int = 1
     clip_frames: int = 0     # video: keep the centred span of this many frames, re-encoded (0 = whole file)
+    shuffle_seed: int = -1   # >= 0: write the inputs in a random order (class-sorted folders); -1 = input order
     prefix: str = "shard"
     progress: bool = True
 
@@ -110,7 +113,12 @@ def prepare(spec: PrepareSpec) -> Manifest:
         raise UserError("--shard-mb, --shard-samples (<= 999999) and --procs (>= 1) take positive values")
     kind, gather = INPUTS[spec.input]
     encode = encoder_for(kind, spec)
-    inputs, classes, skipped = gather(spec)
+    try:
+        inputs, classes, skipped = gather(spec)
+    except UserError as e:                      # the readers name config keys; here they are options
+        raise UserError(str(e).replace("data.root:", "--root:").replace("data.ann_file:", "--ann-file:")) from None
+    if spec.shuffle_seed >= 0:
+        inputs = [inputs[i] for i in np.random.default_rng(spec.shuffle_seed).permutation(len(inputs))]
     out = Path(spec.out)
     tasks = plan_shards(inputs, spec.prefix, int(spec.shard_mb * 2**20), spec.shard_samples)
     settings = {k: v for k, v in asdict(spec).items() if k not in ("procs", "progress")}

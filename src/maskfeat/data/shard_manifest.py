@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .atomic import write_atomic
+from ..atomic import write_atomic
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "maskfeat-shards/1"

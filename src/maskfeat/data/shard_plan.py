@@ -72,18 +72,16 @@ def worker_piece(samples: int, worker: int, layout: Layout) -> tuple[int, int]:
     return start, min(start + batches[worker] * layout.batch, samples)
 
 
-def consumed_batches(batches: list[int], done: int) -> list[int]:
-    """How many of each worker's batches are among the first ``done`` batches a DataLoader yields.
-    Its workers take turns, one batch each, a worker dropping out when it has no batch left."""
+def consumed_batches(batches: list[int], done: int) -> tuple[list[int], int]:
+    """(how many of each worker's batches are among the first ``done`` batches a DataLoader yields,
+    the worker whose batch comes next). Its workers take turns, one batch each, a worker dropping out
+    when it has no batch left. A resumed DataLoader starts again with its worker 0, so that worker
+    must play the one whose batch comes next (and worker i the i-th after it)."""
     out = [0] * len(batches)
-    rnd = 0
-    while done > 0 and rnd < max(batches, default=0):
-        for w, n in enumerate(batches):
-            if n > rnd and done > 0:
-                out[w] += 1
-                done -= 1
-        rnd += 1
-    return out
+    turns = [(w, rnd) for rnd in range(max(batches, default=0)) for w, n in enumerate(batches) if n > rnd]
+    for w, _ in turns[:done]:
+        out[w] += 1
+    return out, (turns[done][0] if done < len(turns) else 0)
 
 
 def worker_plan(counts: np.ndarray, keep: np.ndarray | None, epoch: int, worker: int,

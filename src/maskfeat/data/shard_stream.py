@@ -61,28 +61,29 @@ class ShardStream(IterableDataset):
 
     def __iter__(self):
         info = get_worker_info()
-        worker = info.id if info is not None else 0
+        slot = info.id if info is not None else 0
         epoch, skip = (int(v) for v in self._state)
         lay = self.layout
+        batches = worker_batches(samples_per_rank(len(self), lay), lay)
+        done, first = consumed_batches(batches, skip // lay.batch)
+        worker = (first + slot) % len(batches)          # the part of the epoch's plan this worker plays
         plan = worker_plan(self.shards.manifest.counts, self.keep, epoch, worker, lay)
         rng = np.random.default_rng([lay.seed, epoch, lay.rank, worker, 0xB0F])
         samples = shuffle_buffer(self._read(plan), self.buffer if lay.shuffle else 0, rng)
-        batches = worker_batches(samples_per_rank(len(self), lay), lay)
-        done = consumed_batches(batches, skip // lay.batch)[worker] * lay.batch
-        return self._items(itertools.islice(samples, done, None), epoch)
+        return self._items(itertools.islice(samples, done[worker] * lay.batch, None), epoch)
 
     def _read(self, plan: np.ndarray):
-        """(global index, RawSample, shard) of the plan's samples, reading each shard once, in order."""
+        """(global index, RawSample, shard) of the plan's samples, reading each shard once, in plan order
+        (a shard's samples are one run of the plan, in stored order)."""
         offsets = self.shards.manifest.offsets
         shard_of = np.searchsorted(offsets, plan, side="right") - 1
-        start = 0
-        while start < len(plan):
-            shard = int(shard_of[start])
-            stop = start + int(np.searchsorted(shard_of[start:], shard, side="right"))
-            positions = (plan[start:stop] - offsets[shard]).tolist()
-            for g, raw in zip(plan[start:stop].tolist(), read_shard(self.shards, shard, positions)):
+        for run in np.split(np.arange(len(plan)), np.flatnonzero(np.diff(shard_of)) + 1):
+            if not len(run):
+                continue
+            shard = int(shard_of[run[0]])
+            wanted = plan[run]
+            for g, raw in zip(wanted.tolist(), read_shard(self.shards, shard, (wanted - offsets[shard]).tolist())):
                 yield g, raw, shard
-            start = stop
 
     def _index(self, g: int) -> int:
         return g if self.local is None else int(self.local[g])

@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from .atomic import atomic_file, write_atomic
+from ..atomic import atomic_file, write_atomic
 from .shard_manifest import sample_key
 
 STATE_DIR = ".prepare"
@@ -119,10 +119,13 @@ def start_or_resume(out_dir: Path, fingerprint: str, settings: dict) -> None:
         for p in state.glob(".*.tmp*"):
             p.unlink()
         return
-    if out_dir.exists() and any(out_dir.iterdir()):
+    if out_dir.is_dir() and any(out_dir.iterdir()):
         raise UserError(f"--out: {out_dir} is not empty and holds no maskfeat prepare; choose an empty folder")
-    state.mkdir(parents=True, exist_ok=True)
-    write_atomic(plan, json.dumps({"fingerprint": fingerprint, "settings": settings}).encode())
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        write_atomic(plan, json.dumps({"fingerprint": fingerprint, "settings": settings}).encode())
+    except OSError as e:
+        raise UserError(f"--out: cannot write to {out_dir} ({e.strerror})") from None
 
 
 def done_record(out_dir: Path, task: ShardTask) -> dict | None:
@@ -140,10 +143,6 @@ def done_record(out_dir: Path, task: ShardTask) -> dict | None:
 def record_fields(record: dict) -> dict:
     """The manifest's entry of a shard record."""
     return {k: record[k] for k in ("name", "samples", "bytes", "sha256")}
-
-
-def input_to_dict(item: Input) -> dict:
-    return asdict(item)
 
 
 def file_size(path: str) -> int:

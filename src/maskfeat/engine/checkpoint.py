@@ -1,7 +1,6 @@
 """Checkpoints: written atomically (temp file + fsync + rename), read with weights_only=True."""
 from __future__ import annotations
 
-import os
 import pickle
 import random
 from pathlib import Path
@@ -9,27 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import atomic_file
 from ..errors import UserError
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write ``state`` so that ``path`` always holds either the old or the new complete file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
