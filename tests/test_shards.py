@@ -3,13 +3,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from maskfeat.config import ConfigError, resolve_config
@@ -19,7 +17,7 @@ from maskfeat.data.shard_plan import Layout, consumed_batches, epoch_order, samp
 from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
 
-from conftest import PYTHON, cli_env, maskfeat
+from conftest import PYTHON, cli_env
 from shard_helpers import make_shards, rewrite_member, tar_samples, write_folder
 
 
@@ -161,17 +159,20 @@ def _indices(cfg: dict, epoch: int = 0) -> tuple[list[int], list]:
     return idx, bad
 
 
-def test_pipe_urls_need_allow_pipe(tmp_path):
+def test_pipe_urls_need_allow_pipe(tmp_path, capsys):
     make_shards(write_folder(tmp_path / "in", per_class=4), tmp_path / "out", shard_samples=3)
     pattern = f"pipe:cat {tmp_path}/out/shard-{{000000..000002}}.tar"
     with pytest.raises(ConfigError, match=r"data.shards: 'pipe:' URLs run a shell command; set data.allow_pipe: true"):
         build_pretrain_dataset(_cfg(tmp_path / "out", f"data.shards={pattern}"))
-    r = maskfeat("pretrain", *[f"{k}" for k in ["data.source=shards", f"data.root={tmp_path / 'out'}",
-                                                 f"data.shards={pattern}", f"train.output_dir={tmp_path / 'run'}"]])
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("maskfeat pretrain: error: data.shards:")
+    from maskfeat.cli import main
+    assert main(["pretrain", "data.source=shards", f"data.root={tmp_path / 'out'}", f"data.shards={pattern}",
+                 "model.arch=vit-pico", f"train.output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("maskfeat pretrain: error: data.shards: 'pipe:' URLs") and len(err) == 1, err
     assert not (tmp_path / "run").exists()
     local, _ = _indices(_cfg(tmp_path / "out", "data.shuffle=false"))
-    piped, bad = _indices(_cfg(tmp_path / "out", "data.shuffle=false", f"data.shards={pattern}", "data.allow_pipe=true"))
+    piped, bad = _indices(_cfg(tmp_path / "out", "data.shuffle=false", f"data.shards={pattern}",
+                               "data.allow_pipe=true"))
     assert piped == local == list(range(8)) and not bad
     with pytest.raises(ConfigError, match="gives 2 URLs, the manifest lists 3"):
         build_pretrain_dataset(_cfg(tmp_path / "out", f"data.shards={tmp_path}/out/shard-{{000000..000001}}.tar"))
@@ -231,9 +232,26 @@ def test_prepare_shuffle_seed_writes_a_fixed_random_order_and_cli_errors_are_one
     got = [s for shard in m.shards for s in tar_samples(tmp_path / "out" / shard.name).values()]
     assert [s["src"].decode() for s in got] == [str(paths[i].relative_to(src)) for i in perm]
     assert sorted(s["src"].decode() for s in got) != [s["src"].decode() for s in got]
-    for args, message in [(["--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")], "--root: folder not found"),
+    for args, message in [(["--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")],
+                           "--root: folder not found"),
                           (["--root", str(src), "--out", str(src)], "is not empty and holds no maskfeat prepare")]:
         assert main(["prepare", "--input", "folder", "--no-progress", *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("maskfeat prepare: error: ") and message in err[0], err
     assert not (tmp_path / "o2").exists()
+
+
+def test_prepare_list_file_keeps_its_order_and_labels(tmp_path):
+    from maskfeat.data.prepare import PrepareSpec, prepare
+
+    src = write_folder(tmp_path / "in", per_class=3)
+    (src / "meta").mkdir()
+    lines = ["b/001.jpg 7", "a/000.png 2", "a/002.jpg 7", "b/000.png 0"]
+    (src / "meta" / "train.txt").write_text("\n".join(lines) + "\n")
+    m = prepare(PrepareSpec("list", str(src), str(tmp_path / "out"), ann_file="meta/train.txt", progress=False))
+    got = list(tar_samples(tmp_path / "out" / m.shards[0].name).values())
+    assert [(s["src"].decode(), int(s["cls"])) for s in got] == [(x.split()[0], int(x.split()[1])) for x in lines]
+    assert m.label_counts == {7: 2, 2: 1, 0: 1} and m.classes == [] and m.num_classes == 8
+    (src / "meta" / "train.txt").write_text("a/000.png 1\nmissing.jpg 0\n")
+    with pytest.raises(UserError, match=r"^--ann-file: .* names 1\+ missing files, e.g. .*missing.jpg"):
+        prepare(PrepareSpec("list", str(src), str(tmp_path / "out2"), ann_file="meta/train.txt", progress=False))

@@ -40,7 +40,7 @@ def test_shards_give_the_folder_sources_losses_when_the_order_is_the_same(tmp_pa
     la, lb = losses(tmp_path / "folder" / "log.jsonl"), losses(tmp_path / "shards" / "log.jsonl")
     assert a.iters_per_epoch == b.iters_per_epoch == 7 and sorted(la) == sorted(lb) == list(range(1, 15))
     assert la == lb                                                     # bit for bit, both epochs
-    shuffled = run_trainer(tmp_path, "shuffled", "data.source=shards", f"data.root={shards}", *SMALL)
+    run_trainer(tmp_path, "shuffled", "data.source=shards", f"data.root={shards}", *SMALL)
     assert losses(tmp_path / "shuffled" / "log.jsonl")[1] != la[1]      # (shuffling does change the batches)
 
 

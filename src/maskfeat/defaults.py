@@ -10,11 +10,12 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 
 # data.source=shards (see maskfeat.data.shard_stream and README "Large datasets").
 SHARD_KEYS = {
-    "shards": "",                    # '' = data.root's shards; else one brace pattern or URL per manifest shard, e.g.
-                                     # '/mnt/in1k/shard-{000000..001023}.tar' or 'pipe:aws s3 cp s3://b/shard-{000000..001023}.tar -'
-    "manifest": "",                  # '' = <data.root>/manifest.json (needed locally also when the shards stream in)
-    "allow_pipe": False,             # true: allow 'pipe:' URLs in data.shards, which run shell commands (trusted recipes only)
-    "shuffle_buffer": 1000,          # samples each loader worker draws from at random (memory: this x sample bytes); 0 = off
+    # '' = the shards beside the manifest; else a brace pattern, one path / URL per manifest shard, e.g.
+    # '/mnt/in1k/shard-{000000..001023}.tar' or 'pipe:aws s3 cp s3://b/shard-{000000..001023}.tar -'
+    "shards": "",
+    "manifest": "",                  # '' = <data.root>/manifest.json (from maskfeat prepare; a local file)
+    "allow_pipe": False,             # true: allow 'pipe:' URLs in data.shards: they run shell commands
+    "shuffle_buffer": 1000,          # samples each loader worker draws from at random (memory!); 0 = off
 }
 
 PRETRAIN = {
@@ -39,8 +40,8 @@ PRETRAIN = {
         "max_aspect": None,          # None = 1 / min_aspect
     },
     "data": {
-        "source": "skimage",         # skimage | folder | list | shards (WebDataset tars written by maskfeat prepare)
-        "root": "",                  # folder: image tree (class sub-folders or flat); list: data_root; shards: prepare's --out
+        "source": "skimage",         # skimage | folder | list | shards (WebDataset tars from maskfeat prepare)
+        "root": "",                  # folder: image tree (class sub-folders or flat); list: data_root; shards: --out
         "ann_file": "meta/train.txt",  # list: 'relative/path label' per line, relative to root
         "samples_per_epoch": 1024,   # skimage: length of one epoch of the endless crop stream
         "scale": [0.5, 1.0],
@@ -52,7 +53,7 @@ PRETRAIN = {
         "pin_memory": True,
         "persistent_workers": True,
         "max_bad_fraction": 0.01,    # stop when more than this share of images fail to decode
-        "shuffle": True,             # false: read in the data set's order (files: index order; shards: manifest order)
+        "shuffle": True,             # false: read in the data set's order (files: index order; shards: manifest's)
         **SHARD_KEYS,
         # cpu | device. cpu: the loader workers decode, crop and flip every image (libjpeg / PIL).
         # device: JPEGs are decoded on the training device by torchvision.io.decode_jpeg, one batched
@@ -98,7 +99,7 @@ PRETRAIN = {
 
 # Labelled data, shared by the three commands (see maskfeat.data.labelled).
 _LABELLED_DATA = {
-    "source": "fashion-mnist",       # folder | list | idx | fashion-mnist | shards (maskfeat prepare, one --out per split)
+    "source": "fashion-mnist",       # folder | list | idx | fashion-mnist | shards (maskfeat prepare per split)
     "root": "",                      # folder: root/<split>/<class>/...; list: data_root; idx: folder of IDX files
     "train_split": "train",          # folder: sub-folder; list: image prefix under root; idx: file prefix
     "val_split": "val",              # idx: 'val' also finds 't10k-*' (MNIST-style test files)
@@ -114,8 +115,8 @@ _LABELLED_DATA = {
     "pin_memory": True,
     "persistent_workers": True,
     "max_bad_fraction": 0.01,
-    "shuffle": True,                 # training split: false = read in the data set's order (evaluation always is)
-    **SHARD_KEYS,                    # shards: root/<split>/ holds each split's shards; '{split}' in data.shards / manifest
+    "shuffle": True,                 # training split: false = in the data set's order (evaluation always is)
+    **SHARD_KEYS,                    # shards: root/<split>/ holds a split's shards; '{split}' in data.shards / manifest
 }
 
 # The checkpoint `maskfeat pretrain` writes with no --config: the evaluation commands read it by default.

@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (an interrupted prepare into it continues)")
     parser.add_argument("--shard-mb", type=float, default=512.0,
                         help="target shard size in MB of input files (default 512; 0 = no limit)")
-    parser.add_argument("--shard-samples", type=int, default=0, help="at most this many samples per shard (0 = no limit)")
+    parser.add_argument("--shard-samples", type=int, default=0,
+                        help="at most this many samples per shard (0 = no limit)")
     parser.add_argument("--procs", type=int, default=min(8, os.cpu_count() or 1), help="processes writing shards")
     parser.add_argument("--clip-frames", type=int, default=0,
                         help="video: keep the centred span of this many frames, re-encoded with H.264 CRF 18 "

@@ -24,7 +24,8 @@ def pretrain_paths(data: dict) -> list:
         return scan_folder(data["root"])[0]
     if source == "list":
         return read_list_file(data["root"], data["ann_file"])[0]
-    raise UserError(f"data.source: unknown source {source!r}; choose skimage, folder, list, idx, fashion-mnist or shards")
+    raise UserError(f"data.source: unknown source {source!r}; "
+                    f"choose skimage, folder, list, idx, fashion-mnist or shards")
 
 
 def _cpu_decode_only(data: dict) -> None:

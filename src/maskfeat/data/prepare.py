@@ -3,8 +3,9 @@
 Inputs keep their order (that of ``data.source=folder`` / ``list``), so sample i of the shards is
 file i of the folder minus the skipped inputs, and pre-training from the shards seeds every crop
 and mask as the folder source does. ``shuffle_seed`` >= 0 writes them in a random order instead
-(a class-sorted folder otherwise gives shards of one or two classes each). Several processes write whole shards; see ``shard_writer``
-for the plan, the atomic writes and how an interrupted prepare resumes.
+(a class-sorted folder otherwise gives shards of one or two classes each). Several processes
+write whole shards; see ``shard_writer`` for the plan, the atomic writes and how an interrupted
+prepare resumes.
 """
 from __future__ import annotations
 

