@@ -9,7 +9,8 @@ by (seed, epoch, rank, worker).
 Resume: the per-epoch order of every worker is a function of (seed, epoch, ranks, workers,
 batch, buffer), so ``set_epoch(epoch, skip)`` makes each worker pass over (read, never decode)
 the samples it had already delivered: a resumed run sees exactly the batches an uninterrupted
-one would, given the same number of ranks, workers and the same batch size.
+one would, given the same number of ranks, workers, batch size and buffer (except that a bad
+sample just after the resume point is replaced by the next good sample, not the previous one).
 
 A sample that cannot be used (undecodable, missing member or label, not in the tar, command
 failed) is named by shard and key, counted in 'bad' / 'bad_paths', and replaced by the last good
