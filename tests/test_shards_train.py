@@ -90,21 +90,27 @@ def test_torchrun_two_gloo_ranks_see_every_sample_of_an_epoch_once(tmp_path):
     assert first != second                                             # a new order each epoch
 
 
+def labelled_folder_and_shards(tmp_path, shard_samples: int):
+    """A train / val class-folder tree and its shards, one `maskfeat prepare` per split."""
+    root = make_folder(tmp_path / "folder", n_train=6, n_val=3)
+    for split in ("train", "val"):
+        make_shards(root / split, tmp_path / "shards" / split, shard_samples=shard_samples)
+    return root, tmp_path / "shards"
+
+
 def test_knn_features_from_labelled_shards_equal_the_folders(tmp_path):
     from maskfeat.config import resolve_config
     from maskfeat.defaults import KNN
     from maskfeat.engine.distributed import DistEnv
     from maskfeat.eval.frozen import build_frozen_features, embed_splits
 
-    root = make_folder(tmp_path / "folder", n_train=6, n_val=3)
-    for split in ("train", "val"):
-        make_shards(root / split, tmp_path / "shards" / split, shard_samples=4)
+    root, shards = labelled_folder_and_shards(tmp_path, 4)
     common = ["data.num_workers=0", "data.pin_memory=false", "model.arch=vit-pico", "model.img_size=32",
               "model.patch_size=8", "model.pretrained=", "data.train_subset=11"]
     env = DistEnv()
     feats = {}
     for name, src in (("folder", ["data.source=folder", f"data.root={root}"]),
-                      ("shards", ["data.source=shards", f"data.root={tmp_path / 'shards'}"])):
+                      ("shards", ["data.source=shards", f"data.root={shards}"])):
         cfg = resolve_config(KNN, None, common + src)
         torch.manual_seed(0)
         encoder, img = build_frozen_features(cfg["model"], env)
@@ -175,13 +181,11 @@ def test_linear_probe_on_images_trains_the_same_from_labelled_shards(tmp_path):
 
     from maskfeat.cli import main
 
-    root = make_folder(tmp_path / "folder", n_train=6, n_val=3)
-    for split in ("train", "val"):
-        make_shards(root / split, tmp_path / "shards" / split, shard_samples=5)
+    root, shards = labelled_folder_and_shards(tmp_path, 5)
     common = ["train.batch_size=6", "train.epochs=2", "train.progress=false", "optim.warmup_epochs=0.5",
               "data.cache_features=false", "data.shuffle=false", "aug.scale=[0.6,1.0]"]
     heads = {}
-    for name, src in (("folder", []), ("shards", ["data.source=shards", f"data.root={tmp_path / 'shards'}"])):
+    for name, src in (("folder", []), ("shards", ["data.source=shards", f"data.root={shards}"])):
         out = tmp_path / name
         assert main(["linprobe", *folder_overrides(root), *common, *src, f"train.output_dir={out}"]) == 0
         heads[name] = (json.loads((out / "metrics.json").read_text())["history"],
