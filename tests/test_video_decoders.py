@@ -12,7 +12,7 @@ import torch
 
 av = pytest.importorskip("av")
 
-from conftest import REPO  # noqa: E402
+from helpers import REPO  # noqa: E402
 from maskfeat.config import ConfigError  # noqa: E402
 from maskfeat.data.loader import build_loader  # noqa: E402
 from maskfeat.video import clips as C  # noqa: E402

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare-loss": ("maskfeat.commands.compare_loss", "compare a loss curve with a reference (MRE / MAE by step, PASS/FAIL, PNG)"),
     "visualize": ("maskfeat.commands.visualize", "PNG per image: input, mask, HOG target and predicted HOG as glyphs"),
     "convert": ("maskfeat.commands.convert", "convert checkpoints: mmpretrain / SlowFast -> maskfeat, any -> timm safetensors"),
+    "prepare": ("maskfeat.commands.prepare", "write WebDataset shards + manifest (folder, list file, Kinetics CSV) for data.source=shards"),
     "run": ("maskfeat.commands.run", "model-zoo front end: --config --launcher pytorch --nproc-per-node --cfg-options"),
 }
 

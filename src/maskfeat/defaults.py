@@ -8,6 +8,16 @@ from __future__ import annotations
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
+# data.source=shards (see maskfeat.data.shard_stream and README "Large datasets").
+SHARD_KEYS = {
+    # '' = the shards beside the manifest; else a brace pattern, one path / URL per manifest shard, e.g.
+    # '/mnt/in1k/shard-{000000..001023}.tar' or 'pipe:aws s3 cp s3://b/shard-{000000..001023}.tar -'
+    "shards": "",
+    "manifest": "",                  # '' = <data.root>/manifest.json (from maskfeat prepare; a local file)
+    "allow_pipe": False,             # true: allow 'pipe:' URLs in data.shards: they run shell commands
+    "shuffle_buffer": 1000,          # samples each loader worker draws from at random (memory!); 0 = off
+}
+
 PRETRAIN = {
     "modality": "image",             # image | video (maskfeat.video.defaults.VIDEO_PRETRAIN)
     "model": {
@@ -31,8 +41,8 @@ PRETRAIN = {
         "max_aspect": None,          # None = 1 / min_aspect
     },
     "data": {
-        "source": "skimage",         # skimage | folder | list
-        "root": "",                  # folder: image tree (class sub-folders or flat); list: data_root
+        "source": "skimage",         # skimage | folder | list | shards (WebDataset tars from maskfeat prepare)
+        "root": "",                  # folder: image tree (class sub-folders or flat); list: data_root; shards: --out
         "ann_file": "meta/train.txt",  # list: 'relative/path label' per line, relative to root
         "samples_per_epoch": 1024,   # skimage: length of one epoch of the endless crop stream
         "scale": [0.5, 1.0],
@@ -44,6 +54,8 @@ PRETRAIN = {
         "pin_memory": True,
         "persistent_workers": True,
         "max_bad_fraction": 0.01,    # stop when more than this share of images fail to decode
+        "shuffle": True,             # false: read in the data set's order (files: index order; shards: manifest's)
+        **SHARD_KEYS,
         # cpu | device. cpu: the loader workers decode, crop and flip every image (libjpeg / PIL).
         # device: JPEGs are decoded on the training device by torchvision.io.decode_jpeg, one batched
         # call per batch (nvJPEG on a GPU), then cropped and flipped there; the workers only read the
@@ -91,7 +103,7 @@ PRETRAIN = {
 
 # Labelled data, shared by the three commands (see maskfeat.data.labelled).
 _LABELLED_DATA = {
-    "source": "fashion-mnist",       # folder | list | idx | fashion-mnist
+    "source": "fashion-mnist",       # folder | list | idx | fashion-mnist | shards (maskfeat prepare per split)
     "root": "",                      # folder: root/<split>/<class>/...; list: data_root; idx: folder of IDX files
     "train_split": "train",          # folder: sub-folder; list: image prefix under root; idx: file prefix
     "val_split": "val",              # idx: 'val' also finds 't10k-*' (MNIST-style test files)
@@ -107,6 +119,8 @@ _LABELLED_DATA = {
     "pin_memory": True,
     "persistent_workers": True,
     "max_bad_fraction": 0.01,
+    "shuffle": True,                 # training split: false = in the data set's order (evaluation always is)
+    **SHARD_KEYS,                    # shards: root/<split>/ holds a split's shards; '{split}' in data.shards / manifest
 }
 
 # The checkpoint `maskfeat pretrain` writes with no --config: the evaluation commands read it by default.

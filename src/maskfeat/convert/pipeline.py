@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..engine.checkpoint import atomic_file, load_checkpoint, save_checkpoint
+from ..atomic import atomic_path
+from ..engine.checkpoint import load_checkpoint, save_checkpoint
 from ..errors import UserError
 from ..models import ARCHS, build_pretrain_model
 from ..namemaps import mmpretrain, slowfast
@@ -124,7 +125,7 @@ def _write_classifier(w: Weights, src: Path, dst: Path, target: str, num_heads: 
     shape = read_shape(c.state_dict, num_heads, where)
     lines = [f"classifier: {shape.embed_dim}x{shape.depth}, {c.num_classes} classes, pool {c.global_pool}"]
     if target == "timm":
-        with atomic_file(dst) as tmp:
+        with atomic_path(dst) as tmp:
             call = save_timm(c.state_dict, shape, tmp, c.global_pool, c.fc_norm, c.final_norm, c.num_classes,
                              source=w.source, load_path=dst)
             if verify:
@@ -160,7 +161,7 @@ def _write_pretrain(w: Weights, src: Path, dst: Path, target: str, num_heads: in
     if verify and w.config is not None:
         reference = build_pretrain_model(w.config).encoder
         reference.load_state_dict({k[len("encoder."):]: v for k, v in w.pretrain.items() if k.startswith("encoder.")})
-    with atomic_file(dst) as tmp:
+    with atomic_path(dst) as tmp:
         call = save_timm(encoder, shape, tmp, source=w.source, load_path=dst)
         diff = verify_timm(tmp, shape, timm_recipe(shape), reference) if verify else None
     if diff is not None:

@@ -21,9 +21,11 @@ from torchvision.transforms.v2.functional import to_pil_image
 
 from ..errors import UserError
 from .idx import FASHION_MNIST_CLASSES, IDX_SOURCES, load_idx_split
-from .images import decode_rgb, read_list_file, scan_folder
+from .images import decode_rgb, decode_rgb_bytes, read_list_file, scan_folder
+from .shard_source import shard_set
+from .shard_stream import ShardStream
 
-LABELLED_SOURCES = ("folder", "list") + IDX_SOURCES
+LABELLED_SOURCES = ("folder", "list") + IDX_SOURCES      # files; data.source=shards: see build_labelled_dataset
 
 
 @dataclass
@@ -60,12 +62,23 @@ class LabelledSplit:
 
     def subset(self, n: int, seed: int) -> "LabelledSplit":
         """A fixed random subset of ``n`` samples (all when n <= 0 or n >= len)."""
-        if n <= 0 or n >= len(self):
+        keep = subset_indices(len(self), n, seed)
+        if keep is None:
             return self
-        keep = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
         return LabelledSplit(self.name, self.labels[keep], self.classes,
                              [self.paths[i] for i in keep] if self.paths is not None else None,
                              self.array[keep] if self.array is not None else None, self.origin[keep])
+
+
+def subset_indices(total: int, n: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of a fixed random subset of ``n`` of ``total`` samples; None = all."""
+    if n <= 0 or n >= total:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(total)[:n])
+
+
+def _subset_seed(which: str) -> int:
+    return 1234 + (which == "val")
 
 
 def load_split(data: dict, which: str) -> LabelledSplit:
@@ -92,8 +105,8 @@ def load_split(data: dict, which: str) -> LabelledSplit:
             classes = []
         out = LabelledSplit(f"{source}:{split}", np.asarray(labels, dtype=np.int64), classes, paths=paths)
     else:
-        raise UserError(f"data.source: unknown source {source!r}; choose {', '.join(LABELLED_SOURCES)}")
-    return out.subset(data[f"{which}_subset"], seed=1234 + (which == "val"))
+        raise UserError(f"data.source: unknown source {source!r}; choose {', '.join(LABELLED_SOURCES)} or shards")
+    return out.subset(data[f"{which}_subset"], seed=_subset_seed(which))
 
 
 def classification_transform(data: dict, img_size: int, train: bool, aug: dict | None = None):
@@ -112,18 +125,51 @@ def classification_transform(data: dict, img_size: int, train: bool, aug: dict |
         re_mode=aug.get("re_mode", "pixel"), re_count=aug.get("re_count", 1), **common)
 
 
+class LabelledSample:
+    """Sample ``index`` of ``epoch`` from its image: {'images': float (3, S, S) normalised, 'label',
+    'index'}. A random transform's choices (python, numpy and torch generators) are seeded by
+    (seed, epoch, index), so the stream does not depend on workers or ranks. Files
+    (``LabelledDataset``) and shards make items with it."""
+
+    def __init__(self, transform, seed: int = 0, random_transform: bool = True):
+        self.transform, self.seed = transform, seed
+        self.random_transform = random_transform    # False: a deterministic (eval) transform, no seeding
+
+    def __call__(self, img: Image.Image, label: int, index: int, epoch: int) -> dict:
+        return {"images": self._transform(img, index, epoch), "label": label, "index": index}
+
+    def _transform(self, img: Image.Image, index: int, epoch: int) -> torch.Tensor:
+        if not self.random_transform:
+            return self.transform(img)
+        py_state, np_state = random.getstate(), np.random.get_state()   # timm draws from both
+        try:
+            seed = hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF
+            random.seed(seed)
+            np.random.seed(seed & 0xFFFF_FFFF)
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(seed)   # CPU only (torch.manual_seed also queues CUDA seeds, ~1 ms)
+                return self.transform(img)                  # (3, S, S) float, normalised
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+    def from_bytes(self, data: bytes, label: int, index: int, epoch: int) -> dict:
+        """A shard's sample (an image file's bytes and its '.cls' label)."""
+        if label < 0:
+            raise ValueError("no label ('.cls' member)")
+        return self(to_pil_image(decode_rgb_bytes(data)), label, index, epoch)
+
+
 class LabelledDataset(Dataset):
     """Items {'images': float (3, S, S) normalised, 'label', 'index', 'bad', 'bad_paths'}.
 
-    Keys are (index, epoch) pairs from ``EpochSampler``; the transform's random choices
-    (python, numpy and torch generators) are seeded by (seed, epoch, index), so the stream
-    does not depend on workers or ranks. An undecodable file is replaced by the next one
-    (and named in 'bad_paths').
+    Keys are (index, epoch) pairs from ``EpochSampler``; see ``LabelledSample`` for the seeding.
+    An undecodable file is replaced by the next one (and named in 'bad_paths').
     """
 
     def __init__(self, split: LabelledSplit, transform, seed: int = 0, random_transform: bool = True):
         self.split, self.transform, self.seed = split, transform, seed
-        self.random_transform = random_transform    # False: a deterministic (eval) transform, no seeding
+        self.sample = LabelledSample(transform, seed, random_transform)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -141,24 +187,45 @@ class LabelledDataset(Dataset):
     def __getitem__(self, key) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         img, label, bad = self._load(index)
-        if not self.random_transform:
-            return self._item(self.transform(img), label, index, bad)
-        py_state, np_state = random.getstate(), np.random.get_state()   # timm draws from both
-        try:
-            seed = hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF
-            random.seed(seed)
-            np.random.seed(seed & 0xFFFF_FFFF)
-            with torch.random.fork_rng(devices=[]):
-                torch.default_generator.manual_seed(seed)   # CPU only (torch.manual_seed also queues CUDA seeds, ~1 ms)
-                x = self.transform(img)                   # (3, S, S) float, normalised
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
-        return self._item(x, label, index, bad)
+        return {**self.sample(img, label, index, epoch), "bad": len(bad), "bad_paths": "\n".join(bad)}
 
-    @staticmethod
-    def _item(x: torch.Tensor, label: int, index: int, bad: list[str]) -> dict:
-        return {"images": x, "label": label, "index": index, "bad": len(bad), "bad_paths": "\n".join(bad)}
+
+@dataclass
+class ShardSplit:
+    """What the labelled commands ask of a streamed split (``num_classes``, ``len``), from its manifest."""
+    name: str
+    classes: list[str]
+    num_classes: int
+    size: int
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def labelled_shards(data: dict, which: str, transform, seed: int, random_transform: bool) -> ShardStream:
+    """The split's shards (root/<split>/ or data.shards with '{split}'), subset applied, streamed."""
+    split = data[f"{which}_split"]
+    shards = shard_set(data, "image", split)
+    m = shards.manifest
+    chosen = subset_indices(m.total, data[f"{which}_subset"], _subset_seed(which))
+    keep = None
+    if chosen is not None:
+        keep = np.zeros(m.total, dtype=bool)
+        keep[chosen] = True
+    info = ShardSplit(f"shards:{split}", m.classes, m.num_classes, m.total if keep is None else len(chosen))
+    sample = LabelledSample(transform, seed, random_transform)
+    return ShardStream(shards, sample.from_bytes, seed, data["shuffle_buffer"], keep=keep, split=info)
+
+
+def _file_dataset(data: dict, which: str, transform, seed: int, random_transform: bool) -> LabelledDataset:
+    return LabelledDataset(load_split(data, which), transform, seed, random_transform=random_transform)
+
+
+def build_labelled_dataset(data: dict, which: str, transform, seed: int = 0, random_transform: bool = True):
+    """The 'train' or 'val' data set of the ``data`` section: files or arrays (a map-style
+    ``LabelledDataset``) or shards (a ``ShardStream``); both have ``.split.num_classes``."""
+    builder = {"shards": labelled_shards}.get(data["source"], _file_dataset)
+    return builder(data, which, transform, seed, random_transform)
 
 
 class FeatureDataset(Dataset):

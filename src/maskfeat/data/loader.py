@@ -8,8 +8,10 @@ from ..errors import UserError
 from ..masking import BlockMaskGenerator
 from .images import read_list_file, scan_folder, skimage_photos
 from .idx import IDX_SOURCES, idx_pretrain_dataset
-from .pretrain_dataset import DECODE_MODES, PretrainDataset, pretrain_transform
+from .pretrain_dataset import DECODE_MODES, PretrainCrop, PretrainDataset, PretrainSample, pretrain_transform
 from .sampler import EpochSampler
+from .shard_source import shard_set
+from .shard_stream import ShardLoader, ShardStream
 
 
 def pretrain_paths(data: dict) -> list:
@@ -22,29 +24,71 @@ def pretrain_paths(data: dict) -> list:
         return scan_folder(data["root"])[0]
     if source == "list":
         return read_list_file(data["root"], data["ann_file"])[0]
-    raise UserError(f"data.source: unknown source {source!r}; choose skimage, folder, list, idx or fashion-mnist")
+    raise UserError(f"data.source: unknown source {source!r}; "
+                    f"choose skimage, folder, list, idx, fashion-mnist or shards")
 
 
-def build_pretrain_dataset(cfg: dict) -> PretrainDataset:
+def _cpu_decode_only(data: dict) -> None:
+    if data.get("decode", "cpu") != "cpu":
+        raise UserError(f"data.decode=device: only for image files (data.source folder, list or skimage), "
+                        f"not data.source={data['source']}; set data.decode=cpu")
+
+
+def _file_dataset(cfg: dict, transform: PretrainCrop, mask_gen) -> PretrainDataset:
+    data = cfg["data"]
+    embedded = data["source"] == "skimage"
+    return PretrainDataset(pretrain_paths(data), transform, mask_gen, seed=cfg["train"]["seed"],
+                           length=data["samples_per_epoch"] if embedded else None, cache=embedded,
+                           decode=data.get("decode", "cpu"))
+
+
+def _idx_dataset(cfg: dict, transform: PretrainCrop, mask_gen):
+    """Fashion-MNIST / IDX files: images held in memory."""
+    _cpu_decode_only(cfg["data"])
+    return idx_pretrain_dataset(cfg["data"], transform, mask_gen, cfg["train"]["seed"])
+
+
+def _shard_dataset(cfg: dict, transform: PretrainCrop, mask_gen) -> ShardStream:
+    """WebDataset shards written by ``maskfeat prepare``, streamed (see ``shard_stream``)."""
+    data = cfg["data"]
+    _cpu_decode_only(data)
+    shards = shard_set(data, kind="image")
+    sample = PretrainSample(transform, mask_gen, cfg["train"]["seed"])
+    return ShardStream(shards, sample.from_bytes, cfg["train"]["seed"], data["shuffle_buffer"])
+
+
+# data.source -> builder(cfg, crop transform, mask generator) of the pre-training data set
+PRETRAIN_SOURCES = {"skimage": _file_dataset, "folder": _file_dataset, "list": _file_dataset,
+                    "shards": _shard_dataset, **{s: _idx_dataset for s in IDX_SOURCES}}
+
+
+def build_pretrain_dataset(cfg: dict):
+    """A map-style ``PretrainDataset`` (files, IDX arrays) or, for data.source=shards, a ``ShardStream``."""
     data, model, mask = cfg["data"], cfg["model"], cfg["mask"]
     decode = data.get("decode", "cpu")
     if decode not in DECODE_MODES:
         raise UserError(f"data.decode: unknown value {decode!r}; choose cpu or device")
+    if data["source"] not in PRETRAIN_SOURCES:
+        raise UserError(f"data.source: unknown source {data['source']!r}; choose {', '.join(PRETRAIN_SOURCES)}")
     grid = model["img_size"] // model["patch_size"]
     mask_gen = BlockMaskGenerator((grid, grid), mask_ratio=mask["ratio"],
                                   min_num_patches=mask["min_num_patches"],
                                   min_aspect=mask["min_aspect"], max_aspect=mask["max_aspect"])
-    if data["source"] in IDX_SOURCES:       # Fashion-MNIST / IDX files: images held in memory
-        if decode != "cpu":
-            raise UserError(f"data.decode=device: only for image files (data.source folder, list or skimage), "
-                            f"not data.source={data['source']}; set data.decode=cpu")
-        return idx_pretrain_dataset(data, pretrain_transform(model["img_size"], data["scale"], data["ratio"],
-                                                             data["hflip"]), mask_gen, cfg["train"]["seed"])
-    paths = pretrain_paths(data)
-    embedded = data["source"] == "skimage"
-    return PretrainDataset(paths, pretrain_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"]),
-                           mask_gen, seed=cfg["train"]["seed"],
-                           length=data["samples_per_epoch"] if embedded else None, cache=embedded, decode=decode)
+    transform = pretrain_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"])
+    return PRETRAIN_SOURCES[data["source"]](cfg, transform, mask_gen)
+
+
+class EpochLoader(DataLoader):
+    """A DataLoader over an ``EpochSampler`` with the loader interface the Trainer uses:
+    ``samples_per_rank`` (this process's samples in one epoch) and ``set_epoch(epoch, skip)``
+    (``skip``: samples of this process's epoch already consumed, to resume mid-epoch)."""
+
+    @property
+    def samples_per_rank(self) -> int:
+        return len(self.sampler.inner)
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.sampler.set_epoch(epoch, skip=skip)
 
 
 def on_device(dataset) -> bool:
@@ -53,16 +97,22 @@ def on_device(dataset) -> bool:
 
 
 def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, seed: int,
-                 shuffle: bool = True, drop_last: bool = True, collate_fn=None) -> DataLoader:
+                 shuffle: bool = True, drop_last: bool = True, collate_fn=None):
+    """An ``EpochLoader``, or for a streaming data set (``data.source=shards``) a ``ShardLoader``;
+    ``data.shuffle: false`` keeps the data set's order."""
+    shuffle = shuffle and data.get("shuffle", True)
+    if isinstance(dataset, ShardStream):
+        return ShardLoader(dataset, batch_size, data, rank, world, shuffle=shuffle, drop_last=drop_last,
+                           collate_fn=collate_fn)
     if len(dataset) < batch_size * world and drop_last:
         raise UserError(f"data: {len(dataset)} samples are fewer than one global batch "
                         f"({batch_size} x {world} processes)")
     sampler = EpochSampler(len(dataset), world, rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
     workers = data["num_workers"]
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=data["pin_memory"] and torch.cuda.is_available() and not on_device(dataset),
-                      persistent_workers=data["persistent_workers"] and workers > 0,
-                      drop_last=drop_last, prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn)
+    return EpochLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                       pin_memory=data["pin_memory"] and torch.cuda.is_available() and not on_device(dataset),
+                       persistent_workers=data["persistent_workers"] and workers > 0,
+                       drop_last=drop_last, prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn)
 
 
 def build_pretrain_loader(dataset, cfg: dict, rank: int, world: int, device):

@@ -64,6 +64,28 @@ def pretrain_transform(img_size: int, scale, ratio, hflip: float) -> PretrainCro
     return PretrainCrop(img_size, scale, ratio, hflip)
 
 
+class PretrainSample:
+    """Sample ``index`` of ``epoch`` from its decoded image: 'images' (the crop) and 'mask', each
+    seeded by (seed, epoch, index). Files (``PretrainDataset``) and shards make items with it."""
+
+    def __init__(self, transform: PretrainCrop, mask_generator: BlockMaskGenerator | None, seed: int = 0):
+        self.transform, self.mask_generator, self.seed = transform, mask_generator, seed
+
+    def crop(self, img: torch.Tensor, index: int, epoch: int) -> torch.Tensor:
+        box = self.transform.draw(self.seed, epoch, index, img.shape[-2], img.shape[-1])
+        return self.transform.apply(img, box)
+
+    def add_mask(self, item: dict, index: int, epoch: int) -> dict:
+        if self.mask_generator is not None:
+            rng = np.random.default_rng([self.seed, epoch, index])
+            item["mask"] = torch.from_numpy(self.mask_generator(rng))
+        return item
+
+    def from_bytes(self, data: bytes, label: int, index: int, epoch: int) -> dict:
+        """A shard's sample (an image file's bytes; the label is not used) -> {'images', 'mask'}."""
+        return self.add_mask({"images": self.crop(decode_rgb_bytes(data), index, epoch)}, index, epoch)
+
+
 class PretrainDataset(Dataset):
     """Keys are (index, epoch) pairs from ``EpochSampler``; items are dicts of
     'images' uint8 (3, S, S), 'mask' bool (Hp, Wp), 'bad' int (files skipped), 'bad_paths' str.
@@ -86,6 +108,7 @@ class PretrainDataset(Dataset):
         self.paths = list(paths)
         self.transform, self.mask_generator = transform, mask_generator
         self.seed, self.length = seed, length or len(self.paths)
+        self.sample = PretrainSample(transform, mask_generator, seed)
         self.decode = decode
         self._cache: dict | None = {} if cache else None
 
@@ -132,12 +155,8 @@ class PretrainDataset(Dataset):
             item = self._encoded_item(index, epoch)
         else:
             img, bad = self.load(index)
-            box = self.transform.draw(self.seed, epoch, index, img.shape[-2], img.shape[-1])
-            item = {"images": self.transform.apply(img, box), "bad": len(bad), "bad_paths": "\n".join(bad)}
-        if self.mask_generator is not None:
-            rng = np.random.default_rng([self.seed, epoch, index])
-            item["mask"] = torch.from_numpy(self.mask_generator(rng))
-        return item
+            item = {"images": self.sample.crop(img, index, epoch), "bad": len(bad), "bad_paths": "\n".join(bad)}
+        return self.sample.add_mask(item, index, epoch)
 
     def _encoded_item(self, index: int, epoch: int) -> dict:
         got, bad, i = self._load(index, self._read_encoded)

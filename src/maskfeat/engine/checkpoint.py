@@ -1,49 +1,21 @@
 """Checkpoints: written atomically (temp file + fsync + rename), read with weights_only=True."""
 from __future__ import annotations
 
-import os
 import pickle
 import random
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_file
 from ..errors import UserError
-
-
-@contextmanager
-def atomic_file(path: str | Path):
-    """``with atomic_file(path) as tmp:`` write (and check) ``tmp``; on success it becomes ``path``
-    (fsync, mode as any new file under the umask, rename, fsync of the folder), so ``path`` always
-    holds the old or the new complete file; on any error ``tmp`` is removed and ``path`` untouched."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write ``state`` so that ``path`` always holds either the old or the new complete file."""
-    with atomic_file(path) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
+    with atomic_file(path) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

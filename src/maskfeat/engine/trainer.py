@@ -18,10 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import save_config
-from ..errors import UserError
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .distributed import DistEnv, any_rank, barrier
+from ..errors import Interrupted, UserError
 from ..viz.loss_curve import plot_loss_curve
+from .checkpoint import rng_state, save_checkpoint, set_rng_state
+from .distributed import DistEnv, any_rank, barrier
 from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, current_lr
 from .run_folder import RunLock, Start, clear_run_files, plan_start
@@ -74,11 +74,11 @@ class Trainer:
         self.output_dir = Path(t["output_dir"])
         self.on_epoch_end, self.extra_state = on_epoch_end, extra_state or {}
         self.on_step_end = on_step_end      # (trainer) after each optimizer step, e.g. an EMA update
-        per_rank = len(loader.sampler.inner) // self.batch
+        per_rank = loader.samples_per_rank // self.batch
         self.iters_per_epoch = per_rank // self.accum
         if self.iters_per_epoch < 1:             # before anything is written
             raise UserError(f"train.batch_size: {self.batch} x accum {self.accum} exceeds one epoch of data "
-                            f"({len(loader.sampler.inner)} samples per process)")
+                            f"({loader.samples_per_rank} samples per process)")
         self.total_steps = self.epochs * self.iters_per_epoch
         if t["max_steps"]:
             self.total_steps = min(self.total_steps, t["max_steps"])
@@ -289,7 +289,7 @@ class Trainer:
         """The rest of the current epoch, one optimizer step per ``accum`` batches; why it stopped
         early ('signal' or 'max_steps'), or None at the epoch's end."""
         st = self.state
-        self.loader.sampler.set_epoch(st.epoch, skip=st.iter_in_epoch * self.accum * self.batch)
+        self.loader.set_epoch(st.epoch, skip=st.iter_in_epoch * self.accum * self.batch)
         micro, losses = 0, []
         t_end = time.perf_counter()
         for batch in self.loader:

@@ -1,7 +1,7 @@
 """Shared set-up of the evaluation commands: a frozen pre-trained encoder and labelled loaders."""
 from __future__ import annotations
 
-from ..data.labelled import LabelledDataset, LabelledSplit, classification_transform, load_split
+from ..data.labelled import LabelledDataset, LabelledSplit, build_labelled_dataset, classification_transform
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv
 from ..models import build_encoder
@@ -34,12 +34,10 @@ def build_frozen_features(model_cfg: dict, env: DistEnv) -> tuple[Pooled, int]:
 def labelled_datasets(data: dict, img_size: int, seed: int, train_aug: dict | None = None
                       ) -> tuple[LabelledDataset, LabelledDataset]:
     """(train, val) datasets; the train split uses the eval transform when ``train_aug`` is None."""
-    train_split: LabelledSplit = load_split(data, "train")
-    val_split = load_split(data, "val")
     train_tf = classification_transform(data, img_size, train=train_aug is not None, aug=train_aug)
     val_tf = classification_transform(data, img_size, train=False)
-    return (LabelledDataset(train_split, train_tf, seed, random_transform=train_aug is not None),
-            LabelledDataset(val_split, val_tf, seed, random_transform=False))
+    return (build_labelled_dataset(data, "train", train_tf, seed, random_transform=train_aug is not None),
+            build_labelled_dataset(data, "val", val_tf, seed, random_transform=False))
 
 
 def eval_loader(dataset, batch_size: int, data: dict, env: DistEnv, seed: int):

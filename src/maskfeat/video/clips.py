@@ -9,19 +9,24 @@ indices are clamped to its last frame (SlowFast's behaviour); a video with fewer
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 import torch
 
-from .decoders import DEFAULT_DECODER, DecoderFailed, VideoError, fall_back, open_video
+from .decoders import DEFAULT_DECODER, DecoderFailed, PyAVVideo, VideoError, fall_back, open_video
 
-__all__ = ["VideoError", "decode", "count_frames", "clip_indices", "max_start", "train_indices",
-           "view_indices", "read_clip"]
+__all__ = ["VideoError", "VideoSource", "decode", "count_frames", "frame_rate", "clip_indices", "max_start",
+           "train_indices", "view_indices", "read_clip"]
 
 
-def decode(path: str | Path, indices: Sequence[int] | None = None, short_side: int = 0,
+# A video file's path, or its bytes (a sample read from a shard).
+VideoSource = Union[str, Path, bytes]
+
+
+def decode(path: VideoSource, indices: Sequence[int] | None = None, short_side: int = 0,
            decoder: str = DEFAULT_DECODER, device: str = "cpu") -> torch.Tensor:
     """Frames ``indices`` (all when None) of a video -> uint8 (len, 3, H, W).
 
@@ -30,7 +35,7 @@ def decode(path: str | Path, indices: Sequence[int] | None = None, short_side: i
     return _with_fallback(path, decoder, device, lambda video: video.frames(indices, short_side))
 
 
-def count_frames(path: str | Path, decoder: str = DEFAULT_DECODER) -> int:
+def count_frames(path: VideoSource, decoder: str = DEFAULT_DECODER) -> int:
     """Frames in the container header (or duration x rate); 0 when neither is known."""
     return _with_fallback(path, decoder, "cpu", lambda video: video.header_frames)
 
@@ -43,6 +48,15 @@ def _with_fallback(path, decoder: str, device: str, work):
     except DecoderFailed as e:
         video = fall_back(path, e)
         return work(video)
+    finally:
+        video.close()
+
+
+def frame_rate(path: VideoSource) -> Fraction:
+    """The video stream's average frame rate (25 when the container does not say)."""
+    video = PyAVVideo(path)
+    try:
+        return video.frame_rate
     finally:
         video.close()
 
@@ -73,7 +87,7 @@ def view_indices(num_available: int, num_frames: int, rate: int, view: int, num_
     return clip_indices(num_available, num_frames, rate, round(start))
 
 
-def read_clip(path: str | Path, choose, short_side: int = 0, decoder: str = DEFAULT_DECODER,
+def read_clip(path: VideoSource, choose, short_side: int = 0, decoder: str = DEFAULT_DECODER,
               device: str = "cpu") -> torch.Tensor:
     """Decode the frames ``choose(num_available)`` picks -> uint8 (T, 3, H, W).
 

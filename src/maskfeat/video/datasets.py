@@ -47,13 +47,12 @@ def _find_kinetics_file(root: Path, label: str, stem: str) -> Path | None:
     return None
 
 
-def read_annotations(root: str | Path, ann_file: str | Path) -> tuple[list[Path], list[int], list[str]]:
-    """``root/ann_file`` -> (paths, labels, class names).
+def annotation_entries(root: str | Path, ann_file: str | Path) -> list[tuple[Path | None, str, str]]:
+    """``root/ann_file`` -> one (path or None when missing, label text, what was listed) per line.
 
-    Two layouts: 'relative/path label' lines (label an int, a class name, or absent = -1), or
-    the Kinetics CSV (header 'label,youtube_id,time_start,time_end,split[,is_cc]'), whose files
-    are '<youtube_id>_<start:06d>_<end:06d>.<ext>' under root/<label>/ or root/. Listed files
-    that are missing are dropped with a warning (Kinetics downloads always miss some).
+    Two layouts: 'relative/path label' lines (label an int, a class name, or absent), or the
+    Kinetics CSV (header 'label,youtube_id,time_start,time_end,split[,is_cc]'), whose files are
+    '<youtube_id>_<start:06d>_<end:06d>.<ext>' under root/<label>/ or root/.
     """
     root = Path(root)
     ann = Path(ann_file) if Path(ann_file).is_absolute() else root / ann_file
@@ -63,7 +62,7 @@ def read_annotations(root: str | Path, ann_file: str | Path) -> tuple[list[Path]
     if not lines:
         raise UserError(f"data.ann_file: {ann} lists no videos")
     header = [h.strip() for h in lines[0].split(",")]
-    entries: list[tuple[Path | None, str, str]] = []     # (path, label text, what was listed)
+    entries: list[tuple[Path | None, str, str]] = []
     if header[:2] == ["label", "youtube_id"]:
         for n, row in enumerate(csv.DictReader(lines), 2):
             try:
@@ -78,6 +77,25 @@ def read_annotations(root: str | Path, ann_file: str | Path) -> tuple[list[Path]
             rel, label = (parts[0], parts[1]) if len(parts) == 2 else (parts[0], "")
             p = root / rel
             entries.append((p if p.is_file() else None, label, rel))
+    return entries
+
+
+def labels_of(texts: list[str]) -> tuple[list[int], list[str]]:
+    """Label texts -> (int labels, class names): ints as written (no names), names -> their
+    index in the sorted class names, none at all -> -1."""
+    if all(t.lstrip("-").isdigit() for t in texts):
+        return [int(t) for t in texts], []
+    if not any(texts):
+        return [-1] * len(texts), []
+    classes = sorted(set(texts))
+    return [classes.index(t) for t in texts], classes
+
+
+def read_annotations(root: str | Path, ann_file: str | Path) -> tuple[list[Path], list[int], list[str]]:
+    """``root/ann_file`` (see ``annotation_entries``) -> (paths, labels, class names). Listed files
+    that are missing are dropped with a warning (Kinetics downloads always miss some)."""
+    entries = annotation_entries(root, ann_file)
+    ann = Path(ann_file) if Path(ann_file).is_absolute() else Path(root) / ann_file
     missing = [listed for p, _, listed in entries if p is None]
     entries = [e for e in entries if e[0] is not None]
     if not entries:
@@ -86,14 +104,7 @@ def read_annotations(root: str | Path, ann_file: str | Path) -> tuple[list[Path]
     if missing:
         warnings.warn(f"{ann}: {len(missing)} listed videos are missing under {root} and are skipped, "
                       f"e.g. {missing[0]}", stacklevel=2)
-    texts = [label for _, label, _ in entries]
-    if all(t.lstrip("-").isdigit() for t in texts):
-        labels, classes = [int(t) for t in texts], []
-    elif not any(texts):
-        labels, classes = [-1] * len(entries), []
-    else:
-        classes = sorted(set(texts))
-        labels = [classes.index(t) for t in texts]
+    labels, classes = labels_of([label for _, label, _ in entries])
     return [p for p, _, _ in entries], labels, classes
 
 
@@ -148,6 +159,32 @@ def _seeded(seed: int, epoch: int, index: int):
     return ctx, np.random.default_rng([seed, epoch, index])
 
 
+class VideoClipSample:
+    """Sample ``index`` of ``epoch``: a clip at a random start (``num_frames`` x ``rate``), cropped and
+    flipped, and its cube mask, every choice seeded by (seed, epoch, index). Files
+    (``VideoPretrainDataset``) and shards make items with it."""
+
+    def __init__(self, transform, mask_generator: CubeMaskGenerator, num_frames: int, rate: int, seed: int = 0,
+                 short_side: int = 0, decoder: str = C.DEFAULT_DECODER):
+        self.transform, self.mask_generator = transform, mask_generator
+        self.num_frames, self.rate, self.seed, self.short_side = num_frames, rate, seed, short_side
+        self.decoder = decoder
+
+    def __call__(self, read, index: int, epoch: int) -> tuple[dict, object]:
+        """``read(choose) -> (frames uint8 (T, 3, H, W), extra)`` -> ({'images', 'mask'}, extra)."""
+        ctx, rng = _seeded(self.seed, epoch, index)
+        with ctx:
+            torch.random.default_generator.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
+            frames, extra = read(lambda n: C.train_indices(n, self.num_frames, self.rate, rng))
+            clip = apply(self.transform, frames)                          # (3, T, S, S)
+        mask = torch.from_numpy(self.mask_generator(rng))                 # (t, h, w)
+        return {"images": clip, "mask": mask}, extra
+
+    def from_bytes(self, data: bytes, label: int, index: int, epoch: int) -> dict:
+        """A shard's sample (a video file's bytes; the label is not used)."""
+        return self(lambda choose: (C.read_clip(data, choose, self.short_side, self.decoder), None), index, epoch)[0]
+
+
 class VideoPretrainDataset(Dataset):
     """Items: 'images' uint8 (3, T, S, S), 'mask' bool (t, h, w), 'bad' int, 'bad_paths' str.
 
@@ -157,8 +194,8 @@ class VideoPretrainDataset(Dataset):
 
     def __init__(self, reader: VideoReader, transform, mask_generator: CubeMaskGenerator,
                  num_frames: int, rate: int, seed: int = 0, length: int | None = None):
-        self.reader, self.transform, self.mask_generator = reader, transform, mask_generator
-        self.num_frames, self.rate, self.seed = num_frames, rate, seed
+        self.reader = reader
+        self.sample = VideoClipSample(transform, mask_generator, num_frames, rate, seed)
         self.length = length or len(reader)
 
     @property
@@ -171,14 +208,13 @@ class VideoPretrainDataset(Dataset):
 
     def __getitem__(self, key) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        ctx, rng = _seeded(self.seed, epoch, index)
-        with ctx:
-            torch.random.default_generator.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
-            frames, _, bad = self.reader.read_skipping(
-                index % len(self.reader), lambda n: C.train_indices(n, self.num_frames, self.rate, rng))
-            clip = apply(self.transform, frames)                          # (3, T, S, S)
-        mask = torch.from_numpy(self.mask_generator(rng))                 # (t, h, w)
-        return {"images": clip, "mask": mask, "bad": len(bad), "bad_paths": "\n".join(bad)}
+
+        def read(choose):
+            frames, _, bad = self.reader.read_skipping(index % len(self.reader), choose)
+            return frames, bad
+
+        item, bad = self.sample(read, index, epoch)
+        return {**item, "bad": len(bad), "bad_paths": "\n".join(bad)}
 
 
 class VideoClassifyDataset(Dataset):

