@@ -1,27 +1,33 @@
 """Build the pre-training dataset and its DataLoader from the ``data`` section of a config."""
 from __future__ import annotations
 
+import gc
+
 import torch
 from torch.utils.data import DataLoader
 
 from ..errors import UserError
 from ..masking import BlockMaskGenerator
-from .images import read_list_file, scan_folder, skimage_photos
+from .file_index import FileIndex
+from .folder_scan import scan_folder
 from .idx import IDX_SOURCES, idx_pretrain_dataset
+from .images import max_image_pixels, skimage_photos
+from .list_file import read_list_file
 from .pretrain_dataset import DECODE_MODES, PretrainDataset, pretrain_transform
 from .sampler import EpochSampler
 
 
-def pretrain_paths(data: dict) -> list:
+def pretrain_files(data: dict) -> FileIndex:
+    """The image files of data.source skimage, folder or list."""
     source = data["source"]
     if source == "skimage":
-        return skimage_photos()
+        return FileIndex.from_names(skimage_photos())
     if not data["root"]:
         raise UserError(f"data.root: required for data.source={source}")
     if source == "folder":
-        return scan_folder(data["root"])[0]
+        return scan_folder(data["root"])
     if source == "list":
-        return read_list_file(data["root"], data["ann_file"])[0]
+        return read_list_file(data["root"], data["ann_file"])
     raise UserError(f"data.source: unknown source {source!r}; choose skimage, folder, list, idx or fashion-mnist")
 
 
@@ -40,11 +46,19 @@ def build_pretrain_dataset(cfg: dict) -> PretrainDataset:
                             f"not data.source={data['source']}; set data.decode=cpu")
         return idx_pretrain_dataset(data, pretrain_transform(model["img_size"], data["scale"], data["ratio"],
                                                              data["hflip"]), mask_gen, cfg["train"]["seed"])
-    paths = pretrain_paths(data)
     embedded = data["source"] == "skimage"
-    return PretrainDataset(paths, pretrain_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"]),
-                           mask_gen, seed=cfg["train"]["seed"],
-                           length=data["samples_per_epoch"] if embedded else None, cache=embedded, decode=decode)
+    return PretrainDataset(pretrain_files(data),
+                           pretrain_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"]),
+                           mask_gen, seed=cfg["train"]["seed"], length=data["samples_per_epoch"] if embedded else None,
+                           cache=embedded, decode=decode,
+                           max_pixels=max_image_pixels(data))
+
+
+def freeze_inherited_objects(worker_id: int) -> None:
+    """A loader worker's first act: the objects it inherits from the main process go to the garbage
+    collector's permanent generation, so that its collections never write their headers (which
+    would copy the pages they lie on: copy-on-write memory grows in every worker)."""
+    gc.freeze()
 
 
 def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, seed: int,
@@ -57,7 +71,8 @@ def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, se
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=data["pin_memory"] and torch.cuda.is_available(),
                       persistent_workers=data["persistent_workers"] and workers > 0,
-                      drop_last=drop_last, prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn)
+                      drop_last=drop_last, prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn,
+                      worker_init_fn=freeze_inherited_objects if workers > 0 else None)
 
 
 def build_pretrain_loader(dataset, cfg: dict, rank: int, world: int, device):
