@@ -189,7 +189,7 @@ def test_training_replaces_an_unreadable_image_by_a_readable_one_counted_and_nam
 @pytest.mark.slow
 def test_two_processes_name_unreadable_val_files_once_and_agree_with_one(tmp_path):
     root = make_folder(tmp_path / "d", n_train=5, n_val=5)                 # 15 val images: ranks pad one
-    break_files(root / "val" / "vstripes", {"004.png"})                    # the last: the padded sample
+    break_files(root / "val" / "disk", {"000.png"})        # sample 0: rank 1 pads its shard with it (read twice)
     args = folder_overrides(root) + ["knn.k=5", "eval.batch_size=4", "eval.progress=false", "data.max_bad_fraction=0.1"]
     assert main(["knn", *args, f"eval.output_dir={tmp_path / 'one'}"]) == 0
     cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "maskfeat", "knn",
@@ -197,7 +197,7 @@ def test_two_processes_name_unreadable_val_files_once_and_agree_with_one(tmp_pat
     import subprocess
     proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stderr.count("skipped unreadable val file") == 1 and "vstripes/004.png" in proc.stderr
+    assert proc.stderr.count("skipped unreadable val file") == 1 and "disk/000.png" in proc.stderr
     one, two = (json.loads((tmp_path / d / "knn.json").read_text()) for d in ("one", "two"))
     assert one["test_samples"] == two["test_samples"] == 14 and one["train_samples"] == 15
     assert two["top1"] == pytest.approx(one["top1"])
