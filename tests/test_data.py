@@ -19,11 +19,12 @@ def write_images(folder, n, size=(40, 30), fmt="JPEG", ext=".jpg"):
 def test_folder_with_class_subfolders_and_flat(tmp_path):
     write_images(tmp_path / "cls" / "b", 2)
     write_images(tmp_path / "cls" / "a", 3, ext=".png", fmt="PNG")
-    paths, labels, classes = scan_folder(tmp_path / "cls")
-    assert classes == ["a", "b"] and labels == [0, 0, 0, 1, 1] and len(paths) == 5
+    files = scan_folder(tmp_path / "cls")
+    assert files.classes == ["a", "b"] and files.labels.tolist() == [0, 0, 0, 1, 1] and len(files) == 5
+    assert files.path(3) == str(tmp_path / "cls" / "b" / "0.jpg")
     write_images(tmp_path / "flat", 4)
-    paths, labels, classes = scan_folder(tmp_path / "flat")
-    assert len(paths) == 4 and set(labels) == {-1} and classes == []
+    files = scan_folder(tmp_path / "flat")
+    assert len(files) == 4 and set(files.labels.tolist()) == {-1} and files.classes == []
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no images"):
         scan_folder(tmp_path / "empty")
@@ -35,10 +36,11 @@ def test_mmpretrain_list_file(tmp_path):
     write_images(tmp_path / "train" / "n01", 2)
     (tmp_path / "meta").mkdir()
     (tmp_path / "meta" / "train.txt").write_text("train/n01/0.jpg 0\ntrain/n01/1.jpg 3\n")
-    paths, labels = read_list_file(tmp_path, "meta/train.txt")
-    assert [p.name for p in paths] == ["0.jpg", "1.jpg"] and labels == [0, 3]
+    files = read_list_file(tmp_path, "meta/train.txt")
+    assert [files.path(i) for i in range(2)] == [str(tmp_path / "train/n01/0.jpg"), str(tmp_path / "train/n01/1.jpg")]
+    assert files.labels.tolist() == [0, 3]
     (tmp_path / "meta" / "bad.txt").write_text("train/n01/0.jpg 0\ntrain/n01/9.jpg 1\n")
-    with pytest.raises(UserError, match="missing files, e.g. .*9.jpg"):
+    with pytest.raises(UserError, match=r"missing files, e.g. .*9.jpg \(line 2\)"):
         read_list_file(tmp_path, "meta/bad.txt")
 
 
@@ -73,7 +75,7 @@ def test_skimage_stream_is_deterministic_per_seed_epoch_index():
     assert a["mask"].shape == (4, 4) and a["mask"].sum() == 6
     assert torch.equal(a["images"], b["images"]) and torch.equal(a["mask"], b["mask"])
     assert not torch.equal(a["images"], c["images"])
-    assert ds[(7 + len(ds.paths), 2)]["images"].shape == (3, 64, 64)
+    assert ds[(7 + len(ds.files), 2)]["images"].shape == (3, 64, 64)
 
 
 def test_folder_dataset_skips_and_counts_corrupt_images(tmp_path):

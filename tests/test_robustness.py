@@ -100,7 +100,7 @@ def test_folder_dataset_crops_every_odd_image_to_size_and_skips_bad_files(tmp_pa
     cfg = resolve_config(PRETRAIN, None, ["model.img_size=64", "mask.min_num_patches=2", "data.source=folder",
                                           f"data.root={tmp_path / 'imgs'}"])
     ds = build_pretrain_dataset(cfg)
-    names = [p.name for p in ds.paths]
+    names = [Path(ds.files.path(i)).name for i in range(len(ds.files))]
     assert len(ds) == 10 and names.index("x.jpg") + 2 == names.index("y.png")
     for epoch in (0, 1):
         items = {name: ds[(i, epoch)] for i, name in enumerate(names)}
@@ -110,7 +110,7 @@ def test_folder_dataset_crops_every_odd_image_to_size_and_skips_bad_files(tmp_pa
         assert "x.jpg" in items["x.jpg"]["bad_paths"] and "y.png" in items["y.png"]["bad_paths"]
         # x.jpg's slot is filled by the next file, xa.png (then cropped with x.jpg's own seed)
         img, bad = ds.load(names.index("x.jpg"))
-        assert torch.equal(img, decode_rgb(ds.paths[names.index("xa.png")])) and len(bad) == 1
+        assert torch.equal(img, decode_rgb(ds.files.path(names.index("xa.png")))) and len(bad) == 1
         # 20x15 upscaled to 64x64 (not padded): every pixel keeps the solid colour
         small = items["small.png"]["images"].int()
         assert (small - torch.tensor(SOLID).view(3, 1, 1)).abs().max() <= 1

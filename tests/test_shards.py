@@ -71,7 +71,8 @@ def test_prepare_folder_stores_every_file_as_it_is_in_folder_order(tmp_path):
     src = write_folder(tmp_path / "in", per_class=6)
     (src / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     m = make_shards(src, tmp_path / "out", shard_samples=5, procs=2)
-    paths, labels, classes = scan_folder(src)
+    files = scan_folder(src)
+    paths, labels, classes = [Path(files.path(i)) for i in range(len(files))], files.labels.tolist(), files.classes
     good = [(p, lbl) for p, lbl in zip(paths, labels) if p.name != "broken.jpg"]
     assert m.total == len(good) == 12 and [s.samples for s in m.shards] == [5, 5, 2]
     assert m.classes == classes == ["a", "b"] and m.label_counts == {0: 6, 1: 6} and m.inputs == 13
@@ -133,7 +134,8 @@ def test_prepare_killed_mid_write_resumes_to_exactly_the_inputs(tmp_path):
     for name, mtime in kept.items():                 # completed shards were kept, not rewritten
         assert (out / name).stat().st_mtime_ns == mtime
     m = read_manifest(out / "manifest.json")
-    paths, labels, _ = scan_folder(src)
+    files = scan_folder(src)
+    paths, labels = [Path(files.path(i)) for i in range(len(files))], files.labels.tolist()
     got = [s for shard in m.shards for s in tar_samples(out / shard.name).values()]
     assert len(got) == len(paths) == m.total == 21 and not m.skipped
     for p, lbl, s in zip(paths, labels, got):        # exactly the inputs' samples, in order, bytes unchanged
@@ -227,7 +229,8 @@ def test_prepare_shuffle_seed_writes_a_fixed_random_order_and_cli_errors_are_one
 
     src = write_folder(tmp_path / "in", per_class=5)
     m = make_shards(src, tmp_path / "out", shard_samples=4, shuffle_seed=7)
-    paths = scan_folder(src)[0]
+    files = scan_folder(src)
+    paths = [Path(files.path(i)) for i in range(len(files))]
     perm = np.random.default_rng(7).permutation(len(paths))
     got = [s for shard in m.shards for s in tar_samples(tmp_path / "out" / shard.name).values()]
     assert [s["src"].decode() for s in got] == [str(paths[i].relative_to(src)) for i in perm]

@@ -5,7 +5,10 @@ photos bundled with scikit-image, minutes on a laptop CPU.
 """
 from __future__ import annotations
 
+from PIL import Image
+
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
+MAX_IMAGE_PIXELS = int(Image.MAX_IMAGE_PIXELS)    # PIL's decompression-bomb threshold (89,478,485 pixels)
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 # data.source=shards (see maskfeat.data.shard_stream and README "Large datasets").
@@ -54,6 +57,8 @@ PRETRAIN = {
         "pin_memory": True,
         "persistent_workers": True,
         "max_bad_fraction": 0.01,    # stop when more than this share of images fail to decode
+        "max_image_pixels": MAX_IMAGE_PIXELS,   # skip (count, name) images whose header claims more pixels
+                                     # (decompression bombs); 0 = no limit of ours (PIL still refuses 2x its own)
         "shuffle": True,             # false: read in the data set's order (files: index order; shards: manifest's)
         **SHARD_KEYS,
         # cpu | device. cpu: the loader workers decode, crop and flip every image (libjpeg / PIL).
@@ -118,7 +123,8 @@ _LABELLED_DATA = {
     "num_workers": 2,
     "pin_memory": True,
     "persistent_workers": True,
-    "max_bad_fraction": 0.01,
+    "max_bad_fraction": 0.01,        # stop when more than this share of a split's images are unreadable
+    "max_image_pixels": MAX_IMAGE_PIXELS,   # images whose header claims more pixels are unreadable (0 = no limit)
     "shuffle": True,                 # training split: false = in the data set's order (evaluation always is)
     **SHARD_KEYS,                    # shards: root/<split>/ holds a split's shards; '{split}' in data.shards / manifest
 }
@@ -148,7 +154,7 @@ FINETUNE = {
         "ratio": [0.75, 1.3333333333333333],
         "hflip": 0.5,
         "auto_augment": "rand-m9-mstd0.5-inc1",   # '' = no RandAugment
-        "color_jitter": 0.4,         # timm applies it only without RandAugment (as DeiT / MAE)
+        "color_jitter": 0.4,         # after RandAugment, as mmpretrain's MaskFeat recipe; 0 = off (DeiT / MAE)
         "re_prob": 0.25,             # random erasing
         "re_mode": "pixel",
         "re_count": 1,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from .file_index import FileIndex
 from .pretrain_dataset import PretrainDataset
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -108,7 +109,8 @@ class ArrayPretrainDataset(PretrainDataset):
     """Pre-training samples from images held in memory (an IDX file) instead of image files."""
 
     def __init__(self, images: np.ndarray, transform, mask_generator, seed: int = 0, name: str = "idx"):
-        super().__init__([f"{name}[{i}]" for i in range(len(images))], transform, mask_generator, seed=seed)
+        super().__init__(FileIndex.from_names(f"{name}[{i}]" for i in range(len(images))), transform,
+                         mask_generator, seed=seed)
         self.images = images
 
     def _read(self, i: int) -> torch.Tensor:

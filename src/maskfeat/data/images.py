@@ -1,17 +1,22 @@
-"""Finding and decoding image files: folders, mmpretrain list files, scikit-image's photos."""
+"""Decoding image files (with a pixel-count limit read from the header first), scikit-image's photos.
+
+Folders and list files are indexed by ``folder_scan`` and ``list_file`` (into a ``FileIndex``)."""
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from importlib import resources
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
 from ..errors import UserError
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
+# data.max_image_pixels by default: PIL's own threshold (it warns above it and refuses twice as many).
+DEFAULT_MAX_IMAGE_PIXELS = int(Image.MAX_IMAGE_PIXELS)
 
 # Colour and grey photos bundled with scikit-image (no download needed).
 SKIMAGE_PHOTOS = (
@@ -22,6 +27,7 @@ SKIMAGE_PHOTOS = (
 
 
 def skimage_photos() -> list[Path]:
+    """The bundled photos that exist in this scikit-image install (a few MB, in SKIMAGE_PHOTOS order)."""
     root = Path(str(resources.files("skimage") / "data"))
     paths = [root / name for name in SKIMAGE_PHOTOS if (root / name).is_file()]
     if not paths:
@@ -29,88 +35,76 @@ def skimage_photos() -> list[Path]:
     return paths
 
 
-def scan_folder(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
-    """Images under ``root``: class sub-folders (labels by sorted folder name) or flat (label -1)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"data.root: folder not found: {root}")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    paths, labels = [], []
-    for p in sorted(root.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS:
-            paths.append(p)
-            labels.append(-1)
-    for label, name in enumerate(classes):
-        for p in sorted((root / name).rglob("*")):
-            if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS:
-                paths.append(p)
-                labels.append(label)
-    if not paths:
-        raise UserError(f"data.root: no images ({', '.join(IMG_EXTENSIONS[:4])}, ...) under {root}")
-    if all(lbl == -1 for lbl in labels):
-        classes = []
-    return paths, labels, classes
+def decode_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> torch.Tensor:
+    """Any image file -> uint8 (3, H, W) RGB. Raises ValueError if it cannot be decoded or if its header
+    claims more than ``max_pixels`` pixels (0: no limit of ours), before anything is decoded."""
+    return decode_rgb_bytes(Path(path).read_bytes(), max_pixels)
 
 
-def read_list_file(root: str | Path, ann_file: str | Path) -> tuple[list[Path], list[int]]:
-    """mmpretrain layout: ``root/ann_file`` lines of 'relative/path [label]'."""
-    root = Path(root)
-    ann = Path(ann_file) if Path(ann_file).is_absolute() else root / ann_file
-    if not ann.is_file():
-        raise UserError(f"data.ann_file: list file not found: {ann}")
-    paths, labels = [], []
-    for n, line in enumerate(ann.read_text().splitlines(), 1):
-        parts = line.strip().rsplit(maxsplit=1)
-        if not parts:
-            continue
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            rel, label = parts[0], int(parts[1])
-        else:
-            rel, label = line.strip(), -1
-        paths.append(root / rel)
-        labels.append(label)
-    if not paths:
-        raise UserError(f"data.ann_file: {ann} lists no images")
-    missing = [p for p in paths[:1000] if not p.is_file()]
-    if missing:
-        raise UserError(f"data.ann_file: {ann} names {len(missing)}+ missing files, e.g. {missing[0]}")
-    return paths, labels
+def max_image_pixels(data: dict) -> int:
+    """data.max_image_pixels (PIL's threshold where a hand-made ``data`` dict lacks it), checked."""
+    value = data.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
+    if value < 0:
+        raise UserError(f"data.max_image_pixels: must be >= 0 (0 = no limit), got {value}")
+    return value
 
 
-def decode_rgb(path: str | Path) -> torch.Tensor:
-    """Any image file -> uint8 (3, H, W) RGB. Raises ValueError if it cannot be decoded."""
-    return decode_rgb_bytes(Path(path).read_bytes())
+class ImageTooLarge(ValueError):
+    """An image whose header claims more pixels than allowed (a decompression bomb, or just huge)."""
 
 
-def decode_rgb_bytes(data: bytes) -> torch.Tensor:
-    """The bytes of any image file -> uint8 (3, H, W) RGB. Raises ValueError if they cannot be decoded."""
+def check_pixels(height: int, width: int, max_pixels: int) -> None:
+    """ImageTooLarge when an image of ``height`` x ``width`` is over ``max_pixels`` (0: no limit)."""
+    if max_pixels and height * width > max_pixels:
+        raise ImageTooLarge(f"image too large: {width}x{height} = {height * width} pixels > "
+                         f"data.max_image_pixels={max_pixels}")
+
+
+def decode_rgb_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> torch.Tensor:
+    """The bytes of any image file -> uint8 (3, H, W) RGB. Raises ValueError if they cannot be decoded
+    or if the header claims more than ``max_pixels`` pixels."""
     if not data:
         raise ValueError("empty file")
-    if not data.startswith(b"\xff\xd8\xff"):
-        return _decode_with_pil(data)                     # PNG, TIFF, ...: PIL (quiet on odd ICC profiles)
+    head = jpeg_header(data)
+    if head is None:                                      # PNG, TIFF, odd JPEG headers...: PIL, quiet on odd
+        return _decode_with_pil(data, max_pixels)         # ICC profiles, reads the size before decoding
+    check_pixels(head[0], head[1], max_pixels)
     try:                                                  # JPEG: libjpeg-turbo through torchvision
         return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError):
-        return _decode_with_pil(data)
+        return _decode_with_pil(data, max_pixels)
 
 
-def _decode_with_pil(data: bytes) -> torch.Tensor:
-    """Fallback for what libjpeg/libpng in torchvision refuse (CMYK, palette, TIFF, ...)."""
-    from PIL import Image, UnidentifiedImageError
+def _decode_with_pil(data: bytes, max_pixels: int) -> torch.Tensor:
+    """Fallback for what libjpeg/libpng in torchvision refuse (CMYK, palette, TIFF, ...). ``Image.open``
+    reads the header only, so the size is checked before any pixel is decoded."""
+    from PIL import UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
+                check_pixels(im.height, im.width, max_pixels)
                 im.load()
                 if im.mode in ("I;16", "I;16B", "I"):           # 16-bit grey: the top 8 bits, v >> 8
                     im = im.point(lambda v: v / 256).convert("L")
                 rgb = im.convert("RGB")
     except UnidentifiedImageError:                        # its message names a BytesIO address: not stable
         raise ValueError("cannot decode image: not an image format PIL can identify") from None
+    except ImageTooLarge:
+        raise
+    except Image.DecompressionBombError as e:             # PIL refuses twice its own limit before we see the size
+        raise ImageTooLarge(_bomb_message(str(e), max_pixels)) from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ValueError(f"cannot decode image: {e}") from None
     return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3).permute(2, 0, 1).contiguous()
+
+
+def _bomb_message(pil_message: str, max_pixels: int) -> str:
+    found = re.search(r"\((\d+) pixels\)", pil_message)
+    if found and max_pixels and int(found.group(1)) > max_pixels:
+        return f"image too large: {found.group(1)} pixels > data.max_image_pixels={max_pixels}"
+    return f"image too large for PIL: {pil_message}"
 
 
 # JPEG start-of-frame markers: SOF0-3, 5-7 (Huffman), 9-11, 13-15 (arithmetic); C4 / C8 / CC are not frames.

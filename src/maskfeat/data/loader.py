@@ -1,29 +1,35 @@
 """Build the pre-training dataset and its DataLoader from the ``data`` section of a config."""
 from __future__ import annotations
 
+import gc
+
 import torch
 from torch.utils.data import DataLoader
 
 from ..errors import UserError
 from ..masking import BlockMaskGenerator
-from .images import read_list_file, scan_folder, skimage_photos
+from .file_index import FileIndex
+from .folder_scan import scan_folder
 from .idx import IDX_SOURCES, idx_pretrain_dataset
+from .images import max_image_pixels, skimage_photos
+from .list_file import read_list_file
 from .pretrain_dataset import DECODE_MODES, PretrainCrop, PretrainDataset, PretrainSample, pretrain_transform
 from .sampler import EpochSampler
 from .shard_source import shard_set
 from .shard_stream import ShardLoader, ShardStream
 
 
-def pretrain_paths(data: dict) -> list:
+def pretrain_files(data: dict) -> FileIndex:
+    """The image files of data.source skimage, folder or list."""
     source = data["source"]
     if source == "skimage":
-        return skimage_photos()
+        return FileIndex.from_names(skimage_photos())
     if not data["root"]:
         raise UserError(f"data.root: required for data.source={source}")
     if source == "folder":
-        return scan_folder(data["root"])[0]
+        return scan_folder(data["root"])
     if source == "list":
-        return read_list_file(data["root"], data["ann_file"])[0]
+        return read_list_file(data["root"], data["ann_file"])
     raise UserError(f"data.source: unknown source {source!r}; "
                     f"choose skimage, folder, list, idx, fashion-mnist or shards")
 
@@ -37,9 +43,9 @@ def _cpu_decode_only(data: dict) -> None:
 def _file_dataset(cfg: dict, transform: PretrainCrop, mask_gen) -> PretrainDataset:
     data = cfg["data"]
     embedded = data["source"] == "skimage"
-    return PretrainDataset(pretrain_paths(data), transform, mask_gen, seed=cfg["train"]["seed"],
+    return PretrainDataset(pretrain_files(data), transform, mask_gen, seed=cfg["train"]["seed"],
                            length=data["samples_per_epoch"] if embedded else None, cache=embedded,
-                           decode=data.get("decode", "cpu"))
+                           decode=data.get("decode", "cpu"), max_pixels=max_image_pixels(data))
 
 
 def _idx_dataset(cfg: dict, transform: PretrainCrop, mask_gen):
@@ -53,7 +59,7 @@ def _shard_dataset(cfg: dict, transform: PretrainCrop, mask_gen) -> ShardStream:
     data = cfg["data"]
     _cpu_decode_only(data)
     shards = shard_set(data, kind="image")
-    sample = PretrainSample(transform, mask_gen, cfg["train"]["seed"])
+    sample = PretrainSample(transform, mask_gen, cfg["train"]["seed"], max_image_pixels(data))
     return ShardStream(shards, sample.from_bytes, cfg["train"]["seed"], data["shuffle_buffer"])
 
 
@@ -96,6 +102,13 @@ def on_device(dataset) -> bool:
     return getattr(dataset, "device", "cpu") != "cpu"
 
 
+def freeze_inherited_objects(worker_id: int) -> None:
+    """A loader worker's first act: the objects it inherits from the main process go to the garbage
+    collector's permanent generation, so that its collections never write their headers (which
+    would copy the pages they lie on: copy-on-write memory grows in every worker)."""
+    gc.freeze()
+
+
 def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, seed: int,
                  shuffle: bool = True, drop_last: bool = True, collate_fn=None):
     """An ``EpochLoader``, or for a streaming data set (``data.source=shards``) a ``ShardLoader``;
@@ -112,7 +125,8 @@ def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, se
     return EpochLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                        pin_memory=data["pin_memory"] and torch.cuda.is_available() and not on_device(dataset),
                        persistent_workers=data["persistent_workers"] and workers > 0,
-                       drop_last=drop_last, prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn)
+                       drop_last=drop_last, prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn,
+                       worker_init_fn=freeze_inherited_objects if workers > 0 else None)
 
 
 def build_pretrain_loader(dataset, cfg: dict, rank: int, world: int, device):

@@ -19,7 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import UserError
-from .images import decode_rgb_bytes, read_list_file, scan_folder
+from .folder_scan import scan_folder
+from .images import decode_rgb_bytes
+from .list_file import read_list_file
 from .shard_manifest import MANIFEST_NAME, Manifest, ShardInfo, write_manifest
 from .shard_writer import Input, done_record, file_size, plan_fingerprint, plan_shards, record_fields, \
     start_or_resume, write_shard
@@ -49,16 +51,19 @@ def _inputs_of(root: Path, paths, labels) -> list[Input]:
     return out
 
 
+def _files_of(files) -> tuple[list[str], list[int]]:
+    return [files.path(i) for i in range(len(files))], files.labels.tolist()
+
+
 def folder_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
-    paths, labels, classes = scan_folder(spec.root)
-    return _inputs_of(Path(spec.root), paths, labels), classes, []
+    files = scan_folder(spec.root)
+    return _inputs_of(Path(spec.root), *_files_of(files)), files.classes, []
 
 
 def list_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
     if not spec.ann_file:
         raise UserError("--ann-file: required for --input list")
-    paths, labels = read_list_file(spec.root, spec.ann_file)
-    return _inputs_of(Path(spec.root), paths, labels), [], []
+    return _inputs_of(Path(spec.root), *_files_of(read_list_file(spec.root, spec.ann_file))), [], []
 
 
 def video_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:

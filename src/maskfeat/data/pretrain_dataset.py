@@ -8,6 +8,7 @@ device-decoding path (``data.decode=device``, see ``device_decode``) cut the sam
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..errors import UserError
 from ..masking import BlockMaskGenerator
-from .images import decode_rgb, decode_rgb_bytes, device_jpeg_size
+from .file_index import FileIndex
+from .images import DEFAULT_MAX_IMAGE_PIXELS, check_pixels, decode_rgb, decode_rgb_bytes, device_jpeg_size
 
 DECODE_MODES = ("cpu", "device")
 
@@ -68,8 +70,10 @@ class PretrainSample:
     """Sample ``index`` of ``epoch`` from its decoded image: 'images' (the crop) and 'mask', each
     seeded by (seed, epoch, index). Files (``PretrainDataset``) and shards make items with it."""
 
-    def __init__(self, transform: PretrainCrop, mask_generator: BlockMaskGenerator | None, seed: int = 0):
+    def __init__(self, transform: PretrainCrop, mask_generator: BlockMaskGenerator | None, seed: int = 0,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         self.transform, self.mask_generator, self.seed = transform, mask_generator, seed
+        self.max_pixels = max_pixels    # a header claiming more pixels makes the sample unreadable
 
     def crop(self, img: torch.Tensor, index: int, epoch: int) -> torch.Tensor:
         box = self.transform.draw(self.seed, epoch, index, img.shape[-2], img.shape[-1])
@@ -83,16 +87,18 @@ class PretrainSample:
 
     def from_bytes(self, data: bytes, label: int, index: int, epoch: int) -> dict:
         """A shard's sample (an image file's bytes; the label is not used) -> {'images', 'mask'}."""
-        return self.add_mask({"images": self.crop(decode_rgb_bytes(data), index, epoch)}, index, epoch)
+        return self.add_mask({"images": self.crop(decode_rgb_bytes(data, self.max_pixels), index, epoch)}, index, epoch)
 
 
 class PretrainDataset(Dataset):
     """Keys are (index, epoch) pairs from ``EpochSampler``; items are dicts of
     'images' uint8 (3, S, S), 'mask' bool (Hp, Wp), 'bad' int (files skipped), 'bad_paths' str.
 
-    ``length`` may exceed the number of files (an endless stream cut into epochs):
-    index i reads file i mod len(paths). Undecodable files are skipped (the next file
-    is read instead), counted and named.
+    The files are a ``FileIndex`` (a list of paths is turned into one): no Python object per file,
+    so forked loader workers share it. ``length`` may exceed the number of files (an endless
+    stream cut into epochs): index i reads file i mod len(index). Undecodable files, and images
+    whose header claims more than ``max_pixels`` pixels, are skipped (the next file is read
+    instead), counted and named.
 
     ``decode='device'``: JPEGs are not decoded here. An item carries instead 'jpeg' (the file's
     bytes, uint8 1-D), 'box' int64 (top, left, h, w, flip) drawn from the size in the JPEG header,
@@ -101,15 +107,16 @@ class PretrainDataset(Dataset):
     are decoded and cropped here as in the CPU path: their item has 'images' and an empty 'jpeg'.
     """
 
-    def __init__(self, paths: list[Path], transform: PretrainCrop, mask_generator: BlockMaskGenerator | None,
-                 seed: int = 0, length: int | None = None, cache: bool = False, decode: str = "cpu"):
+    def __init__(self, files: FileIndex | Sequence, transform: PretrainCrop, mask_generator: BlockMaskGenerator | None,
+                 seed: int = 0, length: int | None = None, cache: bool = False, decode: str = "cpu",
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
-        self.paths = list(paths)
+        self.files = files if isinstance(files, FileIndex) else FileIndex.from_names(files)
         self.transform, self.mask_generator = transform, mask_generator
-        self.seed, self.length = seed, length or len(self.paths)
+        self.seed, self.length = seed, length or len(self.files)
         self.sample = PretrainSample(transform, mask_generator, seed)
-        self.decode = decode
+        self.decode, self.max_pixels = decode, max_pixels
         self._cache: dict | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -118,7 +125,7 @@ class PretrainDataset(Dataset):
     def _read(self, i: int) -> torch.Tensor:
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        img = decode_rgb(self.paths[i])
+        img = decode_rgb(self.files.path(i), self.max_pixels)
         if self._cache is not None:
             self._cache[i] = img
         return img
@@ -127,22 +134,25 @@ class PretrainDataset(Dataset):
         """(bytes uint8 1-D, (H, W)) for a JPEG the device decodes; else the decoded uint8 (3, H, W)."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        data = Path(self.paths[i]).read_bytes()
+        data = Path(self.files.path(i)).read_bytes()
         size = device_jpeg_size(data)
-        got = (torch.frombuffer(bytearray(data), dtype=torch.uint8), size) if size else decode_rgb_bytes(data)
+        if size:
+            check_pixels(*size, self.max_pixels)
+        got = (torch.frombuffer(bytearray(data), dtype=torch.uint8), size) if size else \
+            decode_rgb_bytes(data, self.max_pixels)
         if self._cache is not None:
             self._cache[i] = got
         return got
 
     def _load(self, index: int, read) -> tuple[object, list[str], int]:
         bad = []
-        n = len(self.paths)
+        n = len(self.files)
         for k in range(min(n, 16)):
             i = (index + k) % n
             try:
                 return read(i), bad, i
             except (OSError, ValueError, RuntimeError) as e:
-                bad.append(f"{self.paths[i]} ({str(e).splitlines()[0][:80]})")
+                bad.append(f"{self.files.path(i)} ({str(e).splitlines()[0][:80]})")
         raise UserError(f"data: {len(bad)} files in a row failed to decode, e.g. {bad[0]}")
 
     def load(self, index: int) -> tuple[torch.Tensor, list[str]]:
@@ -167,7 +177,7 @@ class PretrainDataset(Dataset):
             data, img = torch.empty(0, dtype=torch.uint8), got
             height, width = img.shape[-2:]
         box = self.transform.draw(self.seed, epoch, index, height, width)
-        item = {"jpeg": data, "box": torch.tensor(box, dtype=torch.int64), "path": str(self.paths[i]),
+        item = {"jpeg": data, "box": torch.tensor(box, dtype=torch.int64), "path": self.files.path(i),
                 "bad": len(bad), "bad_paths": "\n".join(bad)}
         if img is not None:
             item["images"] = self.transform.apply(img, box)

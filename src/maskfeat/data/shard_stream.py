@@ -13,9 +13,11 @@ one would, given the same number of ranks, workers, batch size and buffer (excep
 sample just after the resume point is replaced by the next good sample, not the previous one).
 
 A sample that cannot be used (undecodable, missing member or label, not in the tar, command
-failed) is named by shard and key, counted in 'bad' / 'bad_paths', and replaced by the last good
-sample of the worker (its crop and mask still drawn for the bad sample's index), so that every
-rank keeps the same number of batches. 16 bad samples before any good one stop the run.
+failed) is named by shard and key, counted in 'bad' / 'bad_paths', and, for training, replaced by
+the last good sample of the worker (its crop and mask still drawn for the bad sample's index), so
+that every rank keeps the same number of batches; 16 bad samples before any good one stop the
+run. For evaluation (``blank`` given) it keeps its place as a blank item with 'valid' False,
+which the evaluation leaves out and counts.
 """
 from __future__ import annotations
 
@@ -41,9 +43,10 @@ class ShardStream(IterableDataset):
     a data set's split (``num_classes``), or None."""
 
     def __init__(self, shards: ShardSet, make, seed: int, buffer: int, keep: np.ndarray | None = None,
-                 split=None):
+                 split=None, blank=None):
         self.shards, self.make, self.seed, self.buffer = shards, make, seed, buffer
         self.keep, self.split = keep, split
+        self.blank = blank        # evaluation: blank(index, epoch) keeps an unusable sample's place, 'valid' False
         self.local = None if keep is None else np.cumsum(keep) - 1      # global -> index in the subset
         self.layout: Layout | None = None
         self._state = torch.zeros(2, dtype=torch.int64)                   # epoch, samples to skip
@@ -90,6 +93,9 @@ class ShardStream(IterableDataset):
         return g if self.local is None else int(self.local[g])
 
     def _items(self, samples, epoch: int):
+        if self.blank is not None:
+            yield from self._evaluation_items(samples, epoch)
+            return
         last_good, pending = None, []
         for g, raw, shard in samples:
             index = self._index(g)
@@ -111,6 +117,19 @@ class ShardStream(IterableDataset):
             yield {**item, "index": index, "bad": 0, "bad_paths": ""}
         if pending:
             raise UserError(f"data: {len(pending)} samples in a row are unusable, e.g. {pending[0][1]}")
+
+    def _evaluation_items(self, samples, epoch: int):
+        """Every sample in its place: an unusable one as ``blank`` with 'valid' False (never another sample)."""
+        for g, raw, shard in samples:
+            index = self._index(g)
+            try:
+                if raw.error:
+                    raise ValueError(raw.error)
+                yield {**self.make(raw.payload, raw.label, index, epoch), "index": index, "valid": True,
+                       "bad": 0, "bad_paths": ""}
+            except ITEM_ERRORS as e:
+                why = f"{self._name(raw, shard)} ({str(e).splitlines()[0][:120]})"
+                yield {**self.blank(index, epoch), "index": index, "valid": False, "bad": 1, "bad_paths": why}
 
     def _substitutes(self, good: RawSample, pending: list, epoch: int):
         for index, why in pending:

@@ -1,12 +1,13 @@
 """Shared set-up of the evaluation commands: a frozen pre-trained encoder and labelled loaders."""
 from __future__ import annotations
 
-from ..data.labelled import LabelledDataset, LabelledSplit, build_labelled_dataset, classification_transform
+from ..data.labelled import LabelledDataset, LabelledSplit, build_labelled_datasets, classification_transform
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv
 from ..models import build_encoder
 from .classifier import Pooled
 from .pretrained import load_encoder_into, read_pretrained, resolve_model_shape
+from .unreadable import check_bad_fraction
 
 # A frozen encoder is our MaskFeatViT: a pre-training checkpoint fits it exactly; a timm export
 # lacks mask_token, a fine-tuned classifier brings head / fc_norm that are not used.
@@ -33,11 +34,14 @@ def build_frozen_features(model_cfg: dict, env: DistEnv) -> tuple[Pooled, int]:
 
 def labelled_datasets(data: dict, img_size: int, seed: int, train_aug: dict | None = None
                       ) -> tuple[LabelledDataset, LabelledDataset]:
-    """(train, val) datasets; the train split uses the eval transform when ``train_aug`` is None."""
-    train_tf = classification_transform(data, img_size, train=train_aug is not None, aug=train_aug)
+    """(train, val) datasets, the val split's classes numbered as the train split's. With ``train_aug``
+    the train set is for training (augmented; an unreadable file is replaced by the next readable
+    sample, counted and named by the Trainer); without, both are evaluation sets (eval transform;
+    unreadable files are marked invalid, left out and counted)."""
+    training = train_aug is not None
+    train_tf = classification_transform(data, img_size, train=training, aug=train_aug)
     val_tf = classification_transform(data, img_size, train=False)
-    return (build_labelled_dataset(data, "train", train_tf, seed, random_transform=train_aug is not None),
-            build_labelled_dataset(data, "val", val_tf, seed, random_transform=False))
+    return build_labelled_datasets(data, train_tf, val_tf, seed, training)
 
 
 def eval_loader(dataset, batch_size: int, data: dict, env: DistEnv, seed: int):
@@ -52,12 +56,18 @@ def num_classes_of(model_cfg: dict, *splits: LabelledSplit) -> int:
 def embed_splits(features, img_size: int, data: dict, batch_size: int, env: DistEnv, seed: int,
                  amp_dtype=None, progress: bool = False) -> tuple[dict, int]:
     """Features of the train and val splits, extracted once with the eval transform:
-    ({'train': (feats (N, D), labels (N,)), 'val': ...}, number of classes)."""
+    ({'train': FeatureSet, 'val': FeatureSet}, number of classes); a FeatureSet unpacks as
+    (feats (n, D), labels (n,)) of the n readable samples. Unreadable files are named once
+    and stop the command beyond data.max_bad_fraction (per split)."""
     from .knn import extract_features
 
     train_set, val_set = labelled_datasets(data, img_size, seed)
     out = {}
     for name, ds in (("train", train_set), ("val", val_set)):
-        out[name] = extract_features(features, eval_loader(ds, batch_size, data, env, seed), env, amp_dtype,
-                                     progress, desc=f"{name} features")
+        got = extract_features(features, eval_loader(ds, batch_size, data, env, seed), env, amp_dtype,
+                               progress, desc=f"{name} features")
+        for line in got.unreadable.values():
+            env.print_main(f"skipped unreadable {name} file {line}")
+        check_bad_fraction(got.unreadable, got.total, data["max_bad_fraction"], name)
+        out[name] = got
     return out, num_classes_of({}, train_set.split, val_set.split)

@@ -36,3 +36,12 @@ def gather_by_index(index: torch.Tensor, values: torch.Tensor, total: int, env: 
     if not bool(seen.all()):
         raise RuntimeError(f"gather_by_index: {int((~seen).sum())} of {total} samples have no result")
     return out
+
+
+def gather_objects(obj, env: DistEnv) -> list:
+    """``obj`` (small and picklable) of every rank, in rank order; [obj] without a process group."""
+    if not env.distributed:
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

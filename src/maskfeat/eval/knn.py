@@ -1,6 +1,8 @@
 """Frozen features, extracted once in batches, and DINO's weighted k-NN classifier on them."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,26 +11,56 @@ from tqdm import tqdm
 from ..engine.distributed import DistEnv
 from .gather import gather_by_index
 from .metrics import topk_correct
+from .unreadable import gather_unreadable, note_unreadable, valid_of
+
+
+@dataclass
+class FeatureSet:
+    """The features (n, D) float32 and labels (n,) of the n readable samples of a data set of ``total``,
+    in dataset order; ``unreadable``: {sample index: 'path (reason)'} of those left out.
+    Reads as the pair (features, labels) it used to be: unpacking, [0], [1]."""
+    features: torch.Tensor
+    labels: torch.Tensor
+    total: int
+    unreadable: dict[int, str] = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.features, self.labels))
+
+    def __getitem__(self, k):
+        return (self.features, self.labels)[k]
+
+    def __len__(self) -> int:
+        return 2
+
+    @property
+    def samples(self) -> int:
+        return len(self.labels)
 
 
 @torch.no_grad()
 def extract_features(model: nn.Module, loader, env: DistEnv, amp_dtype: torch.dtype | None = None,
-                     progress: bool = False, desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, D) float32 features and (N,) labels of the loader's whole data set, in dataset
-    order, on every rank (each rank embeds its shard; results are gathered by index)."""
+                     progress: bool = False, desc: str = "features") -> FeatureSet:
+    """Features and labels of the loader's whole data set, in dataset order, on every rank (each
+    rank embeds its shard; results are gathered by index). Samples the dataset marks unreadable
+    ('valid' False) are left out and named in ``unreadable``."""
     model.eval()
     dev = env.device
-    idx, feats, labels = [], [], []
+    idx, feats, labels, valid, found = [], [], [], [], {}
     for batch in tqdm(loader, desc=desc, disable=not (progress and env.is_main), leave=False, mininterval=2.0):
         x = batch["images"].to(dev, non_blocking=True)
         with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             feats.append(model(x).float())                                   # (B, D)
         labels.append(batch["label"].to(dev))
         idx.append(batch["index"].to(dev))
+        valid.append(valid_of(batch).to(dev))
+        note_unreadable(batch, found)
     index = torch.cat(idx)
     total = len(loader.dataset)
-    return (gather_by_index(index, torch.cat(feats), total, env),
-            gather_by_index(index, torch.cat(labels), total, env))
+    keep = gather_by_index(index, torch.cat(valid), total, env)
+    return FeatureSet(gather_by_index(index, torch.cat(feats), total, env)[keep],
+                      gather_by_index(index, torch.cat(labels), total, env)[keep], total,
+                      gather_unreadable(found, env))
 
 
 @torch.no_grad()
