@@ -2,7 +2,7 @@
 
     python bench/data_throughput.py                                  # PyAV vs torchcodec, 2 workers
     python bench/data_throughput.py --workers 0,2,4 --rounds 5 --json work_dirs/data_throughput.json
-    python bench/data_throughput.py --images /tmp/jpegs --make-data 512   # + an image-folder row
+    python bench/data_throughput.py --images /tmp/jpegs --make-data 512   # + folder vs shards rows
 
 Each case is a loader built by the project's own builders, exactly as ``maskfeat pretrain`` builds
 it (decode, crop, flip, mask, collate):
@@ -14,9 +14,11 @@ it (decode, crop, flip, mask, collate):
   * ``video torchcodec device`` (asked for by name, ``--workers 0`` rows only): data.decode=device,
     torchcodec on the GPU (NVDEC) in the main process, crop and flip there too (the CPU without a GPU);
   * ``image folder`` (with ``--images DIR``): ``PretrainDataset`` over a folder of JPEGs
-    (``--make-data N`` first writes N JPEGs of ImageNet-like sizes cut from scikit-image's photos).
-More cases (e.g. WebDataset shards) are more entries in ``CASES``: name -> function(args, workers)
-that returns the loader.
+    (``--make-data N`` first writes N JPEGs of ImageNet-like sizes cut from scikit-image's photos);
+  * ``image shards`` / ``image shards pipe:cat``: the same JPEGs written as WebDataset shards by
+    ``maskfeat prepare`` (its speed is printed too), streamed from local files or through a
+    ``pipe:cat ...`` URL (the path of an object-store CLI), ``x base`` over the folder.
+More cases are more entries in ``CASES``: name -> function(args, workers) that returns the loader.
 
 Fair on a noisy machine: the cases take turns, ``--rounds`` times (a fresh iterator each turn,
 ``--warmup`` batches untimed, then ``--batches`` timed); the table gives the median samples/s of the
@@ -113,31 +115,56 @@ def video_loader(args, workers: int, decoder: str, decode: str = "cpu"):
     return build_loader(dataset, args.batch, cfg["data"], 0, 1, cfg["train"]["seed"])
 
 
-def image_folder_loader(args, workers: int):
+def image_loader(args, workers: int, *source: str):
     from maskfeat.config import resolve_config
     from maskfeat.data.loader import build_loader, build_pretrain_dataset
     from maskfeat.defaults import PRETRAIN
 
-    overrides = ["data.source=folder", f"data.root={args.images}", f"data.num_workers={workers}",
-                 "data.persistent_workers=false", "data.pin_memory=false"]
+    overrides = [*source, f"data.num_workers={workers}", "data.persistent_workers=false", "data.pin_memory=false",
+                 f"model.img_size={args.img_size}"]
     cfg = resolve_config(PRETRAIN, None, overrides)
     return build_loader(build_pretrain_dataset(cfg), args.batch, cfg["data"], 0, 1, cfg["train"]["seed"])
+
+
+def shards_of(args) -> Path:
+    """--images written once as WebDataset shards by ``maskfeat prepare`` (its speed goes to stderr)."""
+    out = Path(args.tmp) / "shards"
+    if not (out / "manifest.json").is_file():
+        from maskfeat.data.prepare import PrepareSpec, prepare
+
+        t = time.perf_counter()
+        m = prepare(PrepareSpec("folder", args.images, str(out), shard_mb=args.shard_mb, procs=2, progress=False))
+        took = time.perf_counter() - t
+        print(f"maskfeat prepare: {m.total} images -> {len(m.shards)} shards in {took:.1f} s "
+              f"({m.total / took:.0f} img/s, 2 processes)", file=sys.stderr)
+    return out
+
+
+def pipe_cat(args) -> list[str]:
+    shards = shards_of(args)
+    n = len(list(shards.glob("shard-*.tar")))
+    return [f"data.root={shards}", "data.allow_pipe=true", f"data.shards=pipe:cat {shards}/shard-{{000000..{n - 1:06d}}}.tar"]
 
 
 CASES = {
     "video pyav": lambda args, workers: video_loader(args, workers, "pyav"),
     "video torchcodec": lambda args, workers: video_loader(args, workers, "torchcodec"),
-    "image folder": image_folder_loader,
+    "image folder": lambda args, workers: image_loader(args, workers, "data.source=folder", f"data.root={args.images}"),
+    "image shards": lambda args, workers: image_loader(args, workers, "data.source=shards",
+                                                       f"data.root={shards_of(args)}"),
+    "image shards pipe:cat": lambda args, workers: image_loader(args, workers, "data.source=shards", *pipe_cat(args)),
     # torchcodec on the GPU (NVDEC) in the main process; --workers 0 only (on a CPU-only machine: the CPU)
     "video torchcodec device": lambda args, workers: video_loader(args, workers, "torchcodec", "device"),
 }
-BASELINES = {"video torchcodec": "video pyav", "video torchcodec device": "video pyav"}   # x base column
+IMAGE_CASES = ("image folder", "image shards", "image shards pipe:cat")
+BASELINES = {"video torchcodec": "video pyav", "video torchcodec device": "video pyav",   # x base column
+             "image shards": "image folder", "image shards pipe:cat": "image folder"}
 
 
 # -- measuring ---------------------------------------------------------------------------------------
 def one_turn(loader, epoch: int, warmup: int, batches: int) -> dict:
     """Samples/s over ``batches`` batches after ``warmup`` untimed ones, and the memory then."""
-    loader.sampler.set_epoch(epoch)
+    loader.set_epoch(epoch)
     it = iter(loader)
     for _ in range(warmup):
         next(it)
@@ -160,8 +187,8 @@ def measure(args) -> list[dict]:
                if w == 0 or not name.endswith(" device")}            # device decoding: main process only
     need = (args.warmup + args.batches) * args.batch
     for (name, w), loader in loaders.items():
-        if len(loader.sampler) < need:
-            raise SystemExit(f"{name}: {len(loader.sampler)} samples per epoch, a turn needs {need} "
+        if loader.samples_per_rank < need:
+            raise SystemExit(f"{name}: {loader.samples_per_rank} samples per epoch, a turn needs {need} "
                              "(raise --repeat or --make-data, or lower --batches)")
     turns: dict = {key: [] for key in loaders}
     for r in range(args.rounds):
@@ -206,18 +233,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clips", default="", help="comma list of bundled clip names (default all), e.g. bikes")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--short-side", type=int, default=256, help="data.decode_short_side")
-    p.add_argument("--images", default="", help="a folder of JPEGs: adds the 'image folder' case")
+    p.add_argument("--images", default="", help="a folder of JPEGs: adds the image cases (folder, its shards, "
+                                                 "the shards through pipe:cat)")
     p.add_argument("--make-data", type=int, default=0, help="first write this many JPEGs into --images")
+    p.add_argument("--shard-mb", type=float, default=8.0, help="shard size for maskfeat prepare (image shards cases)")
     p.add_argument("--json", default="", help="also write the rows here")
     args = p.parse_args(argv)
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    if args.images and "image folder" not in args.cases:
-        args.cases.append("image folder")
+    if args.images:
+        args.cases += [c for c in IMAGE_CASES if c not in args.cases]
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
         p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
-    if "image folder" in args.cases and not args.images:
-        p.error("the 'image folder' case needs --images DIR")
+    if any(c in IMAGE_CASES for c in args.cases) and not args.images:
+        p.error("the image cases need --images DIR")
     args.workers = [int(w) for w in args.workers.split(",")]
     args.clips = [c.strip() for c in args.clips.split(",") if c.strip()]
     return args

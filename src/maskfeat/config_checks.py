@@ -85,6 +85,7 @@ RULES: dict[str, Rule] = {
     "data.decode_short_side": COUNT, "data.test_temporal_views": POSITIVE_INT, "data.test_spatial_views": choice(1, 3),
     "data.label_smoothing": RATE, "data.mixup": number(0), "data.cutmix": number(0), "data.rand_augment_ops": COUNT,
     "data.rand_augment_magnitude": number(0, 10), "data.random_erasing": FRACTION,
+    "data.max_image_pixels": COUNT, "data.shuffle_buffer": COUNT, "data.video_decoder": choice("torchcodec", "pyav"),
     # augmentation (fine-tuning, linear probe)
     "aug.scale": sequence(number(0, 1, lo_open=True), 2, ordered=True), "aug.ratio": sequence(POSITIVE, 2, ordered=True),
     "aug.hflip": FRACTION, "aug.color_jitter": number(0), "aug.re_prob": FRACTION, "aug.re_mode": choice("const", "rand", "pixel"),

@@ -14,6 +14,7 @@ from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import amp_dtype, check_writable
 from ..eval.frozen import build_frozen_features, embed_splits
 from ..eval.knn import knn_accuracy
+from ..eval.unreadable import coverage
 from .evaluation import EVAL_RULES
 
 
@@ -32,7 +33,9 @@ def knn_metrics(cfg: dict, env: DistEnv) -> dict:
     t_feat = time.perf_counter() - t0
     metrics = knn_accuracy(*feats["train"], *feats["val"], num_classes, cfg["knn"]["k"], cfg["knn"]["temperature"])
     metrics.update(feature_dim=int(feats["train"][0].shape[1]), feature_seconds=round(t_feat, 2),
-                   world=env.world, pretrained=cfg["model"]["pretrained"], pool=cfg["model"]["pool"])
+                   world=env.world, pretrained=cfg["model"]["pretrained"], pool=cfg["model"]["pool"],
+                   train_total=feats["train"].total, test_total=feats["val"].total,
+                   unreadable={split: sorted(f.unreadable.values()) for split, f in feats.items() if f.unreadable})
     if ev["save_features"] and env.is_main:
         torch.save({f"{split}_{kind}": t.cpu() for split, pair in feats.items() for kind, t in zip(("features", "labels"), pair)},
                    Path(ev["output_dir"]) / "features.pth")
@@ -45,8 +48,9 @@ def run(cfg: dict, env: DistEnv) -> dict:
         check_writable(out)
     metrics = knn_metrics(cfg, env)
     env.print_main(f"k-NN (k={metrics['k']}, T={metrics['temperature']}): top-1 {metrics['top1']:.2f}  "
-                   f"top-5 {metrics['top5']:.2f}  ({metrics['train_samples']} train / "
-                   f"{metrics['test_samples']} val, {env.world} process(es)) -> {out / 'knn.json'}")
+                   f"top-5 {metrics['top5']:.2f}  {coverage(metrics['test_samples'], metrics['test_total'], 'val')}; "
+                   f"neighbours {coverage(metrics['train_samples'], metrics['train_total'], 'train')} "
+                   f"({env.world} process(es)) -> {out / 'knn.json'}")
     if env.is_main:
         (out / "knn.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
