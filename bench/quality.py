@@ -32,7 +32,7 @@ from maskfeat.defaults import KNN, LINPROBE, PRETRAIN
 from maskfeat.engine.distributed import DistEnv, seed_everything
 from maskfeat.engine.trainer import Trainer
 from maskfeat.errors import UserError
-from maskfeat.eval.frozen import build_frozen_features, embed_splits
+from maskfeat.eval.frozen import build_frozen_features, embed_splits, labelled_datasets
 from maskfeat.eval.knn import knn_accuracy
 from maskfeat.models import build_pretrain_model
 from maskfeat.tasks.linprobe import probe_on_features
@@ -111,8 +111,8 @@ def evaluate(args, ckpt: str, seed: int, out: Path) -> dict:
     env = DistEnv()
     t0 = time.perf_counter()
     seed_everything(seed)                                # the random-init baseline depends on the seed
-    features, img = build_frozen_features(kcfg["model"], env)
-    feats, num_classes = embed_splits(features, img, kcfg["data"], 256, env, seed)
+    features, img, _ = build_frozen_features(kcfg["model"], env)
+    feats, num_classes = embed_splits(features, labelled_datasets(kcfg["data"], img, seed), kcfg["data"], 256, env, seed)
     knn = knn_accuracy(*feats["train"], *feats["val"], num_classes, kcfg["knn"]["k"], kcfg["knn"]["temperature"])
     probe_over = {**data, **model, "optim.name": "sgd", "optim.lr": args.probe_lr, "optim.momentum": 0.9,
                   "optim.weight_decay": 0.0, "optim.warmup_epochs": 1.0, "train.epochs": args.probe_epochs,

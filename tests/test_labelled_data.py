@@ -108,7 +108,7 @@ def test_embed_splits_names_each_unreadable_file_once_and_applies_max_bad_fracti
     break_files(root / "train" / "disk", {"002.png"})
     break_files(root / "val" / "vstripes", {"000.png"})
     data = knn_data(root, "data.max_bad_fraction=0.1")
-    feats, classes = embed_splits(pixels(), 32, data, 5, DistEnv(), 0)
+    feats, classes = embed_splits(pixels(), labelled_datasets(data, 32, 0), data, 5, DistEnv(), 0)
     assert classes == 3 and (feats["train"].samples, feats["val"].samples) == (11, 11)
     f, y = feats["val"]                                            # unpacks as before: (features, labels)
     assert f.shape == (11, 192) and y.tolist() == [0] * 4 + [1] * 4 + [2] * 3
@@ -117,7 +117,8 @@ def test_embed_splits_names_each_unreadable_file_once_and_applies_max_bad_fracti
     assert "train/disk/002.png" in err and "val/vstripes/000.png" in err
     with pytest.raises(UserError, match=r"data: 1 of 12 train images are unreadable \(> data.max_bad_fraction=0.05\), "
                                         r"e.g. .*train/disk/002.png"):
-        embed_splits(pixels(), 32, knn_data(root, "data.max_bad_fraction=0.05"), 5, DistEnv(), 0)
+        limited = knn_data(root, "data.max_bad_fraction=0.05")
+        embed_splits(pixels(), labelled_datasets(limited, 32, 0), limited, 5, DistEnv(), 0)
 
 
 class Centroids(nn.Module):

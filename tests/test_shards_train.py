@@ -104,7 +104,7 @@ def test_knn_features_from_labelled_shards_equal_the_folders(tmp_path):
     from maskfeat.config import resolve_config
     from maskfeat.defaults import KNN
     from maskfeat.engine.distributed import DistEnv
-    from maskfeat.eval.frozen import build_frozen_features, embed_splits
+    from maskfeat.eval.frozen import build_frozen_features, embed_splits, labelled_datasets
 
     root, shards = labelled_folder_and_shards(tmp_path, 4)
     common = ["data.num_workers=0", "data.pin_memory=false", "model.arch=vit-pico", "model.img_size=32",
@@ -115,8 +115,8 @@ def test_knn_features_from_labelled_shards_equal_the_folders(tmp_path):
                       ("shards", ["data.source=shards", f"data.root={shards}"])):
         cfg = resolve_config(KNN, None, common + src)
         torch.manual_seed(0)
-        encoder, img = build_frozen_features(cfg["model"], env)
-        feats[name] = embed_splits(encoder, img, cfg["data"], 4, env, 0)
+        encoder, img, _ = build_frozen_features(cfg["model"], env)
+        feats[name] = embed_splits(encoder, labelled_datasets(cfg["data"], img, 0), cfg["data"], 4, env, 0)
     (f, n_f), (s, n_s) = feats["folder"], feats["shards"]
     assert n_f == n_s == 3
     assert f["train"][0].shape == (11, 96) and f["val"][0].shape == (9, 96)   # the train subset, all val

@@ -54,21 +54,21 @@ def resolve_shards(root: str, pattern: str, manifest_path: str, allow_pipe: bool
     if not root and not manifest_path:
         raise ConfigError("data.root: required for data.source=shards (the folder maskfeat prepare wrote), "
                           "or give data.manifest")
+    urls = expand(pattern) if pattern else []
+    for url in urls:                                 # before anything is read: a pipe: runs a command
+        check_url(url, allow_pipe, key)
     path = Path(manifest_path) if manifest_path else Path(root) / MANIFEST_NAME
     manifest = read_manifest(path)
     names = [s.name for s in manifest.shards]
     if not pattern:                                  # beside the manifest
         urls = [str(path.parent / n) for n in names]
     else:
-        urls = expand(pattern)
         if len(urls) != len(names):
             raise ConfigError(f"{key}: {pattern!r} gives {len(urls)} URLs, the manifest lists {len(names)} shards")
         wrong = next((i for i, (u, n) in enumerate(zip(urls, names)) if n not in u), None)
         if wrong is not None:
             raise ConfigError(f"{key}: URL {urls[wrong]!r} does not name shard {names[wrong]!r} "
                               f"(URLs must follow the manifest's order)")
-    for url in urls:
-        check_url(url, allow_pipe, key)
     missing = [u for u in urls if urlparse(u).scheme in ("", "file") and not Path(_local(u)).is_file()]
     if missing:
         raise UserError(f"{key}: {len(missing)} shards not found, e.g. {missing[0]}")

@@ -15,8 +15,9 @@ FROZEN_MISSING = (r"mask_token",)
 FROZEN_UNUSED = (r"head\..*", r"fc_norm\..*")
 
 
-def build_frozen_features(model_cfg: dict, env: DistEnv) -> tuple[Pooled, int]:
-    """(Pooled encoder on the device, in eval mode, no gradients; its image size).
+def build_frozen_features(model_cfg: dict, env: DistEnv) -> tuple[Pooled, int, str]:
+    """(Pooled encoder on the device, in eval mode, no gradients; its image size; a line on what was
+    loaded, for the caller to print once the data has passed its checks).
 
     Weights from ``model.pretrained`` (shape as pre-trained unless the config says otherwise),
     or a random init (trunc-normal .02, seeded by the caller) when it is ''.
@@ -25,11 +26,11 @@ def build_frozen_features(model_cfg: dict, env: DistEnv) -> tuple[Pooled, int]:
     arch, img, patch = resolve_model_shape(model_cfg, pre)
     encoder = build_encoder(arch, img_size=img, patch_size=patch)
     if pre is not None:
-        report = load_encoder_into(encoder, pre, FROZEN_MISSING, FROZEN_UNUSED)
-        env.print_main(f"encoder {arch} {img}px patch {patch}: {report.summary(pre.path)}")
+        loaded = load_encoder_into(encoder, pre, FROZEN_MISSING, FROZEN_UNUSED)
+        report = f"encoder {arch} {img}px patch {patch}: {loaded.summary(pre.path)}"
     else:
-        env.print_main(f"encoder {arch} {img}px patch {patch}: random init (no model.pretrained)")
-    return Pooled(encoder, model_cfg["pool"]).to(env.device).eval().requires_grad_(False), img
+        report = f"encoder {arch} {img}px patch {patch}: random init (no model.pretrained)"
+    return Pooled(encoder, model_cfg["pool"]).to(env.device).eval().requires_grad_(False), img, report
 
 
 def labelled_datasets(data: dict, img_size: int, seed: int, train_aug: dict | None = None
@@ -53,21 +54,20 @@ def num_classes_of(model_cfg: dict, *splits: LabelledSplit) -> int:
     return model_cfg.get("num_classes") or max(s.num_classes for s in splits)
 
 
-def embed_splits(features, img_size: int, data: dict, batch_size: int, env: DistEnv, seed: int,
+def embed_splits(features, datasets: tuple, data: dict, batch_size: int, env: DistEnv, seed: int,
                  amp_dtype=None, progress: bool = False) -> tuple[dict, int]:
-    """Features of the train and val splits, extracted once with the eval transform:
-    ({'train': FeatureSet, 'val': FeatureSet}, number of classes); a FeatureSet unpacks as
-    (feats (n, D), labels (n,)) of the n readable samples. Unreadable files are named once
-    and stop the command beyond data.max_bad_fraction (per split)."""
+    """Features of the (train, val) evaluation ``datasets`` (``labelled_datasets`` without train_aug),
+    extracted once: ({'train': FeatureSet, 'val': FeatureSet}, number of classes); a FeatureSet unpacks
+    as (feats (n, D), labels (n,)) of the n readable samples. Unreadable files stop the command beyond
+    data.max_bad_fraction (per split), else are named once."""
     from .knn import extract_features
 
-    train_set, val_set = labelled_datasets(data, img_size, seed)
     out = {}
-    for name, ds in (("train", train_set), ("val", val_set)):
+    for name, ds in zip(("train", "val"), datasets):
         got = extract_features(features, eval_loader(ds, batch_size, data, env, seed), env, amp_dtype,
                                progress, desc=f"{name} features")
+        check_bad_fraction(got.unreadable, got.total, data["max_bad_fraction"], name)
         for line in got.unreadable.values():
             env.print_main(f"skipped unreadable {name} file {line}")
-        check_bad_fraction(got.unreadable, got.total, data["max_bad_fraction"], name)
         out[name] = got
-    return out, num_classes_of({}, train_set.split, val_set.split)
+    return out, num_classes_of({}, *(ds.split for ds in datasets))

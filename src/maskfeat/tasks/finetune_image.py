@@ -37,11 +37,7 @@ def run(cfg: dict, env: DistEnv) -> dict:
     train_set, val_set = labelled_datasets(cfg["data"], img, seed, train_aug=cfg["aug"])
     num_classes = num_classes_of(m, train_set.split, val_set.split)
     model = build_classifier(arch, img, patch, num_classes, m["global_pool"], m["drop_path_rate"], m["head_init_std"])
-    if pre is not None:
-        report = load_encoder_into(model, pre, CLASSIFIER_NEW, CLASSIFIER_DROPPED)
-        env.print_main(f"finetune {arch} {img}px: {report.summary(pre.path)}")
-    else:
-        env.print_main(f"finetune {arch} {img}px: random init (no model.pretrained)")
+    loaded = load_encoder_into(model, pre, CLASSIFIER_NEW, CLASSIFIER_DROPPED) if pre is not None else None
     loader = build_loader(train_set, t["batch_size"], cfg["data"], env.rank, env.world, seed)
     val_loader = eval_loader(val_set, t["batch_size"], cfg["data"], env, seed)
     seed_everything(seed, env.rank)                         # distinct augmentation / mixup streams per rank
@@ -55,6 +51,7 @@ def run(cfg: dict, env: DistEnv) -> dict:
     layer_decay = cfg["optim"]["layer_decay"]
     trainer = Trainer(cfg, model, loader, env, step, layer_decay=layer_decay if 0 < layer_decay < 1 else None,
                       on_epoch_end=on_epoch, extra_state=extra, on_step_end=on_step)
+    env.print_main(f"finetune {arch} {img}px: " + (loaded.summary(pre.path) if loaded else "random init (no model.pretrained)"))
     trainer.logger.info(f"maskfeat finetune: {arch} {img}px, {num_classes} classes, {len(train_set)} train / "
                         f"{len(val_set)} val, {trainer.iters_per_epoch} steps/epoch x {t['epochs']} epochs, "
                         f"global batch {trainer.global_batch}, device {env.device} -> {trainer.output_dir}")

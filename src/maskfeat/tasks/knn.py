@@ -12,7 +12,7 @@ import torch
 from ..config_checks import check_values
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import amp_dtype, check_writable
-from ..eval.frozen import build_frozen_features, embed_splits
+from ..eval.frozen import build_frozen_features, embed_splits, labelled_datasets
 from ..eval.knn import knn_accuracy
 from ..eval.unreadable import coverage
 from .evaluation import EVAL_RULES
@@ -26,10 +26,12 @@ def knn_metrics(cfg: dict, env: DistEnv) -> dict:
     """Extract train and val features once, classify val by k-NN; the metrics dict."""
     ev = cfg["eval"]
     seed_everything(ev["seed"])                       # same random-init weights on every rank
-    features, img_size = build_frozen_features(cfg["model"], env)
+    features, img_size, report = build_frozen_features(cfg["model"], env)
+    datasets = labelled_datasets(cfg["data"], img_size, ev["seed"])
     t0 = time.perf_counter()
-    feats, num_classes = embed_splits(features, img_size, cfg["data"], ev["batch_size"], env, ev["seed"],
+    feats, num_classes = embed_splits(features, datasets, cfg["data"], ev["batch_size"], env, ev["seed"],
                                       amp_dtype(ev["amp"], env.device), ev["progress"])
+    env.print_main(report)                            # once the data has passed its checks
     t_feat = time.perf_counter() - t0
     metrics = knn_accuracy(*feats["train"], *feats["val"], num_classes, cfg["knn"]["k"], cfg["knn"]["temperature"])
     metrics.update(feature_dim=int(feats["train"][0].shape[1]), feature_seconds=round(t_feat, 2),

@@ -71,12 +71,14 @@ def run(cfg: dict, env: DistEnv) -> dict:
     data, t = cfg["data"], cfg["train"]
     seed = t["seed"]
     seed_everything(seed)
-    features, img_size = build_frozen_features(cfg["model"], env)
+    features, img_size, report = build_frozen_features(cfg["model"], env)
     if data["cache_features"]:
-        feats, num_classes = embed_splits(features, img_size, data, t["batch_size"], env, seed,
-                                          amp_dtype(t["amp"], env.device), t["progress"])
+        feats, num_classes = embed_splits(features, labelled_datasets(data, img_size, seed), data, t["batch_size"],
+                                          env, seed, amp_dtype(t["amp"], env.device), t["progress"])
+        env.print_main(report)                        # once the data has passed its checks
         return probe_on_features(cfg, env, feats, cfg["model"]["num_classes"] or num_classes)
     train_set, val_set = labelled_datasets(data, img_size, seed, train_aug=cfg["aug"])
+    env.print_main(report)
     num_classes = num_classes_of(cfg["model"], train_set.split, val_set.split)
     model = LinearProbe(features, num_classes)
     return _train(cfg, env, model, build_loader(train_set, t["batch_size"], data, env.rank, env.world, seed),
