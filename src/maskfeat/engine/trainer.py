@@ -18,10 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import save_config
-from ..errors import UserError
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .distributed import DistEnv, any_rank, barrier
+from ..errors import Interrupted, UserError
 from ..viz.loss_curve import plot_loss_curve
+from .checkpoint import rng_state, save_checkpoint, set_rng_state
+from .distributed import DistEnv, any_rank, barrier
 from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, current_lr
 from .run_folder import RunLock, Start, clear_run_files, plan_start
