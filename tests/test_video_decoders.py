@@ -265,10 +265,12 @@ def test_data_throughput_bench_runs_at_a_tiny_size(tmp_path, capsys):
                      "--images", str(tmp_path / "jpegs"), "--make-data", "4", "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [r["case"] for r in rows] == ["video pyav", "video torchcodec", "image folder"]
+    assert [r["case"] for r in rows] == ["video pyav", "video torchcodec", "image folder", "image shards",
+                                         "image shards pipe:cat"]
     for r in rows:
         assert r["rounds"] == 2 and r["min"] <= r["samples_per_s"] <= r["max"] and r["samples_per_s"] > 0
         assert r["pss_main_mib"] > 10 and r["worker_procs"] == 0 and r["cpu_ms_per_sample"] >= 0
     assert rows[1]["speedup"] == pytest.approx(rows[1]["samples_per_s"] / rows[0]["samples_per_s"])
+    assert rows[3]["speedup"] == pytest.approx(rows[3]["samples_per_s"] / rows[2]["samples_per_s"])
     printed = capsys.readouterr().out
     assert "video torchcodec" in printed and "command: python bench/data_throughput.py --workers 0" in printed
