@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..models import ARCHS, build_pretrain_model
 from . import mmpretrain, slowfast
 from .arch import VitShape, classifier_config, pretrain_config, read_shape, timm_recipe
-from .timm_export import maskfeat_encoder_to_timm, save_timm
+from .timm_export import dropped_note, maskfeat_encoder_to_timm, pretraining_only, save_timm
 
 SOURCES = ("auto", "mmpretrain", "slowfast", "maskfeat")
 TARGETS = ("maskfeat", "timm")
@@ -154,6 +154,8 @@ def convert(src_path: str, dst_path: str, source: str = "auto", target: str | No
     if verify and source == "maskfeat":
         reference = build_pretrain_model(ckpt["config"]).encoder
         reference.load_state_dict({k[len("encoder."):]: v for k, v in ours.items() if k.startswith("encoder.")})
+    if note := dropped_note(pretraining_only(ours)):
+        lines.append(note)
     call = save_timm(encoder, shape, dst, source=source)
     if verify:
         diff = verify_timm(dst, shape, timm_recipe(shape), reference)

@@ -1,7 +1,7 @@
 """Ours -> a safetensors file that ``timm.create_model(..., pretrained=True)`` loads.
 
-Pre-training checkpoints give the encoder only (timm names, without ``mask_token`` and the
-HOG head): load with ``num_classes=0``. Classifier weights keep ``head`` / ``fc_norm``.
+Pre-training checkpoints give the encoder only (timm names, without ``mask_token``, the
+HOG head and, of a model.encoder=visible run, the decoder): load with ``num_classes=0``. Classifier weights keep ``head`` / ``fc_norm``.
 """
 from __future__ import annotations
 
@@ -12,6 +12,25 @@ import torch
 from safetensors.torch import save_file
 
 from .arch import VitShape, timm_recipe
+
+
+def pretraining_only(state_dict: dict) -> dict[str, int]:
+    """The weights of a MaskFeat state_dict that are not the encoder's, by top-level module
+    (``head``; ``decoder`` of a model.encoder=visible run): {name: tensor count}."""
+    counts: dict[str, int] = {}
+    for k in state_dict:
+        if "." in k and not k.startswith("encoder."):
+            name = k.split(".", 1)[0]
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def dropped_note(counts: dict[str, int]) -> str:
+    """'dropped: head (2 tensors), decoder (26 tensors) (decoder weights dropped, as the head)', or ''."""
+    if not counts:
+        return ""
+    note = "dropped: " + ", ".join(f"{k} ({n} tensors)" for k, n in counts.items())
+    return note + (" (decoder weights dropped, as the head)" if "decoder" in counts else "")
 
 
 def maskfeat_encoder_to_timm(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
