@@ -53,6 +53,10 @@ class MaskFeat(nn.Module):
         with torch.autocast(images.device.type, enabled=False):
             return self.target(images)
 
+    def encode(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's output tokens for this mask: (B, 1 + N, D), masked patches as the mask token."""
+        return self.encoder.forward_features(images, mask)
+
     def forward(self, images: torch.Tensor, mask: torch.Tensor,
                 return_outputs: bool = False) -> MaskFeatOutput:
         """images (B, 3, H, W) normalised, mask (B, Hp, Wp) bool (True = masked)."""
@@ -60,7 +64,7 @@ class MaskFeat(nn.Module):
         # 1. targets from the full, un-masked image, fp32, no grad
         target = self.targets(images)                                    # (B, N, D_t)
         # 2. encoder with masked patches replaced by the mask token
-        latent = self.encoder.forward_features(images, mask)            # (B, 1 + N, D)
+        latent = self.encode(images, mask)                               # (B, 1 + N, D)
         latent = latent[:, self.encoder.num_prefix_tokens:]              # (B, N, D)
         # 3. linear head to the target dim
         pred = self.head(latent)                                         # (B, N, D_t)

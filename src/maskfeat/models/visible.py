@@ -62,6 +62,10 @@ class VisibleMaskFeat(MaskFeat):
         """The decoder's mask token never decays (its positions are a fixed buffer)."""
         return (super().no_weight_decay() - {"encoder.mask_token"}) | {"decoder.mask_token"}
 
+    def encode(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's output tokens for this mask: (B, 1 + N_vis, D), visible patches only."""
+        return self.encoder.forward_visible(images, visible_index(mask.flatten(1).bool()))
+
     def forward(self, images: torch.Tensor, mask: torch.Tensor,
                 return_outputs: bool = False) -> MaskFeatOutput:
         """images (B, 3, H, W) normalised, mask (B, Hp, Wp) bool (True = masked), same count per image."""
