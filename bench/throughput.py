@@ -448,6 +448,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.compile = [c.strip() for c in args.compile.split(",") if c.strip()]
     args.decode = [d.strip() for d in args.decode.split(",") if d.strip()]
     args.visible_ratios = [float(r) for r in args.visible_ratios.split(",") if r.strip()]
+    if args.flops_only:
+        args.batch = 1                                   # FLOPs are counted per image at batch 1
     if any(not 0.0 < r < 1.0 for r in args.visible_ratios):
         p.error("--visible-ratios: each ratio must be in (0, 1)")
     bad = [a for a in args.amp if a not in AMP] + [c for c in args.compile if c not in ("eager", "compiled")]

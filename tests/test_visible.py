@@ -220,6 +220,21 @@ def test_video_vit_visible_trains_and_equals_full_encoder_at_ratio_zero():
     assert model.no_weight_decay() == {"decoder.mask_token"}
 
 
+def test_video_visible_checkpoint_loads_into_the_video_classifier(tmp_path):
+    from maskfeat.video.classify import build_video_classifier, load_pretrained
+
+    torch.manual_seed(5)
+    cfg = video_cfg(encoder="visible")
+    model = build_video_model(cfg)
+    torch.save({"model": model.state_dict(), "config": cfg}, tmp_path / "v.pth")
+    clf = build_video_classifier(cfg, num_classes=3)
+    report = load_pretrained(clf, tmp_path / "v.pth")
+    assert set(report.missing) == {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
+    assert "(decoder weights dropped, as the head)" in report.dropped
+    assert all(k.startswith(("decoder.", "head.")) for k in report.ignored)
+    torch.testing.assert_close(clf.blocks[0].attn.qkv.weight, model.encoder.blocks[0].attn.qkv.weight)
+
+
 def test_visible_checkpoint_evaluates_and_converts_with_the_same_commands(tmp_path, capsys):
     """`maskfeat pretrain model.encoder=visible`, then finetune / linprobe / knn / convert / visualize
     exactly as for a full checkpoint; the decoder is dropped with a note, as the head is."""
