@@ -15,7 +15,8 @@ step, so that a noisy machine slows them all alike):
   * timm: a bare timm VisionTransformer of the same shape on the same batch (forward_features,
     mean-square of the tokens as the loss; no HOG, no mask, no head), with the same optimizer,
     clipping, AMP and compile setting: the in-run reference. ``vs timm`` = ours / timm - 1;
-    ``time vs full`` and ``FLOP vs full`` = a row's step time and FLOPs / the full encoder row's.
+    ``time vs full`` and ``FLOP vs full`` = a row's step time and FLOPs / the full encoder row's; on a
+    CPU also ``CPU-time vs full``, from this process's CPU time per step (robust on a shared machine).
 Model TFLOP/s = FLOPs of one forward + backward (counted by torch.utils.flop_counter at batch 1: 2 per
 multiply-add, so ViT-B/16 is 35.1 GFLOP forward, the "17.6 GFLOPs" of papers that count multiply-adds; timm's
 attention is switched to its unfused form while counting, so that the attention matmuls are counted on
@@ -223,18 +224,20 @@ def row(name: str, variant: str, amp: str, times: list[float], batch: int, flops
     return r
 
 
-def time_interleaved(steps: dict, device: torch.device, n: int) -> dict[str, list[float]]:
-    """Seconds of each synchronised call, the variants taking turns (ABAB...), so that a noisy
-    machine slows them alike and the ratio holds."""
-    times = {k: [] for k in steps}
+def time_interleaved(steps: dict, device: torch.device, n: int) -> tuple[dict, dict]:
+    """Wall seconds of each synchronised call, the variants taking turns (ABAB...), so that a noisy
+    machine slows them alike and the ratio holds; and this process's CPU seconds of each call
+    (all threads: on a shared CPU, the robust measure of the work a step does)."""
+    times, cpu = {k: [] for k in steps}, {k: [] for k in steps}
     for _ in range(n):
         for k, step in steps.items():
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             step()
             sync(device)
             times[k].append(time.perf_counter() - t0)
-    return times
+            cpu[k].append(time.process_time() - c0)
+    return times, cpu
 
 
 def our_variants(args) -> dict[str, tuple[float, list[str]]]:
@@ -290,9 +293,11 @@ def run_step_mode(args, env, out_root: Path) -> list[dict]:
             runs["timm"] = prepare(args, device, "timm reference", build_ref, label)
             if not args.flops_only:
                 print(f"[{label}] {args.steps} steps each, taking turns ...", file=sys.stderr, flush=True)
-            times = time_interleaved({k: r["step"] for k, r in runs.items()}, device,
-                                     0 if args.flops_only else args.steps)
+            times, cpu = time_interleaved({k: r["step"] for k, r in runs.items()}, device,
+                                          0 if args.flops_only else args.steps)
             rows += step_rows(args, runs, times, variant, amp, compiled)
+            if device.type == "cpu" and not args.flops_only:
+                add_cpu_time(rows[-len(times):], list(runs), cpu)
             runs.clear()
             print(format_table(rows[-len(times):]), file=sys.stderr, flush=True)
     return rows
@@ -317,6 +322,15 @@ def step_rows(args, runs: dict, times: dict, variant: str, amp: str, compiled: b
             ours["time_vs_full"] = round(ours["ms_per_step"] / statistics.median(times["full"]) / 1e3, 4)
         out.append(ours)
     return out + [theirs]
+
+
+def add_cpu_time(rows: list[dict], names: list[str], cpu: dict) -> None:
+    """CPU runs: the median CPU ms per step of each row and its ratio to the full row's."""
+    full = statistics.median(cpu["full"])
+    for r, name in zip(rows, names):                     # ours in run order, then timm (built last)
+        r["cpu_ms_per_step"] = round(statistics.median(cpu[name]) * 1e3, 2)
+        if name != "timm":
+            r["cpu_time_vs_full"] = round(statistics.median(cpu[name]) / full, 4)
 
 
 # -- data mode ------------------------------------------------------------------------------------------
@@ -390,12 +404,14 @@ def _fmt(value, spec: str, scale: float = 1.0, suffix: str = "") -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = ["model", "variant", "amp", "batch", "img/s", "ms/step", "time vs full", "GFLOP/img", "FLOP vs full",
+    head = ["model", "variant", "amp", "batch", "img/s", "ms/step", "time vs full", "CPU-time vs full",
+            "GFLOP/img", "FLOP vs full",
             "enc GFLOP", "TFLOP/s", "peak GiB", "vs timm", "data wait"]
     lines = [head]
     for r in rows:
         lines.append([r["model"], r["variant"], r["amp"], str(r["batch"]), _fmt(r.get("img_per_s"), ".1f"),
                       _fmt(r.get("ms_per_step"), ".1f"), _fmt(r.get("time_vs_full"), ".2f", suffix="x"),
+                      _fmt(r.get("cpu_time_vs_full"), ".2f", suffix="x"),
                       _fmt(r.get("gflop_per_img"), ".4g"), _fmt(r.get("flops_vs_full"), ".3f", suffix="x"),
                       _fmt(r.get("enc_gflop_per_img"), ".4g"),
                       _fmt(r.get("tflops"), ".3g"), _fmt(r.get("peak_mem_gib"), ".2f"),

@@ -131,6 +131,7 @@ def test_throughput_bench_runs_on_cpu_and_writes_its_table(tmp_path, capsys):
         assert r["img_per_s"] > 0 and r["ms_per_step"] > 0
         assert math.isclose(r["img_per_s"], 4 / (r["ms_per_step"] / 1e3), rel_tol=0.02)
         assert r["steps"] == 3
+        assert r is data or r["cpu_ms_per_step"] > 0
     # FLOPs of a forward + backward (2 per multiply-add), against a count by hand for the timm ViT:
     # every Linear 3x its forward (input and weight grads), the patch conv 2x (no input grad), and
     # attention's two matmuls (QK^T, AV: 2*2*T^2*D forward) 3x, counted on CPU too (unfused while counting)
@@ -148,6 +149,7 @@ def test_throughput_bench_runs_on_cpu_and_writes_its_table(tmp_path, capsys):
         assert r["gflop_per_img"] > r["enc_gflop_per_img"]                 # + decoder, head, HOG conv
         assert math.isclose(r["flops_vs_full"], r["gflop_per_img"] / ours["gflop_per_img"], rel_tol=1e-3)
         assert math.isclose(r["time_vs_full"], r["ms_per_step"] / ours["ms_per_step"], rel_tol=1e-3)
+        assert math.isclose(r["cpu_time_vs_full"], r["cpu_ms_per_step"] / ours["cpu_ms_per_step"], rel_tol=2e-3)
     assert timm["gflop_per_img"] < ours["gflop_per_img"] < 2.5 * timm["gflop_per_img"]   # + HOG conv, head
     assert vis75["enc_gflop_per_img"] < vis40["enc_gflop_per_img"] < ours["enc_gflop_per_img"]
     assert math.isclose(ours["overhead_vs_timm"], ours["ms_per_step"] / timm["ms_per_step"] - 1, abs_tol=1e-3)
