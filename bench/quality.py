@@ -87,11 +87,13 @@ def variant_name(name: str) -> str:
     """argparse type: random, hog, pixel, visible or visible@RATIO with 0 < RATIO < 1."""
     base, _, ratio = name.partition("@")
     try:
-        ok = base in ("random", "hog", "pixel", "visible") and (not ratio or (base == "visible" and 0 < float(ratio) < 1))
+        ok = base in ("random", "hog", "pixel", "visible") and \
+            (not ratio or (base == "visible" and 0 < float(ratio) < 1))
     except ValueError:
         ok = False
     if not ok:
-        raise argparse.ArgumentTypeError(f"{name!r}: choose random, hog, pixel, visible or visible@RATIO (0 < RATIO < 1)")
+        raise argparse.ArgumentTypeError(f"{name!r}: choose random, hog, pixel, visible or "
+                                         "visible@RATIO (0 < RATIO < 1)")
     return name
 
 

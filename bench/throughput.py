@@ -219,7 +219,8 @@ def row(name: str, variant: str, amp: str, times: list[float], batch: int, flops
          "tflops": None if ms is None else round(flops * batch / (ms / 1e3) / 1e12, 4),
          "gflop_per_img": round(flops / 1e9, 6),
          "peak_mem_gib": None if mem is None else round(mem, 2), "steps": len(times),
-         "ms_min": round(min(times) * 1e3, 2) if times else None, "ms_max": round(max(times) * 1e3, 2) if times else None}
+         "ms_min": round(min(times) * 1e3, 2) if times else None,
+         "ms_max": round(max(times) * 1e3, 2) if times else None}
     r.update(extra or {})
     return r
 
@@ -415,7 +416,8 @@ def format_table(rows: list[dict]) -> str:
                       _fmt(r.get("gflop_per_img"), ".4g"), _fmt(r.get("flops_vs_full"), ".3f", suffix="x"),
                       _fmt(r.get("enc_gflop_per_img"), ".4g"),
                       _fmt(r.get("tflops"), ".3g"), _fmt(r.get("peak_mem_gib"), ".2f"),
-                      _fmt(r.get("overhead_vs_timm"), "+.1f", 100, "%"), _fmt(r.get("data_wait_share"), ".0f", 100, "%")])
+                      _fmt(r.get("overhead_vs_timm"), "+.1f", 100, "%"),
+                      _fmt(r.get("data_wait_share"), ".0f", 100, "%")])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     fmt = lambda line: "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"

@@ -9,10 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO
-from maskfeat.commands.pretrain import build_config, build_trainer
+from conftest import REPO, eager_and_compiled_losses
 from maskfeat.data.images import decode_rgb, skimage_photos
-from maskfeat.engine.distributed import DistEnv
 from maskfeat.hog import HOGGenerator
 
 
@@ -75,32 +73,12 @@ def test_hog_impl_auto_is_eager_on_cpu_and_a_failed_compile_falls_back(monkeypat
     assert hog._compiled is None
 
 
-def tiny_step_trainer(tmp_path, compiled: bool):
-    cfg = build_config(None, [
-        "model.arch=vit-pico", "model.img_size=32", "mask.min_num_patches=1", "train.batch_size=4",
-        f"train.compile={str(compiled).lower()}", f"train.output_dir={tmp_path / str(compiled)}",
-        "train.progress=false", "data.samples_per_epoch=8", "data.num_workers=0", "optim.warmup_epochs=0",
-        "optim.lr=0.05",
-    ])
-    return build_trainer(cfg, DistEnv())
-
-
 def test_compiled_training_step_gives_the_eager_losses(tmp_path):
     """Three optimizer steps on one fixed batch: forward, backward and AdamW compiled vs eager."""
     x = photo_batch(32).mul(58).add(120).clamp(0, 255).to(torch.uint8)
     mask = torch.zeros(4, 2, 2, dtype=torch.bool)
     mask[:, 0, 1] = mask[1:, 1, 0] = True
-    batch = {"images": x, "mask": mask}
-    losses = {}
-    for compiled in (False, True):
-        trainer = tiny_step_trainer(tmp_path, compiled)
-        run = []
-        for _ in range(3):
-            run.append(trainer._forward_backward(batch, sync=True).item())
-            trainer._optimizer_step()
-        assert compiled is False or trainer.fwd is not trainer._eager, "compile fell back to eager"
-        losses[compiled] = run
-    eager, comp = losses[False], losses[True]
+    eager, comp = eager_and_compiled_losses(tmp_path, {"images": x, "mask": mask})
     assert eager[2] < eager[0]                                # the steps really train (lr 0.05)
     for a, b in zip(eager, comp):
         assert abs(a - b) < 1e-3, (eager, comp)             # measured ~1e-7

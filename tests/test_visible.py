@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import eager_and_compiled_losses, maskfeat
+from eval_helpers import make_folder
+from maskfeat.cli import main
 from maskfeat.config import ConfigError, resolve_config
 from maskfeat.defaults import PRETRAIN
 from maskfeat.engine.optim import build_optimizer
@@ -160,7 +163,7 @@ def test_uneven_mask_mvit_and_bad_keys_are_one_line_errors():
     mask[1, :5] = True
     with pytest.raises(UserError, match="same number of masked patches in every sample, this batch has 3 to 5"):
         model(torch.randn(2, 3, 64, 64), mask)
-    with pytest.raises(ConfigError, match=r"model.encoder: visible needs a video ViT .*mvitv2-pico.*model.encoder=full"):
+    with pytest.raises(ConfigError, match=r"model.encoder: visible needs a video ViT .*mvitv2-pico.*encoder=full"):
         build_video_model(video_cfg(arch="mvitv2-pico", encoder="visible"))
     with pytest.raises(ConfigError, match="model.encoder: unknown value 'partial'; choose one of full, visible"):
         build_pretrain_model(pico_cfg("model.encoder=partial"))
@@ -240,9 +243,6 @@ def test_visible_checkpoint_evaluates_and_converts_with_the_same_commands(tmp_pa
     exactly as for a full checkpoint; the decoder is dropped with a note, as the head is."""
     from safetensors.torch import load_file
 
-    from conftest import maskfeat
-    from eval_helpers import make_folder
-    from maskfeat.cli import main
 
     run = tmp_path / "pt"
     r = maskfeat("pretrain", "model.encoder=visible", "model.arch=vit-pico", "model.img_size=32",
@@ -283,25 +283,9 @@ def test_visible_checkpoint_evaluates_and_converts_with_the_same_commands(tmp_pa
 @pytest.mark.slow
 def test_compiled_visible_step_gives_the_eager_losses(tmp_path):
     """train.compile with the visible encoder: the mask read-back is a graph break, the rest compiles."""
-    from maskfeat.commands.pretrain import build_config, build_trainer
-    from maskfeat.engine.distributed import DistEnv
-
     images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    batch = {"images": images, "mask": block_masks(4, 4, 0.5)}
-    losses = {}
-    for compiled in (False, True):
-        cfg = build_config(None, [
-            "model.arch=vit-pico", "model.img_size=64", "model.encoder=visible", "mask.min_num_patches=1",
-            "train.batch_size=4", f"train.compile={str(compiled).lower()}", f"train.output_dir={tmp_path / str(compiled)}",
-            "train.progress=false", "data.samples_per_epoch=8", "data.num_workers=0", "optim.warmup_epochs=0",
-            "optim.lr=0.05"])
-        trainer = build_trainer(cfg, DistEnv())
-        run = []
-        for _ in range(3):
-            run.append(trainer._forward_backward(batch, sync=True).item())
-            trainer._optimizer_step()
-        assert compiled is False or trainer.fwd is not trainer._eager, "compile fell back to eager"
-        losses[compiled] = run
-    assert losses[False][2] < losses[False][0]
-    for a, b in zip(losses[False], losses[True]):
-        assert abs(a - b) < 1e-4, losses
+    eager, comp = eager_and_compiled_losses(tmp_path, {"images": images, "mask": block_masks(4, 4, 0.5)},
+                                            "model.encoder=visible", "model.img_size=64")
+    assert eager[2] < eager[0]
+    for a, b in zip(eager, comp):
+        assert abs(a - b) < 1e-4, (eager, comp)             # measured ~1e-8
