@@ -53,7 +53,8 @@ def test_quality_bench_visible_variant_at_equal_minutes(tmp_path, capsys):
         # the schedule was sized by a calibration (not --steps) to the run's share of the budget
         assert r["scheduled_steps"] == max(1, int(0.97 * share * 60 / r["calibrated_step_cpu_s"]))
         assert 1 <= r["steps"] <= r["scheduled_steps"]
-        assert r["pretrain_min"] <= share + 4 * r["step_cpu_s"] / 60     # the budget cap holds, to a step or so
+        # the budget holds, to a step or two and the run's fixed costs (loader start, checkpoint, loss plot)
+        assert r["pretrain_min"] * 60 <= share * 60 + 2 * r["step_cpu_s"] + 1.0
         assert 5.0 <= r["knn_top1"] <= 100.0
     ckpt = torch.load(rows["visible@0.75"]["checkpoint"], weights_only=True)
     assert ckpt["config"]["model"]["encoder"] == "visible" and ckpt["config"]["mask"]["ratio"] == 0.75
