@@ -62,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(budget / runs) stops early at a step boundary (its steps are reported)")
     p.add_argument("--schedule", default="steps", choices=["steps", "minutes"],
                    help="steps: every run --steps long; minutes: each run's schedule sized to its budget share")
-    p.add_argument("--calibrate-steps", type=int, default=12, help="--schedule minutes: steps timed per run")
+    p.add_argument("--calibrate-steps", type=int, default=30,
+                   help="--schedule minutes: steps timed per run (the first 5 are warm-up)")
     p.add_argument("--decoder-dim", type=int, default=0, help="visible: model.decoder_dim (0 = half the encoder's)")
     p.add_argument("--decoder-depth", type=int, default=2, help="visible: model.decoder_depth")
     p.add_argument("--batch", type=int, default=64)
@@ -149,8 +150,11 @@ def pretrain(args, variant: str, seed: int, out: Path, budget_s: float, steps: i
 
 
 def per_step(marks: list[float]) -> float | None:
-    """CPU seconds per step from the step-end marks, the first two steps left out (warm-up)."""
-    return (marks[-1] - marks[1]) / (len(marks) - 2) if len(marks) >= 3 else None
+    """CPU seconds per step from the step-end marks, the first steps (up to 5: warm-up) left out."""
+    if len(marks) < 3:
+        return None
+    skip = min(5, (len(marks) - 1) // 2)
+    return (marks[-1] - marks[skip]) / (len(marks) - 1 - skip)
 
 
 def scheduled_steps(args, variant: str, seed: int, out: Path, budget_s: float) -> tuple[int, float | None]:
