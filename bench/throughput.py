@@ -2,19 +2,25 @@
 
     python bench/throughput.py                      # GPU: ViT-B/16, 224 px, batch 256; CPU: vit-mini, 112 px, batch 32
     python bench/throughput.py --amp bf16,fp16 --compile eager,compiled
+    python bench/throughput.py --arch vit-base --img-size 224 --flops-only   # FLOP table only (cheap on a CPU)
     python bench/throughput.py --data /tmp/jpegs --make-data 4096 --workers 16 --decode cpu,device
 
 Step mode times, on one in-memory batch (uint8 images and block masks already on the device),
 after warm-up, the median of ``--steps`` synchronised steps of each of (taking turns, step by
-step, so that a noisy machine slows both alike):
+step, so that a noisy machine slows them all alike):
   * ours: the very code ``maskfeat pretrain`` runs (Trainer: normalise on the device, HOG, mask
     token, encoder, head, masked MSE, backward, clip, fused AdamW, lr schedule);
+  * ours with ``model.encoder=visible`` at each ``--visible-ratios`` mask ratio (the encoder sees the
+    visible patches only, a light decoder predicts the masked ones): the same step, its own masks;
   * timm: a bare timm VisionTransformer of the same shape on the same batch (forward_features,
     mean-square of the tokens as the loss; no HOG, no mask, no head), with the same optimizer,
-    clipping, AMP and compile setting: the in-run reference. ``overhead`` = ours / timm - 1.
-Model TFLOP/s = FLOPs of one forward + backward (counted by torch.utils.flop_counter: 2 per multiply-add,
-so ViT-B/16 is 33.7 GFLOP forward, the "17.6 GFLOPs" of papers that count multiply-adds; attention
-matmuls are counted on CUDA only, where SDPA has a FLOP formula) x img/s.
+    clipping, AMP and compile setting: the in-run reference. ``vs timm`` = ours / timm - 1;
+    ``time vs full`` and ``FLOP vs full`` = a row's step time and FLOPs / the full encoder row's; on a
+    CPU also ``CPU-time vs full``, from this process's CPU time per step (robust on a shared machine).
+Model TFLOP/s = FLOPs of one forward + backward (counted by torch.utils.flop_counter at batch 1: 2 per
+multiply-add, so ViT-B/16 is 35.1 GFLOP forward, the "17.6 GFLOPs" of papers that count multiply-adds; timm's
+attention is switched to its unfused form while counting, so that the attention matmuls are counted on
+every device) x img/s. ``enc GFLOP`` is the encoder's share (forward + backward of ``model.encode``).
 
 Data mode (``--data DIR``) runs the real loader (``data.source=folder``) and our step from JPEG files
 to optimizer step and reports end-to-end img/s and the share of the time spent waiting for data.
@@ -33,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +71,26 @@ def reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def flops_per_image(step_once, batch: int) -> float:
+@contextmanager
+def counted_attention(model: torch.nn.Module):
+    """timm's attention as two explicit matmuls (``fused_attn`` off): torch's FLOP counter has no
+    formula for the fused CPU kernel, so attention would go uncounted on a CPU."""
+    mods = [m for m in model.modules() if hasattr(m, "fused_attn")]
+    saved = [m.fused_attn for m in mods]
+    for m in mods:
+        m.fused_attn = False
+    try:
+        yield
+    finally:
+        for m, f in zip(mods, saved):
+            m.fused_attn = f
+
+
+def flops_per_image(step_once, batch: int, model: torch.nn.Module) -> float:
     """FLOPs of one forward + backward at ``batch`` images, divided by ``batch``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    with counted_attention(model), FlopCounterMode(display=False) as counter:
         step_once()
     return counter.get_total_flops() / batch
 
@@ -87,11 +109,12 @@ def time_steps(step, device: torch.device, warmup: int, steps: int) -> list[floa
     return times
 
 
-def synthetic_batch(batch: int, img_size: int, patch: int, min_patches: int, device: torch.device) -> dict:
+def synthetic_batch(batch: int, img_size: int, patch: int, min_patches: int, device: torch.device,
+                    ratio: float = 0.4) -> dict:
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, 3, img_size, img_size), dtype=torch.uint8, generator=g)
     grid = img_size // patch
-    gen = BlockMaskGenerator((grid, grid), mask_ratio=0.4, min_num_patches=min_patches)
+    gen = BlockMaskGenerator((grid, grid), mask_ratio=ratio, min_num_patches=min_patches)
     rng = np.random.default_rng(0)
     masks = torch.from_numpy(np.stack([gen(rng) for _ in range(batch)]))
     return {"images": images.to(device), "mask": masks.to(device)}
@@ -119,16 +142,24 @@ def our_step(trainer, batch: dict):
     return step
 
 
-def our_flops(trainer, batch: dict) -> float:
+def our_flops(trainer, batch: dict) -> tuple[float, float]:
+    """(FLOPs of the whole step's forward + backward, of the encoder's alone) per image."""
     one = {k: v[:1] for k, v in batch.items()}
+    model = trainer.model
 
     def fwd_bwd():
-        trainer._eager.zero_grad(set_to_none=True)
         loss = trainer.step_fn(trainer._eager, one)
         loss.backward()
-    f = flops_per_image(fwd_bwd, 1)
-    trainer._eager.zero_grad(set_to_none=True)
-    return f
+
+    def encoder_only():
+        x = trainer.step_fn.normalise(one["images"])
+        model.encode(x, one["mask"].to(x.device)).float().square().mean().backward()
+    flops = []
+    for fn in (fwd_bwd, encoder_only):
+        model.zero_grad(set_to_none=True)
+        flops.append(flops_per_image(fn, 1, model))
+    model.zero_grad(set_to_none=True)
+    return flops[0], flops[1]
 
 
 # -- the reference: a bare timm ViT of the same shape -------------------------------------------------
@@ -173,71 +204,134 @@ class TimmStep:
     def flops(self, batch: dict) -> float:
         def fwd_bwd():
             self.loss(self.model.forward_features, batch["images"][:1]).backward()
-        f = flops_per_image(fwd_bwd, 1)
+        f = flops_per_image(fwd_bwd, 1, self.model)
         self.model.zero_grad(set_to_none=True)
         return f
 
 
 # -- step mode ------------------------------------------------------------------------------------------
 def row(name: str, variant: str, amp: str, times: list[float], batch: int, flops: float, mem, extra=None) -> dict:
-    ms = statistics.median(times) * 1e3
-    r = {"model": name, "variant": variant, "amp": amp, "batch": batch, "ms_per_step": round(ms, 2),
-         "img_per_s": round(batch / (ms / 1e3), 1), "tflops": round(flops * batch / (ms / 1e3) / 1e12, 4),
+    """One table row; ``times`` empty (--flops-only): FLOPs and memory only."""
+    ms = statistics.median(times) * 1e3 if times else None
+    r = {"model": name, "variant": variant, "amp": amp, "batch": batch,
+         "ms_per_step": None if ms is None else round(ms, 2),
+         "img_per_s": None if ms is None else round(batch / (ms / 1e3), 1),
+         "tflops": None if ms is None else round(flops * batch / (ms / 1e3) / 1e12, 4),
          "gflop_per_img": round(flops / 1e9, 6),
          "peak_mem_gib": None if mem is None else round(mem, 2), "steps": len(times),
-         "ms_min": round(min(times) * 1e3, 2), "ms_max": round(max(times) * 1e3, 2)}
+         "ms_min": round(min(times) * 1e3, 2) if times else None,
+         "ms_max": round(max(times) * 1e3, 2) if times else None}
     r.update(extra or {})
     return r
 
 
-def time_interleaved(steps: dict, device: torch.device, n: int) -> dict[str, list[float]]:
-    """Seconds of each synchronised call, the variants taking turns (ABAB...), so that a noisy
-    machine slows them alike and the ratio holds."""
-    times = {k: [] for k in steps}
+def time_interleaved(steps: dict, device: torch.device, n: int) -> tuple[dict, dict]:
+    """Wall seconds of each synchronised call, the variants taking turns (ABAB...), so that a noisy
+    machine slows them alike and the ratio holds; and this process's CPU seconds of each call
+    (all threads: on a shared CPU, the robust measure of the work a step does)."""
+    times, cpu = {k: [] for k in steps}, {k: [] for k in steps}
     for _ in range(n):
         for k, step in steps.items():
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             step()
             sync(device)
             times[k].append(time.perf_counter() - t0)
-    return times
+            cpu[k].append(time.process_time() - c0)
+    return times, cpu
+
+
+def our_variants(args) -> dict[str, tuple[float, list[str]]]:
+    """Our rows: name -> (mask ratio, config overrides). 'full' is today's MaskFeat (mask 0.4)."""
+    out = {"full": (0.4, [])}
+    for r in args.visible_ratios:
+        out[f"visible@{r:g}"] = (r, ["model.encoder=visible", f"mask.ratio={r}"])
+    return out
+
+
+def memory_base(device: torch.device) -> float:
+    """GiB allocated now, the peak counter reset: what a model built next adds is its own."""
+    if device.type != "cuda":
+        return 0.0
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device) / 2**30
+
+
+def prepare(args, device, name: str, build, label: str) -> dict:
+    """Build one contender (``build() -> (step, flops, enc_flops, keep_alive)``), warm it up; its own peak memory."""
+    base = memory_base(device)
+    step, flops, enc, alive = build()
+    if not args.flops_only:
+        print(f"[{label}] {name}: warm-up ...", file=sys.stderr, flush=True)
+        time_steps(step, device, args.warmup, 0)
+    mem = None if device.type != "cuda" else peak_memory_gib(device) - base
+    return {"step": step, "flops": flops, "enc": enc, "mem": mem, "alive": alive}
 
 
 def run_step_mode(args, env, out_root: Path) -> list[dict]:
     rows = []
     device = env.device
+    min_patches = 15 if args.img_size >= 224 else 2
     for amp in args.amp:
         for variant in args.compile:
             compiled = variant == "compiled"
             label = f"{variant} {amp}"
             reset_memory(device)
-            cfg = pretrain_config(args, str(out_root / f"ours_{amp}_{variant}"), amp, compiled)
-            trainer = build_trainer(cfg, env)
-            batch = synthetic_batch(args.batch, args.img_size, 16, 15 if args.img_size >= 224 else 2, device)
-            print(f"[{label}] ours: warm-up ({'compiling' if compiled else 'eager'}) ...", file=sys.stderr, flush=True)
-            ours_step = our_step(trainer, batch)
-            time_steps(ours_step, device, args.warmup, 0)
-            mem_ours = peak_memory_gib(device)                    # only our model exists so far
-            base = torch.cuda.memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            ref = TimmStep(cfg, device, amp, compiled, args.compile_mode)
-            ref_step = ref.step_fn(batch)
-            print(f"[{label}] timm reference: warm-up ...", file=sys.stderr, flush=True)
-            time_steps(ref_step, device, args.warmup, 0)
-            mem_ref = None if device.type != "cuda" else peak_memory_gib(device) - base   # its own peak
-            print(f"[{label}] {args.steps} steps each, taking turns ...", file=sys.stderr, flush=True)
-            times = time_interleaved({"ours": ours_step, "timm": ref_step}, device, args.steps)
-            fell_back = compiled and trainer.fwd is trainer._eager
-            ours = row("maskfeat", variant + (" (fell back to eager)" if fell_back else ""), amp, times["ours"],
-                       args.batch, our_flops(trainer, batch), mem_ours)
-            theirs = row("timm ViT", variant, amp, times["timm"], args.batch, ref.flops(batch), mem_ref)
-            ours["overhead_vs_timm"] = round(ours["ms_per_step"] / theirs["ms_per_step"] - 1, 4)
-            del trainer, ref, ours_step, ref_step
-            rows += [ours, theirs]
-            print(format_table(rows[-2:]), file=sys.stderr, flush=True)
+            runs, setups = {}, {}
+            for name, (ratio, extra) in our_variants(args).items():
+                setups[name] = (pretrain_config(args, str(out_root / f"{name}_{amp}_{variant}"), amp, compiled, extra),
+                                synthetic_batch(args.batch, args.img_size, 16, min_patches, device, ratio))
+
+                def build(cfg=setups[name][0], batch=setups[name][1]):
+                    trainer = build_trainer(cfg, env)
+                    return (our_step(trainer, batch), *our_flops(trainer, batch), trainer)
+                runs[name] = prepare(args, device, name, build, label)
+            cfg, batch = setups["full"]                          # the reference runs the full row's batch
+
+            def build_ref():
+                ref = TimmStep(cfg, device, amp, compiled, args.compile_mode)
+                return ref.step_fn(batch), ref.flops(batch), None, ref
+            runs["timm"] = prepare(args, device, "timm reference", build_ref, label)
+            if not args.flops_only:
+                print(f"[{label}] {args.steps} steps each, taking turns ...", file=sys.stderr, flush=True)
+            times, cpu = time_interleaved({k: r["step"] for k, r in runs.items()}, device,
+                                          0 if args.flops_only else args.steps)
+            rows += step_rows(args, runs, times, variant, amp, compiled)
+            if device.type == "cpu" and not args.flops_only:
+                add_cpu_time(rows[-len(times):], list(runs), cpu)
+            runs.clear()
+            print(format_table(rows[-len(times):]), file=sys.stderr, flush=True)
     return rows
+
+
+def step_rows(args, runs: dict, times: dict, variant: str, amp: str, compiled: bool) -> list[dict]:
+    """Rows of one (amp, compile) setting: ours (full, visible@r...) then the timm reference."""
+    ref = runs["timm"]
+    theirs = row("timm ViT", variant, amp, times["timm"], args.batch, ref["flops"], ref["mem"])
+    out = []
+    for name, r in runs.items():
+        if name == "timm":
+            continue
+        trainer = r["alive"]
+        fell_back = compiled and trainer.fwd is trainer._eager
+        ours = row("maskfeat" if name == "full" else f"maskfeat {name}",
+                   variant + (" (fell back to eager)" if fell_back else ""), amp, times[name], args.batch,
+                   r["flops"], r["mem"], {"enc_gflop_per_img": round(r["enc"] / 1e9, 6),
+                                          "flops_vs_full": round(r["flops"] / runs["full"]["flops"], 4)})
+        if times[name]:
+            ours["overhead_vs_timm"] = round(ours["ms_per_step"] / theirs["ms_per_step"] - 1, 4)
+            ours["time_vs_full"] = round(ours["ms_per_step"] / statistics.median(times["full"]) / 1e3, 4)
+        out.append(ours)
+    return out + [theirs]
+
+
+def add_cpu_time(rows: list[dict], names: list[str], cpu: dict) -> None:
+    """CPU runs: the median CPU ms per step of each row and its ratio to the full row's."""
+    full = statistics.median(cpu["full"])
+    for r, name in zip(rows, names):                     # ours in run order, then timm (built last)
+        r["cpu_ms_per_step"] = round(statistics.median(cpu[name]) * 1e3, 2)
+        if name != "timm":
+            r["cpu_time_vs_full"] = round(statistics.median(cpu[name]) / full, 4)
 
 
 # -- data mode ------------------------------------------------------------------------------------------
@@ -306,16 +400,24 @@ def run_data_mode(args, env, out_root: Path) -> list[dict]:
 
 
 # -- output ---------------------------------------------------------------------------------------------
+def _fmt(value, spec: str, scale: float = 1.0, suffix: str = "") -> str:
+    return "-" if value is None else f"{value * scale:{spec}}{suffix}"
+
+
 def format_table(rows: list[dict]) -> str:
-    head = ["model", "variant", "amp", "batch", "img/s", "ms/step", "TFLOP/s", "peak GiB", "vs timm", "data wait"]
+    head = ["model", "variant", "amp", "batch", "img/s", "ms/step", "time vs full", "CPU-time vs full",
+            "GFLOP/img", "FLOP vs full",
+            "enc GFLOP", "TFLOP/s", "peak GiB", "vs timm", "data wait"]
     lines = [head]
     for r in rows:
-        ov = r.get("overhead_vs_timm")
-        lines.append([r["model"], r["variant"], r["amp"], str(r["batch"]), f"{r['img_per_s']:.1f}",
-                      f"{r['ms_per_step']:.1f}", "-" if r.get("tflops") is None else f"{r['tflops']:.3g}",
-                      "-" if r.get("peak_mem_gib") is None else f"{r['peak_mem_gib']:.2f}",
-                      "-" if ov is None else f"{ov * 100:+.1f}%",
-                      "-" if r.get("data_wait_share") is None else f"{r['data_wait_share'] * 100:.0f}%"])
+        lines.append([r["model"], r["variant"], r["amp"], str(r["batch"]), _fmt(r.get("img_per_s"), ".1f"),
+                      _fmt(r.get("ms_per_step"), ".1f"), _fmt(r.get("time_vs_full"), ".2f", suffix="x"),
+                      _fmt(r.get("cpu_time_vs_full"), ".2f", suffix="x"),
+                      _fmt(r.get("gflop_per_img"), ".4g"), _fmt(r.get("flops_vs_full"), ".3f", suffix="x"),
+                      _fmt(r.get("enc_gflop_per_img"), ".4g"),
+                      _fmt(r.get("tflops"), ".3g"), _fmt(r.get("peak_mem_gib"), ".2f"),
+                      _fmt(r.get("overhead_vs_timm"), "+.1f", 100, "%"),
+                      _fmt(r.get("data_wait_share"), ".0f", 100, "%")])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     fmt = lambda line: "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
@@ -355,11 +457,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=8 if gpu else 2)
     p.add_argument("--decode", default="cpu", help="comma list of data.decode values for the data mode: cpu, device")
     p.add_argument("--skip-steps", action="store_true", help="data mode only")
+    p.add_argument("--visible-ratios", default="0.4,0.75",
+                   help="comma list of mask ratios for model.encoder=visible rows ('' = the full encoder only)")
+    p.add_argument("--flops-only", action="store_true", help="FLOPs (and nothing timed): cheap for ViT-B on a CPU")
     p.add_argument("--json", default="work_dirs/bench_throughput.json")
     args = p.parse_args(argv)
     args.amp = [a.strip() for a in args.amp.split(",") if a.strip()]
     args.compile = [c.strip() for c in args.compile.split(",") if c.strip()]
     args.decode = [d.strip() for d in args.decode.split(",") if d.strip()]
+    args.visible_ratios = [float(r) for r in args.visible_ratios.split(",") if r.strip()]
+    if args.flops_only:
+        args.batch = 1                                   # FLOPs are counted per image at batch 1
+    if any(not 0.0 < r < 1.0 for r in args.visible_ratios):
+        p.error("--visible-ratios: each ratio must be in (0, 1)")
     bad = [a for a in args.amp if a not in AMP] + [c for c in args.compile if c not in ("eager", "compiled")]
     if bad:
         p.error(f"unknown --amp / --compile value(s): {', '.join(bad)}")
@@ -385,11 +495,12 @@ def main(argv=None) -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print(f"\n{args.arch}, {args.img_size} px, batch {args.batch}, median of {args.steps} steps, "
+    timed = "FLOPs only (batch 1)" if args.flops_only else f"batch {args.batch}, median of {args.steps} steps"
+    print(f"\n{args.arch}, {args.img_size} px, {timed}, "
           f"{result['machine'].get('gpu', 'CPU')} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
           f"JSON: {out}")
     print(format_table(rows))
-    return 0 if all(not math.isnan(r["img_per_s"]) for r in rows) else 1
+    return 0 if all(r["img_per_s"] is None or not math.isnan(r["img_per_s"]) for r in rows) else 1
 
 
 if __name__ == "__main__":

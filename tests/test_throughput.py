@@ -9,10 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import REPO
-from maskfeat.tasks.pretrain import build_config, build_trainer
+from helpers import REPO, eager_and_compiled_losses
 from maskfeat.data.images import decode_rgb, skimage_photos
-from maskfeat.engine.distributed import DistEnv
 from maskfeat.hog import HOGGenerator
 
 
@@ -75,32 +73,12 @@ def test_hog_impl_auto_is_eager_on_cpu_and_a_failed_compile_falls_back(monkeypat
     assert hog._compiled is None
 
 
-def tiny_step_trainer(tmp_path, compiled: bool):
-    cfg = build_config(None, [
-        "model.arch=vit-pico", "model.img_size=32", "mask.min_num_patches=1", "train.batch_size=4",
-        f"train.compile={str(compiled).lower()}", f"train.output_dir={tmp_path / str(compiled)}",
-        "train.progress=false", "data.samples_per_epoch=8", "data.num_workers=0", "optim.warmup_epochs=0",
-        "optim.lr=0.05",
-    ])
-    return build_trainer(cfg, DistEnv())
-
-
 def test_compiled_training_step_gives_the_eager_losses(tmp_path):
     """Three optimizer steps on one fixed batch: forward, backward and AdamW compiled vs eager."""
     x = photo_batch(32).mul(58).add(120).clamp(0, 255).to(torch.uint8)
     mask = torch.zeros(4, 2, 2, dtype=torch.bool)
     mask[:, 0, 1] = mask[1:, 1, 0] = True
-    batch = {"images": x, "mask": mask}
-    losses = {}
-    for compiled in (False, True):
-        trainer = tiny_step_trainer(tmp_path, compiled)
-        run = []
-        for _ in range(3):
-            run.append(trainer._forward_backward(batch, sync=True).item())
-            trainer._optimizer_step()
-        assert compiled is False or trainer.fwd is not trainer._eager, "compile fell back to eager"
-        losses[compiled] = run
-    eager, comp = losses[False], losses[True]
+    eager, comp = eager_and_compiled_losses(tmp_path, {"images": x, "mask": mask})
     assert eager[2] < eager[0]                                # the steps really train (lr 0.05)
     for a, b in zip(eager, comp):
         assert abs(a - b) < 1e-3, (eager, comp)             # measured ~1e-7
@@ -116,30 +94,55 @@ def load_bench():
 def test_throughput_bench_runs_on_cpu_and_writes_its_table(tmp_path, capsys):
     bench = load_bench()
     out = tmp_path / "tp.json"
-    rc = bench.main(["--arch", "vit-pico", "--img-size", "32", "--batch", "4", "--steps", "3", "--warmup", "1",
+    rc = bench.main(["--arch", "vit-pico", "--img-size", "64", "--batch", "4", "--steps", "3", "--warmup", "1",
                      "--compile", "eager", "--device", "cpu", "--data", str(tmp_path / "jpegs"), "--make-data", "10",
                      "--workers", "0", "--json", str(out)])
     assert rc == 0
     assert len(list((tmp_path / "jpegs").glob("*.jpg"))) == 10
     result = json.loads(out.read_text())
     rows = result["rows"]
-    assert [(r["model"], r["variant"]) for r in rows] == [("maskfeat", "eager"), ("timm ViT", "eager"),
-                                                          ("maskfeat", "data cpu, eager")]
-    ours, timm, data = rows
+    assert [(r["model"], r["variant"]) for r in rows] == [
+        ("maskfeat", "eager"), ("maskfeat visible@0.4", "eager"), ("maskfeat visible@0.75", "eager"),
+        ("timm ViT", "eager"), ("maskfeat", "data cpu, eager")]
+    ours, vis40, vis75, timm, data = rows
     for r in rows:
         assert r["img_per_s"] > 0 and r["ms_per_step"] > 0
         assert math.isclose(r["img_per_s"], 4 / (r["ms_per_step"] / 1e3), rel_tol=0.02)
-    assert ours["steps"] == 3 and timm["steps"] == 3 and data["steps"] == 3
+        assert r["steps"] == 3
+        assert r is data or r["cpu_ms_per_step"] > 0
     # FLOPs of a forward + backward (2 per multiply-add), against a count by hand for the timm ViT:
-    # every Linear 3x its forward (input and weight grads), the patch conv 2x (no input grad); SDPA
-    # is not counted on CPU (its 2*2*T^2*D per block is < 1% here)
-    d, depth, tokens, patches = 96, 2, 5, 4
+    # every Linear 3x its forward (input and weight grads), the patch conv 2x (no input grad), and
+    # attention's two matmuls (QK^T, AV: 2*2*T^2*D forward) 3x, counted on CPU too (unfused while counting)
+    d, depth, patches = 96, 2, 16
     linear = d * 3 * d + d * d + 2 * d * 4 * d
-    by_hand = 3 * 2 * tokens * linear * depth + 2 * 2 * patches * (3 * 16 * 16) * d
-    assert math.isclose(timm["gflop_per_img"] * 1e9, by_hand, rel_tol=0.02), (timm["gflop_per_img"], by_hand)
+
+    def encoder_by_hand(tokens):
+        return 3 * 2 * tokens * linear * depth + 3 * 2 * 2 * tokens ** 2 * d * depth + 2 * 2 * patches * (3 * 16 * 16) * d
+    assert math.isclose(timm["gflop_per_img"] * 1e9, encoder_by_hand(1 + patches), rel_tol=1e-3)
+    assert math.isclose(ours["enc_gflop_per_img"], timm["gflop_per_img"], rel_tol=1e-3)   # the same ViT
+    # visible: the blocks see cls + the visible patches (6 of 16 masked at 0.4, 12 at 0.75); the patch
+    # embedding still runs on every patch
+    for r, masked in ((vis40, 6), (vis75, 12)):
+        assert math.isclose(r["enc_gflop_per_img"] * 1e9, encoder_by_hand(1 + patches - masked), rel_tol=1e-3)
+        assert r["gflop_per_img"] > r["enc_gflop_per_img"]                 # + decoder, head, HOG conv
+        assert math.isclose(r["flops_vs_full"], r["gflop_per_img"] / ours["gflop_per_img"], rel_tol=1e-3)
+        assert math.isclose(r["time_vs_full"], r["ms_per_step"] / ours["ms_per_step"], rel_tol=1e-3)
+        assert math.isclose(r["cpu_time_vs_full"], r["cpu_ms_per_step"] / ours["cpu_ms_per_step"], rel_tol=2e-3)
     assert timm["gflop_per_img"] < ours["gflop_per_img"] < 2.5 * timm["gflop_per_img"]   # + HOG conv, head
+    assert vis75["enc_gflop_per_img"] < vis40["enc_gflop_per_img"] < ours["enc_gflop_per_img"]
     assert math.isclose(ours["overhead_vs_timm"], ours["ms_per_step"] / timm["ms_per_step"] - 1, abs_tol=1e-3)
     assert 0 <= data["data_wait_share"] <= 1
     table = capsys.readouterr().out.strip().splitlines()
-    assert table[-5].startswith("| model") and "img/s" in table[-5] and "TFLOP/s" in table[-5]
+    assert table[-7].startswith("| model") and "img/s" in table[-7] and "FLOP vs full" in table[-7]
     assert result["machine"]["torch"] == torch.__version__
+
+
+def test_throughput_bench_flops_only(tmp_path, capsys):
+    bench = load_bench()
+    rc = bench.main(["--arch", "vit-pico", "--img-size", "64", "--flops-only", "--visible-ratios", "0.5",
+                     "--compile", "eager", "--device", "cpu", "--json", str(tmp_path / "f.json")])
+    assert rc == 0
+    rows = json.loads((tmp_path / "f.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["maskfeat", "maskfeat visible@0.5", "timm ViT"]
+    assert all(r["ms_per_step"] is None and r["steps"] == 0 and r["gflop_per_img"] > 0 for r in rows)
+    assert "FLOPs only" in capsys.readouterr().out

@@ -21,6 +21,17 @@ SHARD_KEYS = {
     "shuffle_buffer": 1000,          # samples each loader worker draws from at random (memory!); 0 = off
 }
 
+# model.encoder and its decoder, in both PRETRAIN (image) and VIDEO_PRETRAIN.
+ENCODER_KEYS = {
+    "encoder": "full",               # full: every patch through the encoder, masked ones as the mask token (MaskFeat)
+                                     # visible: the encoder sees the unmasked patches only and a light decoder, given
+                                     # mask tokens, predicts the masked ones (MAE's design: the encoder's cost falls
+                                     # with mask.ratio; ViT and video ViT only, MViT stays full)
+    "decoder_dim": 0,                # visible: decoder width (0 = half the encoder's)
+    "decoder_depth": 2,              # visible: decoder blocks
+    "decoder_heads": 0,              # visible: decoder attention heads (0 = decoder_dim / 64, at least 1)
+}
+
 PRETRAIN = {
     "modality": "image",             # image | video (maskfeat.video.defaults.VIDEO_PRETRAIN)
     "model": {
@@ -30,6 +41,7 @@ PRETRAIN = {
         "drop_path_rate": 0.0,
         "target": "hog",             # hog | pixel (the paper's ablation)
         "decay_pos_embed": True,     # mmpretrain decays pos_embed and cls_token
+        **ENCODER_KEYS,
     },
     "hog": {
         "nbins": 9,

@@ -80,6 +80,11 @@ class BlockMaskGenerator:
             remaining = min(self.num_masking_patches - count, self.max_num_patches)
             count += self._try_block(mask, remaining, rng, blocks)
         if count < self.num_masking_patches:  # astronomically rare: top up with single cells
-            free = np.flatnonzero(~mask)
-            mask.flat[rng.choice(free, self.num_masking_patches - count, replace=False)] = True
+            top_up(mask, self.num_masking_patches - count, rng)
         return mask, blocks or []
+
+
+def top_up(mask: np.ndarray, missing: int, rng: np.random.Generator) -> None:
+    """Mask ``missing`` more cells of ``mask`` (in place), drawn uniformly from the free ones."""
+    free = np.flatnonzero(~mask)
+    mask.flat[rng.choice(free, missing, replace=False)] = True

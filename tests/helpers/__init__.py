@@ -79,3 +79,26 @@ def run_trainer(tmp_path, name, *extra, step_hook=None):
         trainer.step_fn = lambda model, batch: step_hook(trainer, inner(model, batch))
     trainer.fit()
     return trainer
+
+
+def eager_and_compiled_losses(tmp_path, batch: dict, *extra: str, steps: int = 3) -> tuple[list, list]:
+    """Losses of ``steps`` optimizer steps on one fixed batch, eager and with train.compile=true
+    (asserted not to have fallen back), for a vit-pico at 32 px (``extra``: 'key=value' overrides)."""
+    from maskfeat.tasks.pretrain import build_config, build_trainer
+    from maskfeat.engine.distributed import DistEnv
+
+    losses = {}
+    for compiled in (False, True):
+        cfg = build_config(None, [
+            "model.arch=vit-pico", "model.img_size=32", "mask.min_num_patches=1", "train.batch_size=4",
+            f"train.compile={str(compiled).lower()}", f"train.output_dir={tmp_path / str(compiled)}",
+            "train.progress=false", "data.samples_per_epoch=8", "data.num_workers=0", "optim.warmup_epochs=0",
+            "optim.lr=0.05", *extra])
+        trainer = build_trainer(cfg, DistEnv())
+        run = []
+        for _ in range(steps):
+            run.append(trainer._forward_backward(batch, sync=True).item())
+            trainer._optimizer_step()
+        assert compiled is False or trainer.fwd is not trainer._eager, "compile fell back to eager"
+        losses[compiled] = run
+    return losses[False], losses[True]

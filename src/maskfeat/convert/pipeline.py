@@ -19,6 +19,7 @@ from ..models import ARCHS, build_pretrain_model
 from ..namemaps import mmpretrain, slowfast
 from ..namemaps.mmpretrain import ClassifierWeights
 from .arch import VitShape, classifier_config, pretrain_config, read_shape, timm_recipe
+from ..namemaps.maskfeat import dropped_note, pretraining_only
 from .timm_export import maskfeat_encoder_to_timm, save_timm
 
 SOURCES = ("auto", "mmpretrain", "slowfast", "maskfeat")
@@ -161,6 +162,8 @@ def _write_pretrain(w: Weights, src: Path, dst: Path, target: str, num_heads: in
     if verify and w.config is not None:
         reference = build_pretrain_model(w.config).encoder
         reference.load_state_dict({k[len("encoder."):]: v for k, v in w.pretrain.items() if k.startswith("encoder.")})
+    if note := dropped_note(pretraining_only(w.pretrain)):
+        lines.append(note)
     with atomic_path(dst) as tmp:
         call = save_timm(encoder, shape, tmp, source=w.source, load_path=dst)
         diff = verify_timm(tmp, shape, timm_recipe(shape), reference) if verify else None

@@ -14,6 +14,7 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
+from ..namemaps.maskfeat import dropped_note, pretraining_only
 from ..namemaps.mmpretrain import mmpretrain_to_maskfeat
 from ..engine.checkpoint import load_checkpoint
 from ..errors import UserError
@@ -25,6 +26,7 @@ class PretrainedEncoder:
     path: Path
     state: dict[str, torch.Tensor]          # timm VisionTransformer names (+ mask_token)
     config: dict | None = None              # the pre-training config, when the file has one
+    dropped: dict[str, int] = field(default_factory=dict)   # pre-training only: head, decoder (tensor counts)
 
     @property
     def patch_size(self) -> int:
@@ -47,19 +49,22 @@ class PretrainedEncoder:
         raise UserError(f"{self.path}: no maskfeat arch has width {dim} and depth {depth}")
 
 
-def _encoder_state(obj: dict, path: Path) -> dict[str, torch.Tensor]:
+def _encoder_state(obj: dict, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """(encoder tensors by timm name, the pre-training-only weights left out: {module: count})."""
     if "state_dict" in obj and isinstance(obj["state_dict"], dict) and \
             any(k.startswith("backbone.") for k in obj["state_dict"]):
         obj = mmpretrain_to_maskfeat(obj["state_dict"])
     elif "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    dropped = {}
     if any(k.startswith("encoder.") for k in tensors):
+        dropped = pretraining_only(tensors)
         tensors = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
     if "patch_embed.proj.weight" not in tensors or "pos_embed" not in tensors:
         raise UserError(f"{path}: no ViT encoder weights found (expected 'model' with encoder.* keys, "
                         "or timm names such as patch_embed.proj.weight)")
-    return tensors
+    return tensors, dropped
 
 
 def read_pretrained(path: str | Path) -> PretrainedEncoder:
@@ -69,7 +74,8 @@ def read_pretrained(path: str | Path) -> PretrainedEncoder:
                         "model.pretrained='' with model.arch, model.img_size and model.patch_size for a random init)")
     ckpt = load_checkpoint(path)
     cfg = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else None
-    return PretrainedEncoder(path, _encoder_state(ckpt, path), cfg)
+    state, dropped = _encoder_state(ckpt, path)
+    return PretrainedEncoder(path, state, cfg, dropped)
 
 
 @dataclass
@@ -78,11 +84,14 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)       # new in the model (e.g. head, fc_norm)
     unexpected: list[str] = field(default_factory=list)    # in the file, unused (e.g. norm, mask_token)
     resampled: str = ""
+    dropped: str = ""                                      # pre-training only (head, decoder), not offered
 
     def summary(self, path) -> str:
         parts = [f"loaded {self.loaded} tensors from {path}"]
         if self.resampled:
             parts.append(f"pos_embed resampled {self.resampled}")
+        if self.dropped:
+            parts.append(self.dropped)
         parts.append(f"missing (initialised fresh): {', '.join(self.missing) or 'none'}")
         parts.append(f"unexpected (ignored): {', '.join(self.unexpected) or 'none'}")
         return "; ".join(parts)
@@ -100,7 +109,7 @@ def load_encoder_into(model: nn.Module, pre: PretrainedEncoder, allow_missing=()
     """
     state = dict(pre.state)
     own = model.state_dict()
-    report = LoadReport()
+    report = LoadReport(dropped=dropped_note(pre.dropped))
     if "pos_embed" in own and state["pos_embed"].shape != own["pos_embed"].shape:
         prefix = 0 if getattr(model, "no_embed_class", False) else model.num_prefix_tokens
         new_grid = list(model.patch_embed.grid_size)

@@ -6,9 +6,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..targets import build_target
-from .vit import build_encoder
-
 
 @dataclass
 class MaskFeatOutput:
@@ -26,11 +23,17 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 
 
 class MaskFeat(nn.Module):
-    def __init__(self, encoder: nn.Module, target: nn.Module, decay_pos_embed: bool = True):
+    """Every patch through the encoder, masked ones as ``encoder.mask_token``; a linear head.
+
+    ``head_in`` is the width the head reads (the encoder's; a decoder's in subclasses).
+    """
+
+    def __init__(self, encoder: nn.Module, target: nn.Module, decay_pos_embed: bool = True,
+                 head_in: int | None = None):
         super().__init__()
         self.encoder = encoder
         self.target = target
-        self.head = nn.Linear(encoder.embed_dim, target.out_dim)
+        self.head = nn.Linear(head_in or encoder.embed_dim, target.out_dim)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
         self.decay_pos_embed = decay_pos_embed
@@ -50,6 +53,10 @@ class MaskFeat(nn.Module):
         with torch.autocast(images.device.type, enabled=False):
             return self.target(images)
 
+    def encode(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's output tokens for this mask: (B, 1 + N, D), masked patches as the mask token."""
+        return self.encoder.forward_features(images, mask)
+
     def forward(self, images: torch.Tensor, mask: torch.Tensor,
                 return_outputs: bool = False) -> MaskFeatOutput:
         """images (B, 3, H, W) normalised, mask (B, Hp, Wp) bool (True = masked)."""
@@ -57,7 +64,7 @@ class MaskFeat(nn.Module):
         # 1. targets from the full, un-masked image, fp32, no grad
         target = self.targets(images)                                    # (B, N, D_t)
         # 2. encoder with masked patches replaced by the mask token
-        latent = self.encoder.forward_features(images, mask)            # (B, 1 + N, D)
+        latent = self.encode(images, mask)                               # (B, 1 + N, D)
         latent = latent[:, self.encoder.num_prefix_tokens:]              # (B, N, D)
         # 3. linear head to the target dim
         pred = self.head(latent)                                         # (B, N, D_t)
@@ -66,15 +73,3 @@ class MaskFeat(nn.Module):
         if return_outputs:
             return MaskFeatOutput(loss, pred, target, mask)
         return MaskFeatOutput(loss)
-
-
-def build_pretrain_model(cfg: dict, device: torch.device | str = "cpu") -> MaskFeat:
-    """From the ``model`` and ``hog`` sections of a config; ``device`` picks the HOG implementation."""
-    m, h = cfg["model"], cfg["hog"]
-    encoder = build_encoder(m["arch"], img_size=m["img_size"], patch_size=m["patch_size"],
-                            drop_path_rate=m["drop_path_rate"])
-    target = build_target(m["target"], m["patch_size"], nbins=h["nbins"], cell_size=h["cell_size"],
-                          gaussian_window=h["gaussian_window"])
-    if hasattr(target, "set_impl"):
-        target.set_impl(h.get("impl", "auto"), device)
-    return MaskFeat(encoder, target, decay_pos_embed=m["decay_pos_embed"])

@@ -22,7 +22,8 @@ ARCHS: dict[str, dict] = {
 class MaskFeatViT(VisionTransformer):
     """timm ViT whose ``forward_features`` replaces masked patch embeddings by ``mask_token``.
 
-    All tokens (cls + every patch) go through the blocks; there is no token dropping.
+    ``forward_features``: all tokens (cls + every patch) go through the blocks (MaskFeat).
+    ``forward_visible``: only the cls token and the visible patches do (MAE-style encoder).
     """
 
     def __init__(self, **kwargs):
@@ -34,17 +35,7 @@ class MaskFeatViT(VisionTransformer):
 
     def init_maskfeat_weights(self) -> None:
         """SPEC init: trunc-normal .02 for Linear/Conv weights and the tokens, zero biases, LN 1/0."""
-        for t in (self.pos_embed, self.cls_token, self.mask_token):
-            if t is not None:
-                trunc_normal_(t, std=0.02)
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        spec_init(self, (self.pos_embed, self.cls_token, self.mask_token))
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -57,13 +48,54 @@ class MaskFeatViT(VisionTransformer):
             w = mask.flatten(1).unsqueeze(-1).to(x.dtype)         # (B, N, 1)
             x = x * (1.0 - w) + self.mask_token.to(x.dtype) * w
         x = self._pos_embed(x)                                    # (B, 1 + N, D)
+        return self._encode(x)
+
+    def forward_visible(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W), keep (B, N_vis) indices of the visible patches -> (B, prefix + N_vis, D).
+
+        Only the kept patches (and the cls token) go through the blocks; each patch gets its
+        position embedding before the others are dropped, so positions stay right.
+        """
+        x = self._pos_embed(self.patch_embed(x))                  # (B, 1 + N, D)
+        p = self.num_prefix_tokens
+        index = keep.unsqueeze(-1).expand(-1, -1, x.shape[-1])    # (B, N_vis, D)
+        x = torch.cat([x[:, :p], x[:, p:].gather(1, index)], dim=1)   # (B, 1 + N_vis, D)
+        return self._encode(x)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Embedded tokens (B, T, D) -> blocks -> final norm (B, T, D)."""
         x = self.patch_drop(x)
         x = self.norm_pre(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             x = checkpoint_seq(self.blocks, x)
         else:
-            x = self.blocks(x)                                    # (B, 1 + N, D)
+            x = self.blocks(x)                                    # (B, T, D)
         return self.norm(x)
+
+
+def spec_init(module: nn.Module, tokens=()) -> None:
+    """SPEC init of ``module``: trunc-normal .02 for ``tokens`` (in order), then for every
+    Linear/Conv weight; zero biases; LayerNorm weight 1, bias 0."""
+    for t in tokens:
+        if t is not None:
+            trunc_normal_(t, std=0.02)
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def drop_mask_token(encoder: MaskFeatViT) -> MaskFeatViT:
+    """The encoder of a visible-patch model never sees a mask token: remove it (an unused
+    parameter would stall DDP and sit in the checkpoint)."""
+    if getattr(encoder, "mask_token", None) is not None:
+        del encoder.mask_token
+        encoder.mask_token = None
+    return encoder
 
 
 def build_encoder(arch: str = "vit-base", img_size: int = 224, patch_size: int = 16,

@@ -90,7 +90,7 @@ def build_finetune_trainer(cfg: dict, env: DistEnv) -> tuple[Trainer, ViewEval]:
     if report is not None:
         trainer.logger.info(f"pretrained {cfg['pretrained']}: missing {report.missing}, unexpected "
                             f"{report.unexpected}, interpolated {report.interpolated}, ignored {len(report.ignored)} "
-                            "pre-training-only keys")
+                            f"pre-training-only keys ({report.dropped or 'none dropped'})")
     trainer.logger.info(f"maskfeat finetune (video): {cfg['model']['arch']} {cfg['model']['num_frames']}x"
                         f"{cfg['model']['img_size']}px, {num_classes} classes, {len(train_set)} clips/epoch, "
                         f"test {len(test_set)} views -> {trainer.output_dir}")

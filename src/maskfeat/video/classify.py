@@ -10,6 +10,7 @@ import torch.distributed as dist
 from timm.data import Mixup
 from torch import nn
 
+from ..namemaps.maskfeat import dropped_note, pretraining_only
 from ..engine.checkpoint import load_checkpoint
 from ..errors import UserError
 from .model import build_video_encoder
@@ -29,7 +30,8 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)       # classifier keys left at their init
     unexpected: list[str] = field(default_factory=list)    # encoder keys the classifier has no use for
     interpolated: list[str] = field(default_factory=list)  # rel-pos tables resampled to new lengths
-    ignored: list[str] = field(default_factory=list)       # pre-training only (mask token, HOG head)
+    ignored: list[str] = field(default_factory=list)       # pre-training only (mask token, HOG head, decoder)
+    dropped: str = ""                                      # the note on them: 'dropped: head (2 tensors), ...'
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
@@ -45,7 +47,8 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
     if not encoder:
         raise UserError(f"pretrained: {path} has no 'encoder.*' weights (is it a MaskFeat pre-training checkpoint?)")
     report = LoadReport(ignored=sorted(["encoder." + k for k in encoder if k in PRETRAIN_ONLY]
-                                       + [k for k in state if not k.startswith("encoder.")]))
+                                       + [k for k in state if not k.startswith("encoder.")]),
+                        dropped=dropped_note(pretraining_only(state)))
     encoder = {k: v for k, v in encoder.items() if k not in PRETRAIN_ONLY}
     resized = interpolate_rel_pos(encoder, model)
     report.interpolated = sorted(k for k in encoder if resized[k].shape != encoder[k].shape)

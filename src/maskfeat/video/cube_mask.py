@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..masking import top_up
+
 Block = tuple[int, int, int, int, int, int]   # (front, top, left, t, h, w)
 
 
@@ -29,7 +31,9 @@ class CubeMaskGenerator:
 
     Defaults are the K400 recipe: 8x7x7 grid (one unit = 2 frames x 32x32 px at 16x224x224),
     157 of 392 units, spatial area U[9, 49], aspect log-U(0.3, 1/0.3), t ~ U{1..8}.
-    ``max_num_patches=None`` means H * W (the whole frame).
+    ``max_num_patches=None`` means H * W (the whole frame). ``exact``: a mask that ends short
+    is topped up with single random free units, so every mask has exactly the target count
+    (the visible-patch encoder needs it; off by default, as the reference code).
     """
 
     input_size: tuple[int, int, int] = (8, 7, 7)
@@ -39,6 +43,7 @@ class CubeMaskGenerator:
     min_aspect: float = 0.3
     max_aspect: float | None = None
     max_tries: int = 100
+    exact: bool = False      # top a short mask up with single random units (model.encoder=visible)
 
     def __post_init__(self):
         size = tuple(int(s) for s in self.input_size)
@@ -95,6 +100,8 @@ class CubeMaskGenerator:
             if added == 0:
                 break
             count += added
+        if self.exact and count < self.num_masking_patches:
+            top_up(mask, self.num_masking_patches - count, rng)
         return mask
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 
-from ..defaults import PRETRAIN, SHARD_KEYS
+from ..defaults import ENCODER_KEYS, PRETRAIN, SHARD_KEYS
 
 KINETICS_MEAN = [0.45, 0.45, 0.45]
 KINETICS_STD = [0.225, 0.225, 0.225]
@@ -52,6 +52,7 @@ VIDEO_PRETRAIN = {
         "drop_path_rate": 0.0,
         "patch_size": 16,          # vit3d only (MViT: Conv3d 3x7x7 stride 2x4x4)
         "tubelet_size": 2,         # vit3d only
+        **ENCODER_KEYS,            # encoder: visible needs a vit3d arch (exact cube-mask count)
     },
     "hog": {
         "nbins": 9,

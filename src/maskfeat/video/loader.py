@@ -28,7 +28,8 @@ def mask_generator(cfg: dict) -> CubeMaskGenerator:
     try:
         return CubeMaskGenerator(grid, mask_ratio=m["ratio"], min_num_patches=m["min_num_patches"],
                                  max_num_patches=m["max_num_patches"], min_aspect=m["min_aspect"],
-                                 max_aspect=m["max_aspect"], max_tries=m["max_tries"])
+                                 max_aspect=m["max_aspect"], max_tries=m["max_tries"],
+                                 exact=model.get("encoder", "full") == "visible")
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
