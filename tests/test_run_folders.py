@@ -4,15 +4,15 @@ start changes nothing, converted files appear whole or not at all, clear message
 import hashlib
 import os
 import shutil
+import subprocess
 
 import pytest
 import torch
 
 from maskfeat.cli import main
 from maskfeat.engine.checkpoint import load_checkpoint
-from maskfeat.engine.run_folder import RunLock
 
-from helpers import REPO, log_steps, tiny_pretrain_overrides
+from helpers import PYTHON, REPO, cli_env, log_steps, tiny_pretrain_overrides
 
 
 def snapshot(folder) -> dict:
@@ -75,15 +75,19 @@ def test_a_fresh_start_over_a_run_is_refused_unless_overwrite(run_copy, capsys):
 
 
 def test_a_second_run_in_the_same_folder_is_refused_naming_the_first_pid(run_copy, capsys):
-    lock = RunLock(run_copy)
-    lock.claim()                                       # this process plays the first, running run
+    holder = subprocess.Popen([PYTHON, "-c", f"import sys, time; from pathlib import Path; "
+                               f"from maskfeat.engine.run_folder import RunLock; lock = RunLock(Path({str(run_copy)!r})); lock.claim(); "
+                               f"print('locked', flush=True); time.sleep(120)"],
+                              stdout=subprocess.PIPE, text=True, env=cli_env())   # plays the first, running run
     try:
+        assert holder.stdout.readline().strip() == "locked"
         before = snapshot(run_copy)
         assert main(["pretrain", *tiny_pretrain_overrides(run_copy, **{"train.epochs": 3})]) == 2
-        one_error(capsys, "in use by another run", f"PID {os.getpid()}")
+        one_error(capsys, "in use by another run", f"PID {holder.pid}")
         assert snapshot(run_copy) == before
     finally:
-        lock.release()
+        holder.kill()
+        holder.wait()
     assert main(["pretrain", *tiny_pretrain_overrides(run_copy, **{"train.epochs": 3})]) == 0
 
 

@@ -31,9 +31,10 @@ TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "step", "epoch", "
 
 
 class RunLock:
-    """An exclusive ``flock`` on ``<folder>/.run.lock`` (released when the file is closed, by
-    ``release``, by garbage collection or by the kernel when the process dies), holding the
-    owner's PID and host so that a second run can say whose it is."""
+    """An exclusive POSIX lock (``lockf``) on ``<folder>/.run.lock``, holding the owner's PID and host
+    so that a second run can say whose it is. A POSIX lock belongs to the process: forked loader
+    workers do not inherit it (an ``flock`` would stay held by them after the run let it go), and
+    the kernel drops it when the process dies."""
 
     def __init__(self, folder: Path):
         self.path = folder / LOCK_NAME
@@ -41,8 +42,8 @@ class RunLock:
 
     def _take(self, file) -> None:
         try:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):
             file.seek(0)
             owner = file.read(200).strip() or "unknown PID"
             file.close()
@@ -67,7 +68,7 @@ class RunLock:
 
     def release(self) -> None:
         if self.file is not None:
-            self.file.close()            # closing the file drops the flock
+            self.file.close()            # closing the file drops the lock
             self.file = None
 
 
