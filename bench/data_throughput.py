@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/throughput.py's make_jpeg_folder
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench_util.make_jpeg_folder
 
 
 # -- memory ------------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.make_data:
-        from throughput import make_jpeg_folder
+        from bench_util import make_jpeg_folder
 
         make_jpeg_folder(Path(args.images), args.make_data)
     torch.set_num_threads(1)        # as in a loader worker (with --workers 0 the main process decodes)

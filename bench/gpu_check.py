@@ -98,7 +98,7 @@ def check_device_decode(device, results, tmp: Path) -> None:
         check("device JPEG decode", False, "maskfeat.data.device_decode missing", results)
         return
     sys.path.insert(0, str(Path(__file__).parent))
-    from throughput import make_jpeg_folder
+    from bench_util import make_jpeg_folder
 
     root = tmp / "jpegs"
     make_jpeg_folder(root, 32)

@@ -31,21 +31,21 @@ The table is printed last; ``--json`` writes the rows with the machine and versi
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from maskfeat.tasks.pretrain import build_config, build_trainer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_util import (flops_per_image, format_table, machine, make_jpeg_folder,  # noqa: E402,F401
+                        peak_memory_gib, reset_memory, sync, time_steps)
+from maskfeat.tasks.pretrain import build_config, build_trainer  # noqa: E402
 from maskfeat.engine.distributed import distributed_session, seed_everything
 from maskfeat.engine.optim import build_optimizer
 from maskfeat.masking import BlockMaskGenerator
@@ -55,60 +55,6 @@ AMP = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def peak_memory_gib(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-
-
-def reset_memory(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-@contextmanager
-def counted_attention(model: torch.nn.Module):
-    """timm's attention as two explicit matmuls (``fused_attn`` off): torch's FLOP counter has no
-    formula for the fused CPU kernel, so attention would go uncounted on a CPU."""
-    mods = [m for m in model.modules() if hasattr(m, "fused_attn")]
-    saved = [m.fused_attn for m in mods]
-    for m in mods:
-        m.fused_attn = False
-    try:
-        yield
-    finally:
-        for m, f in zip(mods, saved):
-            m.fused_attn = f
-
-
-def flops_per_image(step_once, batch: int, model: torch.nn.Module) -> float:
-    """FLOPs of one forward + backward at ``batch`` images, divided by ``batch``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with counted_attention(model), FlopCounterMode(display=False) as counter:
-        step_once()
-    return counter.get_total_flops() / batch
-
-
-def time_steps(step, device: torch.device, warmup: int, steps: int) -> list[float]:
-    """Seconds of each of ``steps`` synchronised calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        step()
-    sync(device)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def synthetic_batch(batch: int, img_size: int, patch: int, min_patches: int, device: torch.device,
                     ratio: float = 0.4) -> dict:
     g = torch.Generator().manual_seed(0)
@@ -335,28 +281,6 @@ def add_cpu_time(rows: list[dict], names: list[str], cpu: dict) -> None:
 
 
 # -- data mode ------------------------------------------------------------------------------------------
-def make_jpeg_folder(root: Path, count: int, seed: int = 0) -> None:
-    """``count`` JPEGs of ImageNet-like sizes (shorter side 300-500 px), crops of scikit-image's photos."""
-    from PIL import Image
-
-    from maskfeat.data.images import decode_rgb, skimage_photos
-
-    root.mkdir(parents=True, exist_ok=True)
-    photos = [decode_rgb(p).permute(1, 2, 0).numpy() for p in skimage_photos()]
-    photos = [p for p in photos if min(p.shape[:2]) >= 256]
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        src = photos[i % len(photos)]
-        h, w = src.shape[:2]
-        ch, cw = int(rng.integers(h // 2, h + 1)), int(rng.integers(w // 2, w + 1))
-        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        short = int(rng.integers(300, 501))
-        scale = short / min(ch, cw)
-        im = Image.fromarray(src[top:top + ch, left:left + cw]).resize((round(cw * scale), round(ch * scale)),
-                                                                        Image.BILINEAR)
-        im.save(root / f"img_{i:06d}.jpg", quality=90)
-
-
 def run_data_mode(args, env, out_root: Path) -> list[dict]:
     rows = []
     device = env.device
@@ -373,7 +297,7 @@ def run_data_mode(args, env, out_root: Path) -> list[dict]:
         epoch, done = 0, 0
         print(f"[data {decode}] {len(loader.dataset)} files, {args.workers} workers ...", file=sys.stderr, flush=True)
         while done < args.warmup + args.steps:
-            loader.sampler.set_epoch(epoch)
+            loader.set_epoch(epoch)
             t_end = time.perf_counter()
             for batch in loader:
                 t_data = time.perf_counter()
@@ -400,44 +324,6 @@ def run_data_mode(args, env, out_root: Path) -> list[dict]:
 
 
 # -- output ---------------------------------------------------------------------------------------------
-def _fmt(value, spec: str, scale: float = 1.0, suffix: str = "") -> str:
-    return "-" if value is None else f"{value * scale:{spec}}{suffix}"
-
-
-def format_table(rows: list[dict]) -> str:
-    head = ["model", "variant", "amp", "batch", "img/s", "ms/step", "time vs full", "CPU-time vs full",
-            "GFLOP/img", "FLOP vs full",
-            "enc GFLOP", "TFLOP/s", "peak GiB", "vs timm", "data wait"]
-    lines = [head]
-    for r in rows:
-        lines.append([r["model"], r["variant"], r["amp"], str(r["batch"]), _fmt(r.get("img_per_s"), ".1f"),
-                      _fmt(r.get("ms_per_step"), ".1f"), _fmt(r.get("time_vs_full"), ".2f", suffix="x"),
-                      _fmt(r.get("cpu_time_vs_full"), ".2f", suffix="x"),
-                      _fmt(r.get("gflop_per_img"), ".4g"), _fmt(r.get("flops_vs_full"), ".3f", suffix="x"),
-                      _fmt(r.get("enc_gflop_per_img"), ".4g"),
-                      _fmt(r.get("tflops"), ".3g"), _fmt(r.get("peak_mem_gib"), ".2f"),
-                      _fmt(r.get("overhead_vs_timm"), "+.1f", 100, "%"),
-                      _fmt(r.get("data_wait_share"), ".0f", 100, "%")])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    fmt = lambda line: "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([fmt(lines[0]), sep] + [fmt(line) for line in lines[1:]])
-
-
-def machine() -> dict:
-    info = {"torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor() or
-            platform.machine(), "threads": torch.get_num_threads()}
-    try:
-        import timm
-        import torchvision
-        info.update(timm=timm.__version__, torchvision=torchvision.__version__)
-    except ImportError:
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     gpu = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
