@@ -22,7 +22,8 @@ More cases are more entries in ``CASES``: name -> function(args, workers) that r
 
 Fair on a noisy machine: the cases take turns, ``--rounds`` times (a fresh iterator each turn,
 ``--warmup`` batches untimed, then ``--batches`` timed); the table gives the median samples/s of the
-rounds and their range, ``x base`` torchcodec's over PyAV's. ``CPU ms/sample``: user + system CPU
+rounds and their range, ``x base`` torchcodec's over PyAV's (shards' over the folder's). The batches
+the workers prefetched during the warm-up are taken untimed as well. ``CPU ms/sample``: user + system CPU
 time of the main process and its workers (all their threads) over the timed batches, per sample:
 the fair measure of decoding cost on a machine shared with other work, where samples/s also
 depends on how many threads each decoder runs (PyAV: FFmpeg's automatic frame threads in every
@@ -104,7 +105,8 @@ def video_loader(args, workers: int, decoder: str, decode: str = "cpu"):
         raise SystemExit(f"--clips {','.join(args.clips)}: none of the bundled clips "
                          f"({', '.join(c.stem for c in embedded_videos())})")
     ann = Path(args.tmp) / "clips.txt"
-    repeat = args.repeat or -(-(args.warmup + args.batches) * args.batch // len(clips))   # 0: one turn's worth
+    turn = args.warmup + args.batches + 4 * workers                  # build_loader's prefetch_factor is 4
+    repeat = args.repeat or -(-turn * args.batch // len(clips))       # 0: one turn's worth
     ann.write_text("".join(f"{p.name}\n" for _ in range(repeat) for p in clips))
     overrides = [f"data.root={clips[0].parent}", f"data.ann_file={ann}", f"data.num_workers={workers}",
                  f"data.video_decoder={decoder}", f"data.decode={decode}", "data.persistent_workers=false",
@@ -162,11 +164,18 @@ BASELINES = {"video torchcodec": "video pyav", "video torchcodec device": "video
 
 
 # -- measuring ---------------------------------------------------------------------------------------
+def prefetched(loader) -> int:
+    """Batches the workers have made ahead when the timing starts (prefetch_factor per worker)."""
+    return loader.num_workers * (loader.prefetch_factor or 0)
+
+
 def one_turn(loader, epoch: int, warmup: int, batches: int) -> dict:
-    """Samples/s over ``batches`` batches after ``warmup`` untimed ones, and the memory then."""
+    """Samples/s over ``batches`` batches after ``warmup`` untimed ones plus the batches the workers had
+    prefetched meanwhile (taken untimed too: timing them would count work done before the clock
+    started), and the memory then."""
     loader.set_epoch(epoch)
     it = iter(loader)
-    for _ in range(warmup):
+    for _ in range(warmup + prefetched(loader)):
         next(it)
     procs = [os.getpid()] + child_pids(os.getpid())
     samples, cpu0, t0 = 0, cpu_seconds(procs), time.perf_counter()
@@ -185,7 +194,7 @@ def one_turn(loader, epoch: int, warmup: int, batches: int) -> dict:
 def measure(args) -> list[dict]:
     loaders = {(name, w): CASES[name](args, w) for w in args.workers for name in args.cases
                if w == 0 or not name.endswith(" device")}            # device decoding: main process only
-    need = (args.warmup + args.batches) * args.batch
+    need = (args.warmup + args.batches + max(prefetched(x) for x in loaders.values())) * args.batch
     for (name, w), loader in loaders.items():
         if loader.samples_per_rank < need:
             raise SystemExit(f"{name}: {loader.samples_per_rank} samples per epoch, a turn needs {need} "
