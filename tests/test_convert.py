@@ -309,3 +309,11 @@ def test_mmpretrain_classifier_to_a_finetune_checkpoint(pico, tmp_path, capsys):
         ref = F.linear(F.layer_norm(tokens[:, 1:].mean(1), (96,), sd["backbone.ln2.weight"], sd["backbone.ln2.bias"], 1e-6),
                        sd["head.fc.weight"], sd["head.fc.bias"])
         assert (clf(x) - ref).abs().max() < 1e-5
+    # that converted checkpoint (like any `maskfeat finetune` checkpoint) exports to timm: same logits
+    rc, out, _ = run(capsys, tmp_path / "ft.pth", tmp_path / "ft.safetensors")
+    assert rc == 0 and "classifier: 96x2, 7 classes, pool avg" in out
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, embed_dim=96, depth=2, num_heads=3, img_size=64,
+                            num_classes=7, global_pool="avg", fc_norm=True).eval()
+    net.load_state_dict(load_file(str(tmp_path / "ft.safetensors")), strict=True)
+    with torch.no_grad():
+        assert (net(x) - ref).abs().max() < 1e-5
