@@ -124,3 +124,23 @@ def format_table(rows: list[dict]) -> str:
     fmt = lambda line: "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([fmt(lines[0]), sep] + [fmt(line) for line in lines[1:]])
+
+
+def pss_mib(pid: int, field: str = "Pss") -> float:
+    """``field`` (Pss, Pss_Anon, ...) of one process's /proc/<pid>/smaps_rollup in MiB (0 when it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in text.splitlines() if line.startswith(field + ":")), 0.0)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (the DataLoader workers), from /proc/<pid>/task/*/children."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return sorted(set(kids))

@@ -46,33 +46,11 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench_util.make_jpeg_folder
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_util import child_pids, pss_mib  # noqa: E402
 
 
 # -- memory ------------------------------------------------------------------------------------------
-def pss_mib(pid: int) -> float:
-    """PSS of one process in MiB (0 when it is gone or /proc has no smaps_rollup)."""
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return 0.0
-    for line in text.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def child_pids(pid: int) -> list[int]:
-    """Direct children of ``pid`` (the DataLoader workers), from /proc/<pid>/task/*/children."""
-    kids: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids += [int(k) for k in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return sorted(set(kids))
-
-
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of these processes so far (their threads included)."""
     total = 0

@@ -37,6 +37,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_util import child_pids, pss_mib  # noqa: E402
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, build_pretrain_loader
 from maskfeat.defaults import PRETRAIN
@@ -61,26 +63,13 @@ def make_list(folder: Path, lines: int, classes: int = 1000) -> Path:
     return ann
 
 
-def pss_kib(pid: int, field: str = "Pss") -> int:
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/children") as f:
-            out += [int(c) for c in f.read().split()]
-    return out
-
-
 def pss_row(stage: str) -> dict:
     """MiB of PSS of this process and of its children (the loader workers), and their anonymous part."""
     me = os.getpid()
-    kids = children(me)
+    kids = child_pids(me)
     row = {"stage": stage, "workers_n": len(kids)}
     for key, field in (("", "Pss"), ("anon_", "Pss_Anon")):
-        main, workers = pss_kib(me, field) / 1024, sum(pss_kib(c, field) for c in kids) / 1024
+        main, workers = pss_mib(me, field), sum(pss_mib(c, field) for c in kids)
         row.update({key + "main": main, key + "workers": workers, key + "total": main + workers})
     return row
 
@@ -116,13 +105,13 @@ def run(args: argparse.Namespace, folder: Path) -> list[dict]:
         "data.source=list", f"data.root={folder}", f"data.ann_file={ann}", f"data.num_workers={args.workers}",
         "data.pin_memory=false", f"model.img_size={args.img_size}", "mask.min_num_patches=2",
         f"train.batch_size={args.batch}"])
-    before = pss_kib(os.getpid())
+    before = pss_mib(os.getpid())
     t0 = time.perf_counter()
     dataset = build_pretrain_dataset(cfg)
     parse_s = time.perf_counter() - t0
     files = getattr(dataset, "files", None)
     index_mib = files.nbytes / 2**20 if files is not None else float("nan")
-    build_mib = (pss_kib(os.getpid()) - before) / 1024
+    build_mib = pss_mib(os.getpid()) - before
     print(f"list file: {len(dataset):,} lines; parse {parse_s:.2f} s; index {index_mib:.1f} MiB "
           f"({type(files).__name__ if files is not None else 'list of paths'}); "
           f"build added {build_mib:.1f} MiB to the main process's PSS", flush=True)

@@ -1,7 +1,6 @@
 """Runs that cannot be lost (issue 11, items 3, 5, 6, 8, 9, 10, 12): a finished run started again
 writes nothing, a fresh start never replaces a run unasked, one run per folder at a time, a failed
 start changes nothing, converted files appear whole or not at all, clear messages."""
-import hashlib
 import os
 import shutil
 import subprocess
@@ -12,13 +11,7 @@ import torch
 from maskfeat.cli import main
 from maskfeat.engine.checkpoint import load_checkpoint
 
-from helpers import PYTHON, REPO, cli_env, log_steps, tiny_pretrain_overrides
-
-
-def snapshot(folder) -> dict:
-    """{relative path: sha256} of every file under ``folder`` (hidden ones included)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+from helpers import PYTHON, REPO, cli_env, log_steps, snapshot, tiny_pretrain_overrides
 
 
 @pytest.fixture(scope="module")

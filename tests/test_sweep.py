@@ -2,7 +2,6 @@
 (the bad input skipped and counted, or nothing to do) or exit 2 with one stderr line naming the key
 or file, never a traceback, and the run folder it was pointed at (a finished pre-training run) is
 byte-identical afterwards. A table, not a list of tests: one more case is one more row."""
-import hashlib
 import pickle
 import shutil
 
@@ -13,7 +12,7 @@ from PIL import Image
 
 from maskfeat.cli import main
 
-from helpers import REPO, tiny_pretrain_overrides
+from helpers import REPO, snapshot, tiny_pretrain_overrides
 from eval_helpers import make_folder
 from test_image_pixel_limit import png_bomb
 
@@ -23,11 +22,6 @@ FINETUNE = "configs/finetune/vit-base-p16_in1k.yaml"
 class Evil:
     def __reduce__(self):
         return (print, ("pwned",))
-
-
-def snapshot(folder) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

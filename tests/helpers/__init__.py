@@ -2,6 +2,7 @@
 
 (Fixtures live in conftest.py; this is a plain module: ``from helpers import ...``.)
 """
+import hashlib
 import os
 import subprocess
 import sys
@@ -102,3 +103,9 @@ def eager_and_compiled_losses(tmp_path, batch: dict, *extra: str, steps: int = 3
         assert compiled is False or trainer.fwd is not trainer._eager, "compile fell back to eager"
         losses[compiled] = run
     return losses[False], losses[True]
+
+
+def snapshot(folder: Path) -> dict:
+    """{relative path: sha256} of every file under ``folder`` (hidden ones included)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}

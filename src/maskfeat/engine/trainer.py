@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import time
 from collections import deque
 from contextlib import nullcontext
@@ -116,10 +115,15 @@ class Trainer:
         except BaseException:                        # NothingToDo, KeyboardInterrupt: let the folder go
             self.lock.release()
             raise
-        if any_rank(failed is not None, self.env):   # every rank stops, none waits at a barrier
-            self.lock.release()
-            raise failed or UserError(f"train.output_dir: rank 0 cannot use {self.output_dir}")
+        self._stop_on_any_rank(failed, f"train.output_dir: rank 0 cannot use {self.output_dir}")
         return start
+
+    def _stop_on_any_rank(self, failed: UserError | None, elsewhere: str) -> None:
+        """Every rank stops (none waits at a barrier) and lets the folder go when any rank failed; a rank
+        that did not fail itself raises ``elsewhere``."""
+        if any_rank(failed is not None, self.env):
+            self.lock.release()
+            raise failed or UserError(elsewhere)
 
     def _write_config(self) -> None:
         """Rank 0 takes the folder (lock), clears what ``start`` replaces and writes ``config.yaml``;
@@ -130,13 +134,11 @@ class Trainer:
                 check_writable(self.output_dir)
                 self.lock.claim()
                 if self.start.clear_folder and (gone := clear_run_files(self.output_dir)):
-                    print(f"starting from scratch in {self.output_dir}: removed {', '.join(gone)}", file=sys.stderr)
+                    self.env.print_main(f"starting from scratch in {self.output_dir}: removed {', '.join(gone)}")
                 save_config(self.cfg, self.output_dir / "config.yaml")
             except (UserError, OSError) as e:
                 failed = e if isinstance(e, UserError) else UserError(f"train.output_dir: {self.output_dir}: {e}")
-        if any_rank(failed is not None, self.env):
-            self.lock.release()
-            raise failed or UserError(f"train.output_dir: rank 0 cannot write to {self.output_dir}")
+        self._stop_on_any_rank(failed, f"train.output_dir: rank 0 cannot write to {self.output_dir}")
 
     def _wrap_model(self, model: nn.Module) -> None:
         """``model`` (the bare module: checkpoints, EMA) on the device; DDP and torch.compile around it."""
