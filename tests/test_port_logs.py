@@ -9,10 +9,10 @@ import subprocess
 import pytest
 import yaml
 
-from helpers import PYTHON, cli_env, tiny_pretrain_overrides
+from helpers import PYTHON, cli_env, run_trainer, tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.commands.compare_loss import compare_and_report
-from maskfeat.engine.logger import fixed_point, train_text_line
+from maskfeat.engine.logger import fixed_point, train_text_line, val_text_line
 from maskfeat.errors import UserError
 from maskfeat.logs import read_log, read_loss_curve
 
@@ -70,7 +70,8 @@ def test_mmengine_text_and_json_twins_give_the_same_figures(tmp_path, capsys):
     # the iteration-based form: Iter(train) [  10/300]
     it_log = tmp_path / "iter.log"
     it_log.write_text("".join(f"{STAMP}Iter(train) [{10 * (k + 1):>3}/300]  lr: 1.0000e-04  eta: 0:00:10  "
-                              f"time: 0.1000  data_time: 0.0100  loss: {x:.4f}\n" for k, x in enumerate(losses)))
+                              f"time: 0.1000  data_time: 0.0100  loss: {x:.4f}\n"
+                              for k, x in enumerate(losses)))
     c = read_loss_curve(it_log)
     assert c.steps.tolist() == list(range(10, 201, 10)) and c.losses.tolist() == losses
 
@@ -114,13 +115,15 @@ def test_align_index_vs_step_skip_first_last(tmp_path, capsys):
     run.write_text("2,1\n4,2\n6,3\n8,4\n")
     ref.write_text("1,1\n2,1\n3,1\n4,1\n5,1\n6,1\n")
     # by step: steps 2, 4, 6 -> |diff| 0, 1, 2; by position: 4 points -> 0, 1, 2, 3
-    cases = (((), 1.0, 3), (("--align", "index"), 1.5, 4), (("--align", "index", "--skip-first", "1"), 2.0, 3),
+    cases = (((), 1.0, 3), (("--align", "index"), 1.5, 4),
+             (("--align", "index", "--skip-first", "1"), 2.0, 3),
              (("--align", "index", "--last", "2"), 2.5, 2), (("--skip-first", "1", "--last", "1"), 2.0, 1))
     for args, mae, n in cases:
         rc, out, _ = compare(capsys, run, ref, *args)
         assert metric(out, "mean absolute error") == pytest.approx(mae), args
         assert re.search(rf"aligned (steps|by position): {n} ", out), out
-    assert "aligned by position: 4 points (run steps 2..8)" in compare(capsys, run, ref, "--align", "index")[1]
+    out = compare(capsys, run, ref, "--align", "index")[1]
+    assert "aligned by position: 4 points (run steps 2..8)" in out
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -161,6 +164,15 @@ def test_text_line_format():
                          "data_time: 0.1160  memory: 12345  grad_norm: 1.2345  loss: 0.13371235  "
                          "img_per_s: 12.5000  nonfinite_steps: 0")
     assert fixed_point(1.2345678e-6) == "0.000001234568" and fixed_point(2.5) == "2.50000000"
+    val = val_text_line({"epoch": 1, "step": 32, "val_top1": 12.5, "val_loss": 0.5}, 12)
+    assert val[40:] == "Epoch(val)  [1]  step: 32  val_top1: 12.5000  val_loss: 0.50000000"
+
+
+@pytest.mark.parametrize("mode, lines", [("always", 3), ("never", 0)])
+def test_text_log_setting(tmp_path, capsys, mode, lines):
+    run_trainer(tmp_path, mode, f"train.text_log={mode}", "train.max_steps=3")
+    out = capsys.readouterr().out
+    assert sum("Epoch(train)" in ln for ln in out.splitlines()) == lines
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +181,8 @@ def teed_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("teed") / "run"
     proc = subprocess.run([PYTHON, "-m", "maskfeat", "pretrain",
                            *tiny_pretrain_overrides(out, **{"optim.warmup_epochs": 1.0})],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), timeout=300)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (out / "device.log").write_text(proc.stdout)
     return out

@@ -112,7 +112,7 @@ PRETRAIN = {
         "max_steps": 0,              # stop after this many optimizer steps (0 = run all epochs)
         "max_nonfinite": 10,         # consecutive non-finite steps before the run stops
         "progress": True,            # tqdm bar on stderr, shown only when stderr is a terminal
-        "text_log": "auto",          # mmengine text line per log interval on stdout: auto (stdout not a tty) | always | never
+        "text_log": "auto",          # text line per log on stdout: auto (when not a tty) | always | never
     },
 }
 

@@ -265,7 +265,8 @@ def align_curves(run: LossCurve, ref: LossCurve, align: str = "step", skip_first
 
 
 def compare_curves(run: LossCurve, ref: LossCurve, rel_tol: float = 0.05, abs_tol: float = 2e-4, *,
-                   rule: str = "abs", align: str = "step", skip_first: int = 0, last: int = 0) -> CurveComparison:
+                   rule: str = "abs", align: str = "step", skip_first: int = 0,
+                   last: int = 0) -> CurveComparison:
     """Both pairs of figures over the aligned points (``align_curves``): two-sided mean |relative|
     and |absolute| error, and the model zoos' signed means; ``rule`` says which pair decides."""
     steps, a, b = align_curves(run, ref, align, skip_first, last)

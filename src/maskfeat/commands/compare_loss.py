@@ -18,10 +18,10 @@ from ..viz.loss_curve import plot_comparison
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_log", metavar="RUN_LOG",
-                   help="our log.jsonl or tee'd output, mmengine json or text log, TCAPPDLL log, step,loss CSV")
+                   help="our log.jsonl or tee'd output, mmengine json / text, TCAPPDLL lines, step,loss CSV")
     p.add_argument("reference_log", metavar="REFERENCE_LOG", help="the curve to compare against (same formats)")
     p.add_argument("--rule", default="abs",
-                   help="verdict for the exit code: abs (two-sided, default) or signed (the model zoos' loss.py)")
+                   help="verdict for the exit code: abs (two-sided, default) or signed (model zoos' loss.py)")
     p.add_argument("--align", default="step",
                    help="step (equal steps, default) or index (by position, both cut to the shorter)")
     p.add_argument("--skip-first", default="0", metavar="N", help="drop the first N aligned points")
@@ -69,7 +69,8 @@ def _report(cmp: CurveComparison, run_log, run_fmt: str, run_n: int, reference_l
     print(f"signed relative error: {cmp.signed_rel:.6g} (model zoo: mean((run - ref) / ref))")
     print(f"signed absolute error: {cmp.signed_abs:.6g} (model zoo: mean(run - ref))")
     print(f"signed verdict: {verdict[cmp.passed_signed]}")
-    print(f"rule: {cmp.rule} ({'signed' if cmp.rule == 'signed' else 'two-sided'} verdict sets the exit code)")
+    kind = "signed" if cmp.rule == "signed" else "two-sided"
+    print(f"rule: {cmp.rule} ({kind} verdict sets the exit code)")
 
 
 def compare_and_report(run_log, reference_log, *, rule: str = "abs", align: str = "step", skip_first=0,
@@ -82,7 +83,8 @@ def compare_and_report(run_log, reference_log, *, rule: str = "abs", align: str 
     ref_curve = read_loss_curve(reference_log)
     cmp = compare_curves(run_curve, ref_curve, rel_tol=rel_tol, abs_tol=abs_tol, rule=rule, align=align,
                          skip_first=skip_first, last=last)
-    _report(cmp, run_log, run_curve.fmt, run_curve.steps.size, reference_log, ref_curve.fmt, ref_curve.steps.size)
+    _report(cmp, run_log, run_curve.fmt, run_curve.steps.size, reference_log, ref_curve.fmt,
+            ref_curve.steps.size)
     if plot is not None:
         png = Path(plot)
         try:
@@ -98,7 +100,8 @@ def compare_and_report(run_log, reference_log, *, rule: str = "abs", align: str 
 def run(args: argparse.Namespace) -> int:
     plot = None
     if not args.no_plot:
-        plot = Path(args.plot) if args.plot else Path(args.run_log).with_name(Path(args.run_log).stem + "_vs_ref.png")
+        run_log = Path(args.run_log)
+        plot = Path(args.plot) if args.plot else run_log.with_name(run_log.stem + "_vs_ref.png")
     return compare_and_report(args.run_log, args.reference_log, rule=args.rule, align=args.align,
                               skip_first=args.skip_first, last=args.last, rel_tol=args.rel_tol,
                               abs_tol=args.abs_tol, plot=plot)
