@@ -124,6 +124,7 @@ def pretrain(args, variant: str, seed: int, out: Path, budget_s: float, steps: i
         "train.epochs": 1, "train.batch_size": args.batch, "train.seed": seed, "train.device": "cpu",
         "train.output_dir": str(out), "train.progress": False, "train.log_interval": 50, "train.ckpt_interval": 1000,
         "train.resume": "", "train.overwrite": True,        # every bench run starts from scratch
+        "train.text_log": "never",                           # stdout holds the bench's own report
         **variant_overrides(args, variant),
     }
     cfg = resolve_config(PRETRAIN, None, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
@@ -184,7 +185,7 @@ def evaluate(args, ckpt: str, seed: int, out: Path) -> dict:
     probe_over = {**data, **model, "optim.name": "sgd", "optim.lr": args.probe_lr, "optim.momentum": 0.9,
                   "optim.weight_decay": 0.0, "optim.warmup_epochs": 1.0, "train.epochs": args.probe_epochs,
                   "train.batch_size": 256, "train.seed": seed, "train.device": "cpu", "train.output_dir": str(out),
-                  "train.resume": "", "train.overwrite": True,
+                  "train.resume": "", "train.overwrite": True, "train.text_log": "never",
                   "train.progress": False, "train.log_interval": 100, "train.ckpt_interval": 1000,
                   "train.eval_interval": args.probe_epochs}      # scored once, after the last epoch
     pcfg = resolve_config(LINPROBE, None, [f"{k}={json.dumps(v)}" for k, v in probe_over.items()])

@@ -103,6 +103,7 @@ RULES: dict[str, Rule] = {
     "train.compile_mode": choice("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "train.log_interval": POSITIVE_INT, "train.ckpt_interval": POSITIVE_INT, "train.eval_interval": POSITIVE_INT,
     "train.max_steps": COUNT, "train.max_nonfinite": POSITIVE_INT,
+    "train.text_log": choice("auto", "always", "never"),
     "knn.k": POSITIVE_INT, "knn.temperature": POSITIVE, "eval.batch_size": POSITIVE_INT,
     "eval.amp": choice("auto", "bf16", "fp16", "none"), "eval.device": choice("auto", "cpu", "cuda"),
 }

@@ -111,7 +111,8 @@ PRETRAIN = {
         "overwrite": False,          # start from scratch over a run in output_dir, removing its files
         "max_steps": 0,              # stop after this many optimizer steps (0 = run all epochs)
         "max_nonfinite": 10,         # consecutive non-finite steps before the run stops
-        "progress": True,
+        "progress": True,            # tqdm bar on stderr, shown only when stderr is a terminal
+        "text_log": "auto",          # text line per log on stdout: auto (when not a tty) | always | never
     },
 }
 

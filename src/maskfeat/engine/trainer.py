@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
 from collections import deque
 from contextlib import nullcontext
@@ -21,7 +22,7 @@ from ..errors import Interrupted, UserError
 from ..viz.loss_curve import plot_loss_curve
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .distributed import DistEnv, any_rank, barrier
-from .logger import RunLogger
+from .logger import RunLogger, train_text_line, val_text_line
 from .optim import build_optimizer, build_scheduler, current_lr
 from .run_folder import RunLock, Start, clear_run_files, plan_start
 
@@ -84,7 +85,8 @@ class Trainer:
         self.lock = RunLock(self.output_dir)
         self.start = self._plan_start(model)      # every check; reads only
         self._write_config()                      # the first write
-        self.logger = RunLogger(self.output_dir, active=env.is_main)
+        text = {"always": True, "never": False}.get(t.get("text_log", "auto"), not sys.stdout.isatty())
+        self.logger = RunLogger(self.output_dir, active=env.is_main, text=text)
         self._wrap_model(model)
 
         self.global_batch = self.batch * env.world * self.accum
@@ -101,6 +103,8 @@ class Trainer:
         self._nonfinite = torch.zeros((), device=env.device)       # consecutive non-finite steps
         self._nonfinite_max = torch.zeros((), device=env.device)   # longest such run since the last log
         self._nonfinite_total = torch.zeros((), device=env.device)
+        self._step_lr = current_lr(self.optimizer)   # the lr the last step used (logged as 'lr')
+        self._timed_s, self._timed_n = 0.0, 0         # step time and steps in this process (eta)
 
     def _plan_start(self, model: nn.Module) -> Start:
         """Whether the folder is free (the lock, rank 0) and what this start does with it (every rank)."""
@@ -260,7 +264,7 @@ class Trainer:
         old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         t = self.cfg["train"]
         bar = tqdm(total=self.total_steps, initial=self.state.step, unit="step", dynamic_ncols=True,
-                   disable=not (self.env.is_main and t["progress"]), mininterval=1.0)
+                   disable=not (self.env.is_main and t["progress"] and sys.stderr.isatty()), mininterval=1.0)
         window = {"loss": self._loss_window, "time": deque(maxlen=t["log_interval"]),
                   "data": deque(maxlen=t["log_interval"])}
         stopped_by = None
@@ -304,12 +308,14 @@ class Trainer:
             grad_norm = self._optimizer_step()
             st.step += 1
             st.iter_in_epoch += 1
+            self._step_lr = current_lr(self.optimizer)      # before the update: the lr this step used
             self.scheduler.step_update(st.step)
             if self.on_step_end is not None:
                 self.on_step_end(self)
             window["loss"].append(torch.stack(losses).mean())
             losses = []
             window["time"].append(time.perf_counter() - t_end)
+            self._timed_s, self._timed_n = self._timed_s + window["time"][-1], self._timed_n + 1
             window["data"].append(t_data - t_end)
             bar.update(1)
             if st.step % self.cfg["train"]["log_interval"] == 0 or st.step == self.total_steps:
@@ -327,7 +333,8 @@ class Trainer:
         epoch = self.state.epoch + 1
         metrics = self.on_epoch_end(self, epoch) if self.on_epoch_end else None
         if metrics:
-            self.logger.log({"epoch": epoch, "step": self.state.step, **metrics})
+            self.logger.log(rec := {"epoch": epoch, "step": self.state.step, **metrics})
+            self.logger.text_line(val_text_line(rec, self.epochs))
         self.state.epoch, self.state.iter_in_epoch = epoch, 0
         self.save("last")
         if epoch % self.cfg["train"]["ckpt_interval"] == 0 or epoch == self.epochs:
@@ -340,7 +347,7 @@ class Trainer:
         self._nonfinite_max.zero_()
         step_time = sum(window["time"]) / len(window["time"])
         rec = {
-            "lr": current_lr(self.optimizer), "data_time": sum(window["data"]) / len(window["data"]),
+            "lr": self._step_lr, "data_time": sum(window["data"]) / len(window["data"]),
             "grad_norm": float(grad_norm), "loss": loss, "time": step_time,
             "epoch": self.state.epoch + 1, "iter": self.state.iter_in_epoch,
             "memory": int(torch.cuda.max_memory_allocated() // 2**20) if self.env.device.type == "cuda" else 0,
@@ -350,6 +357,8 @@ class Trainer:
         if self.bad_seen:
             rec["bad_images"] = self.bad_seen
         self.logger.log(rec)
+        eta = self._timed_s / max(1, self._timed_n) * (self.total_steps - self.state.step)
+        self.logger.text_line(train_text_line(rec, self.iters_per_epoch, self.epochs, eta))
         bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rec['img_per_s']:.0f}", refresh=False)
         if consecutive >= self.cfg["train"]["max_nonfinite"]:
             raise UserError(f"train: {consecutive} non-finite steps in a row (loss or gradients NaN/inf); "

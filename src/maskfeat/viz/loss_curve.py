@@ -59,8 +59,10 @@ def plot_comparison(cmp: CurveComparison, png_path: str | Path, run_label: str =
     ax1.plot(cmp.steps, cmp.run, lw=1.2, color="tab:orange", ls="--", marker=marker, ms=3, label=run_label)
     ax1.set_ylabel("loss")
     verdict = "PASS" if cmp.passed else "FAIL"
-    ax1.set_title(f"{verdict}: MRE {cmp.mre:.4g} (<= {cmp.rel_tol:g}) or MAE {cmp.mae:.3g} "
-                  f"(<= {cmp.abs_tol:g}) over {cmp.steps.size} steps", fontsize=9)
+    rel, ab, kind = ((cmp.signed_rel, cmp.signed_abs, "signed ") if cmp.rule == "signed"
+                     else (cmp.mre, cmp.mae, ""))
+    ax1.set_title(f"{verdict}: {kind}MRE {rel:.4g} (<= {cmp.rel_tol:g}) or {kind}MAE {ab:.3g} "
+                  f"(<= {cmp.abs_tol:g}) over {cmp.steps.size} points", fontsize=9)
     ax1.grid(alpha=0.3)
     ax1.legend()
     ax2.plot(cmp.steps, cmp.run - cmp.ref, lw=1.2, color="tab:red", marker=marker, ms=3)
