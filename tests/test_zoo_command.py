@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 import yaml
+from helpers import PYTHON, REPO, cli_env, log_steps, maskfeat
 from PIL import Image
 
-from helpers import PYTHON, REPO, cli_env, log_steps, maskfeat
 from maskfeat.cli import main
 from maskfeat.commands.run import ZOO_CONFIGS, add_arguments, pick_recipe, translate
 from maskfeat.data.loader import pretrain_files
@@ -26,7 +26,7 @@ TINY = [*SMALL, "mask.min_num_patches=2"]           # pre-training
 
 
 def make_imagenet(root):
-    """A tiny ImageNet in mmpretrain's layout; returns (train image paths, val image paths) relative to root."""
+    """A tiny ImageNet in mmpretrain's layout; (train image paths, val image paths) relative to root."""
     train, val = [], []
     for label, wnid in enumerate(WNIDS):
         (root / "train" / wnid).mkdir(parents=True)
@@ -61,13 +61,17 @@ def samples_per_epoch(stderr: str) -> int:
     return int(line.split(" samples/epoch")[0].rsplit(" ", 1)[1])
 
 
-def test_zoo_command_as_typed_trains(imagenet, tmp_path):
-    """(a) The model zoo's command, torchrun with one CPU process, on mmpretrain's layout (~15 s)."""
+@pytest.mark.parametrize("launcher", [pytest.param("pytorch", marks=pytest.mark.slow), "none"])
+def test_zoo_command_as_typed_trains(imagenet, tmp_path, launcher):
+    """(a) The model zoo's command on mmpretrain's layout: as typed (torchrun with one CPU process,
+    15-40 s on a shared 2-core CPU), and with --launcher none (one process, quicker)."""
     out = tmp_path / "work"
-    cmd = [PYTHON, "run_maskfeat.py", "--config", ZOO_CONFIG, "--launcher", "pytorch", "--nproc-per-node", "1",
-           "--amp", "--cfg-options", f"train_dataloader.dataset.data_root={imagenet}", "train.max_steps=2",
-           *TINY, f"train.output_dir={out}"]
-    proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=240)
+    launch = ["--launcher", "pytorch", "--nproc-per-node", "1"] if launcher == "pytorch" else []
+    cmd = [PYTHON, "run_maskfeat.py", "--config", ZOO_CONFIG, *launch, "--amp", "--cfg-options",
+           f"train_dataloader.dataset.data_root={imagenet}", "train.max_steps=2", *TINY,
+           f"train.output_dir={out}"]
+    proc = subprocess.run(cmd, check=False, cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                          timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert ("run_maskfeat: mmpretrain config maskfeat_vit-base-p16_8xb256-amp-coslr-300e_in1k.py -> "
             "pretrain recipe configs/pretrain/maskfeat_vit-base-p16_in1k.yaml") in proc.stderr.splitlines()
@@ -82,8 +86,9 @@ def test_zoo_command_as_typed_trains(imagenet, tmp_path):
 def test_our_imagenet_recipe_reads_the_layout(imagenet, tmp_path):
     """(b) Our ImageNet recipe with data.root at the folder trains on exactly its train images."""
     out = tmp_path / "run"
-    proc = maskfeat("pretrain", "--config", "configs/pretrain/maskfeat_vit-base-p16_in1k.yaml", f"data.root={imagenet}",
-                    "train.max_steps=2", "train.device=cpu", *TINY, f"train.output_dir={out}", timeout=240)
+    proc = maskfeat("pretrain", "--config", "configs/pretrain/maskfeat_vit-base-p16_in1k.yaml",
+                    f"data.root={imagenet}", "train.max_steps=2", "train.device=cpu", *TINY,
+                    f"train.output_dir={out}", timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert samples_per_epoch(proc.stderr) == 9 and log_steps(out / "log.jsonl") == [1, 2]
 
@@ -95,8 +100,9 @@ def test_list_and_folder_sources_join_the_train_split(imagenet_names):
     assert [files.path(i) for i in range(len(files))] == [str(imagenet / p) for p in train]
     folder = pretrain_files(dict(data, source="folder", train_split="train"))
     assert sorted(folder.path(i) for i in range(len(folder))) == sorted(str(imagenet / p) for p in train)
-    with pytest.raises(UserError, match=r"names 9\+ missing files, e.g. .*imagenet/n01440764/n01440764_0.JPEG"):
-        pretrain_files(dict(data, train_split=""))                       # the joined path that was tried
+    tried = r"names 9\+ missing files, e.g. .*imagenet/n01440764/n01440764_0.JPEG"   # the joined path tried
+    with pytest.raises(UserError, match=tried):
+        pretrain_files(dict(data, train_split=""))
 
 
 def parse(*argv) -> argparse.Namespace:
@@ -108,8 +114,10 @@ def parse(*argv) -> argparse.Namespace:
 def test_finetune_alias_resolves_to_the_finetune_job(imagenet, capsys):
     """(c) mmpretrain's fine-tune benchmark config -> our finetune recipe; its val aliases land."""
     args = parse("--config", FINETUNE_CONFIG, "--device", "cpu", "--cfg-options",
-                 f"train_dataloader.dataset.data_root={imagenet}", "val_dataloader.dataset.data_prefix.img_path=val/",
-                 "val_dataloader.dataset.ann_file=meta/val.txt", "train_dataloader.dataset.ann_file=meta/train.txt")
+                 f"train_dataloader.dataset.data_root={imagenet}",
+                 "val_dataloader.dataset.data_prefix.img_path=val/",
+                 "val_dataloader.dataset.ann_file=meta/val.txt",
+                 "train_dataloader.dataset.ann_file=meta/train.txt")
     pick_recipe(args)
     assert capsys.readouterr().err.strip() == (
         "run_maskfeat: mmpretrain config vit-base-p16_8xb256-coslr-100e_in1k.py -> finetune recipe "
@@ -150,8 +158,9 @@ def test_data_prefix_option_sets_the_train_split(imagenet, tmp_path):
     """(e) data_prefix.img_path=train/ through --cfg-options (our skimage default recipe otherwise)."""
     out = tmp_path / "e"
     assert main(["run", "--config", "configs/pretrain/maskfeat_vit-mini-p16_skimage.yaml", "--cfg-options",
-                 f"train_dataloader.dataset.data_root={imagenet}", "train_dataloader.dataset.data_prefix.img_path=train/",
-                 "data.source=list", "train.max_steps=1", "train.device=cpu", *TINY, f"train.output_dir={out}"]) == 0
+                 f"train_dataloader.dataset.data_root={imagenet}",
+                 "train_dataloader.dataset.data_prefix.img_path=train/", "data.source=list",
+                 "train.max_steps=1", "train.device=cpu", *TINY, f"train.output_dir={out}"]) == 0
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["data"]["train_split"] == "train/" and log_steps(out / "log.jsonl") == [1]
     bare = translate(parse("--config", "configs/pretrain/maskfeat_vit-mini-p16_skimage.yaml", "--cfg-options",
