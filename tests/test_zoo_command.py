@@ -13,7 +13,7 @@ from PIL import Image
 from maskfeat.cli import main
 from maskfeat.commands.run import ZOO_CONFIGS, add_arguments, pick_recipe, translate
 from maskfeat.data.loader import pretrain_files
-from maskfeat.errors import UserError
+from maskfeat.errors import ConfigError, UserError
 from maskfeat.tasks import resolve_task
 
 ZOO_CONFIG = "../configs/maskfeat/maskfeat_vit-base-p16_8xb256-amp-coslr-300e_in1k.py"
@@ -166,3 +166,11 @@ def test_data_prefix_option_sets_the_train_split(imagenet, tmp_path):
     bare = translate(parse("--config", "configs/pretrain/maskfeat_vit-mini-p16_skimage.yaml", "--cfg-options",
                            "train_dataloader.dataset.data_prefix=train"), 1)
     assert bare == ["data.train_split=train"]
+
+
+def test_absolute_train_split_is_refused():
+    """An absolute data.train_split would leave data.root out silently: a one-line config error."""
+    refused = r"^data.train_split: '/data/train' is not valid; expected a path relative to data.root"
+    with pytest.raises(ConfigError, match=refused):
+        resolve_task("pretrain", None, ["data.train_split=/data/train"])
+    assert resolve_task("pretrain", None, ["data.train_split=train/"])[1]["data"]["train_split"] == "train/"
