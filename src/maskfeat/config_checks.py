@@ -63,6 +63,10 @@ FRACTION = number(0, 1)                              # [0, 1]
 OPEN_FRACTION = number(0, 1, lo_open=True, hi_open=True)
 RATE = number(0, 1, hi_open=True)                    # [0, 1)
 
+# a folder below data.root ('' = data.root itself): an absolute path would silently leave data.root out
+SUB_FOLDER = Rule("a path relative to data.root ('' = data.root itself)",
+                  lambda v: isinstance(v, str) and not v.startswith(("/", "\\")))
+
 RULES: dict[str, Rule] = {
     # model / targets / masks
     "model.img_size": POSITIVE_INT, "model.patch_size": POSITIVE_INT, "model.num_frames": POSITIVE_INT,
@@ -86,6 +90,7 @@ RULES: dict[str, Rule] = {
     "data.decode_short_side": COUNT, "data.test_temporal_views": POSITIVE_INT, "data.test_spatial_views": choice(1, 3),
     "data.label_smoothing": RATE, "data.mixup": number(0), "data.cutmix": number(0), "data.rand_augment_ops": COUNT,
     "data.rand_augment_magnitude": number(0, 10), "data.random_erasing": FRACTION,
+    "data.train_split": SUB_FOLDER, "data.val_split": SUB_FOLDER,
     "data.max_image_pixels": COUNT, "data.shuffle_buffer": COUNT, "data.video_decoder": choice("torchcodec", "pyav"),
     # augmentation (fine-tuning, linear probe)
     "aug.scale": sequence(number(0, 1, lo_open=True), 2, ordered=True), "aug.ratio": sequence(POSITIVE, 2, ordered=True),

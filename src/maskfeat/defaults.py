@@ -59,6 +59,8 @@ PRETRAIN = {
         "source": "skimage",         # skimage | folder | list | shards (WebDataset tars from maskfeat prepare)
         "root": "",                  # folder: image tree (class sub-folders or flat); list: data_root; shards: --out
         "ann_file": "meta/train.txt",  # list: 'relative/path label' per line, relative to root
+        "train_split": "",           # folder / list: the sub-folder of root holding the images ('' = root itself);
+                                     # list: the lines' paths are relative to it (mmpretrain's data_prefix 'train/')
         "samples_per_epoch": 1024,   # skimage: length of one epoch of the endless crop stream
         "scale": [0.5, 1.0],
         "ratio": [0.75, 1.3333333333333333],

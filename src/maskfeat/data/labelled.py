@@ -97,8 +97,8 @@ def _file_split(data: dict, which: str, classes: list[str] | None) -> tuple[File
         raise UserError(f"data.root: required for data.source={source}")
     root = Path(data["root"]).absolute()
     if source == "list":
-        files = read_list_file(root / split, root / data[f"{which}_ann_file"], key=f"data.{which}_ann_file",
-                               require_labels=True)
+        files = read_list_file(root, data[f"{which}_ann_file"], key=f"data.{which}_ann_file",
+                               require_labels=True, prefix=split)
         return files, []
     files = scan_folder(root / split, classes=classes)
     if not files.classes:

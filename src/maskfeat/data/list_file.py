@@ -79,12 +79,12 @@ def parse_list(raw: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def read_list_file(root: str | Path, ann_file: str | Path, key: str = "data.ann_file",
-                   require_labels: bool = False) -> FileIndex:
+                   require_labels: bool = False, prefix: str = "") -> FileIndex:
     """mmpretrain layout: ``ann_file`` (relative to ``root`` unless absolute) of 'relative/path [label]'
-    lines, paths relative to ``root``. ``require_labels``: a line without a label (or with a negative
-    one) is an error naming its line."""
-    root = Path(root)
-    ann = Path(ann_file) if Path(ann_file).is_absolute() else root / ann_file
+    lines, paths relative to ``root / prefix`` (mmpretrain's ``data_prefix``, e.g. 'train/'; '' = root).
+    ``require_labels``: a line without a label (or with a negative one) is an error naming its line."""
+    ann = Path(ann_file) if Path(ann_file).is_absolute() else Path(root) / ann_file
+    root = Path(root) / prefix
     if not ann.is_file():
         raise UserError(f"{key}: list file not found: {ann}")
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -20,16 +21,18 @@ from .shard_stream import ShardLoader, ShardStream
 
 
 def pretrain_files(data: dict) -> FileIndex:
-    """The image files of data.source skimage, folder or list."""
+    """The image files of data.source skimage, folder (root/train_split scanned) or list (ann_file
+    relative to root, its paths relative to root/train_split)."""
     source = data["source"]
     if source == "skimage":
         return FileIndex.from_names(skimage_photos())
     if not data["root"]:
         raise UserError(f"data.root: required for data.source={source}")
+    split = data.get("train_split", "")          # the sub-folder of root holding the images ('' = root)
     if source == "folder":
-        return scan_folder(data["root"])
+        return scan_folder(Path(data["root"]) / split)
     if source == "list":
-        return read_list_file(data["root"], data["ann_file"])
+        return read_list_file(data["root"], data["ann_file"], prefix=split)
     raise UserError(f"data.source: unknown source {source!r}; "
                     f"choose skimage, folder, list, idx, fashion-mnist or shards")
 
