@@ -24,19 +24,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_curve = read_loss_curve(args.run_log)
-    ref_curve = read_loss_curve(args.reference_log)
-    cmp = compare_curves(run_curve, ref_curve, rel_tol=args.rel_tol, abs_tol=args.abs_tol)
-    print(f"run:       {args.run_log} ({run_curve.fmt}, {run_curve.steps.size} points)")
-    print(f"reference: {args.reference_log} ({ref_curve.fmt}, {ref_curve.steps.size} points)")
+    plot = None
+    if not args.no_plot:
+        plot = args.plot or Path(args.run_log).with_name(Path(args.run_log).stem + "_vs_ref.png")
+    return compare_and_report(args.run_log, args.reference_log, rel_tol=args.rel_tol, abs_tol=args.abs_tol,
+                              plot=plot)
+
+
+def compare_and_report(run_log, reference_log, *, rule: str = "abs", align: str = "step",
+                       skip_first: int = 0, last: int = 0, rel_tol: float = 0.05, abs_tol: float = 2e-4,
+                       plot=None) -> int:
+    """Compare RUN_LOG's loss curve with REFERENCE_LOG's, print the figures and the verdict, write
+    the PNG when ``plot`` is a path; 0 PASS, 1 FAIL. (This branch: rule 'abs', align 'step', no
+    skip_first / last; the others are refused.)"""
+    for name, value, supported in (("rule", rule, "abs"), ("align", align, "step"),
+                                   ("skip_first", skip_first, 0), ("last", last, 0)):
+        if value != supported:
+            raise UserError(f"compare-loss: {name} {value!r} is not supported here (only {supported!r})")
+    run_curve = read_loss_curve(run_log)
+    ref_curve = read_loss_curve(reference_log)
+    cmp = compare_curves(run_curve, ref_curve, rel_tol=rel_tol, abs_tol=abs_tol)
+    print(f"run:       {run_log} ({run_curve.fmt}, {run_curve.steps.size} points)")
+    print(f"reference: {reference_log} ({ref_curve.fmt}, {ref_curve.steps.size} points)")
     print(f"aligned steps: {cmp.steps.size} ({cmp.steps[0]}..{cmp.steps[-1]})")
     print(f"mean relative error: {cmp.mre:.6g} (tolerance {cmp.rel_tol:g})")
     print(f"mean absolute error: {cmp.mae:.6g} (tolerance {cmp.abs_tol:g})")
-    if not args.no_plot:
-        png = Path(args.plot) if args.plot else Path(args.run_log).with_name(Path(args.run_log).stem + "_vs_ref.png")
+    if plot is not None:
+        png = Path(plot)
         try:
             png.parent.mkdir(parents=True, exist_ok=True)
-            plot_comparison(cmp, png, run_label=Path(args.run_log).name, ref_label=Path(args.reference_log).name)
+            plot_comparison(cmp, png, run_label=Path(run_log).name, ref_label=Path(reference_log).name)
         except OSError as e:
             raise UserError(f"cannot write plot {png}: {e.strerror or e}") from None
         print(f"plot: {png}")
