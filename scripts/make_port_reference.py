@@ -32,8 +32,8 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=REFERENCE_LOG.parent, help="folder of the reference files")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="port_reference_") as tmp:
-        task, cfg = resolve_port_check(None, ["train.amp=none", f"train.output_dir={tmp}", "train.progress=false"],
-                                       steps=args.steps, device="cpu")
+        overrides = ["train.amp=none", f"train.output_dir={tmp}", "train.progress=false"]
+        task, cfg = resolve_port_check(None, overrides, steps=args.steps, device="cpu")
         start = time.perf_counter()
         run_port_check(PortCheck(task, cfg, REFERENCE_LOG, shipped=False))
         wall = time.perf_counter() - start

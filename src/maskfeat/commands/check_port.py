@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks.check_port import plan_port_check, run_port_check
+    from ..tasks.check_port import device_name, plan_port_check, run_port_check
     from .compare_loss import compare_and_report
 
     check = plan_port_check(args.config, args.overrides, steps=args.steps, device=args.device,
@@ -38,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(io.StringIO()):      # the reference and the options, before any run
         compare_and_report(check.reference, check.reference, **options)
     t = check.cfg["train"]
-    print(f"check-port: {args.config or 'the demo recipe'}, {t['max_steps']} steps on {t['device']} "
-          f"(amp {t['amp']}) -> {check.output_dir}; reference {check.reference}", flush=True)
+    print(f"check-port: {args.config or 'the demo recipe'}, {t['max_steps']} steps on "
+          f"{device_name(t['device'])} (amp {t['amp']}) -> {check.output_dir}; reference {check.reference}",
+          flush=True)
     if not run_port_check(check):
         return 0                                         # other ranks: rank 0 compares
     out = io.StringIO()
