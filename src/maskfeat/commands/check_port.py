@@ -1,0 +1,51 @@
+"""``maskfeat check-port``: the first N steps of a pre-training recipe on a device, compared with a
+reference loss curve (default: the shipped CPU fp32 run of this very check).
+
+Exit code 0 PASS, 1 FAIL, 2 bad input (nothing is run or written then).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+
+from .common import add_config_arguments
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p, "the demo recipe: vit-mini, 112 px, scikit-image's photos")
+    p.add_argument("--device", metavar="TYPE", default=None, help="shorthand for train.device=TYPE")
+    p.add_argument("--steps", type=int, default=100, help="optimizer steps to run and compare (100)")
+    p.add_argument("--reference", metavar="LOG", default=None,
+                   help="the curve to compare with: our log.jsonl, mmpretrain's JSON, a step,loss CSV "
+                        "(default: the shipped CPU fp32 run of the default check)")
+    p.add_argument("--rule", default="abs", help="abs: two-sided mean |rel err| / |abs err| (default)")
+    p.add_argument("--align", default="step", help="how the curves are aligned (step)")
+    p.add_argument("--skip-first", type=int, default=0, help="leave out the first N aligned points (0)")
+    p.add_argument("--last", type=int, default=0, help="compare only the last N aligned points (0 = all)")
+    p.add_argument("--rel-tol", type=float, default=0.05, help="pass when the relative error <= this (0.05)")
+    p.add_argument("--abs-tol", type=float, default=2e-4, help="or the absolute error <= this (0.0002)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tasks.check_port import device_name, plan_port_check, run_port_check
+    from .compare_loss import compare_and_report
+
+    check = plan_port_check(args.config, args.overrides, steps=args.steps, device=args.device,
+                            reference=args.reference)
+    options = dict(rule=args.rule, align=args.align, skip_first=args.skip_first, last=args.last,
+                   rel_tol=args.rel_tol, abs_tol=args.abs_tol)
+    with contextlib.redirect_stdout(io.StringIO()):      # the reference and the options, before any run
+        compare_and_report(check.reference, check.reference, **options)
+    t = check.cfg["train"]
+    print(f"check-port: {args.config or 'the demo recipe'}, {t['max_steps']} steps on "
+          f"{device_name(t['device'])} (amp {t['amp']}) -> {check.output_dir}; reference {check.reference}",
+          flush=True)
+    if not run_port_check(check):
+        return 0                                         # other ranks: rank 0 compares
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = compare_and_report(check.run_log, check.reference, plot=check.plot, **options)
+    print(out.getvalue(), end="")
+    check.report.write_text(out.getvalue())
+    return code
