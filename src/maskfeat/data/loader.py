@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import gc
 
-import torch
 from torch.utils.data import DataLoader
 
+from ..engine.device import pin_memory
 from ..errors import UserError
 from ..masking import BlockMaskGenerator
 from .file_index import FileIndex
@@ -123,7 +123,7 @@ def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, se
     sampler = EpochSampler(len(dataset), world, rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
     workers = data["num_workers"]
     return EpochLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                       pin_memory=data["pin_memory"] and torch.cuda.is_available() and not on_device(dataset),
+                       pin_memory=pin_memory(data["pin_memory"]) and not on_device(dataset),
                        persistent_workers=data["persistent_workers"] and workers > 0,
                        drop_last=drop_last, prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn,
                        worker_init_fn=freeze_inherited_objects if workers > 0 else None)
