@@ -249,12 +249,7 @@ def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.Gr
 
 def pin_memory(requested: bool) -> bool:
     """``data.pin_memory`` where pinned host memory is supported (an accelerator is present)."""
-    if not requested:
-        return False
-    acc = _accelerator_api()
-    if acc is not None and hasattr(acc, "is_available"):
-        return bool(acc.is_available())
-    return _available(CUDA)
+    return bool(requested) and _current_accelerator() is not None
 
 
 def ddp_device_ids(device: torch.device) -> list[int] | None:
