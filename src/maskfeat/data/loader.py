@@ -5,7 +5,7 @@ import gc
 
 from torch.utils.data import DataLoader
 
-from ..engine.device import pin_memory
+from ..engine.device import is_cpu, pin_memory
 from ..errors import UserError
 from ..masking import BlockMaskGenerator
 from .file_index import FileIndex
@@ -99,7 +99,7 @@ class EpochLoader(DataLoader):
 
 def on_device(dataset) -> bool:
     """True when the items are already on the training device (video data.decode=device): not pinned."""
-    return getattr(dataset, "device", "cpu") != "cpu"
+    return not is_cpu(getattr(dataset, "device", "cpu"))
 
 
 def freeze_inherited_objects(worker_id: int) -> None:
