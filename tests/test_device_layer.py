@@ -31,7 +31,7 @@ class FakeNpu:
     def set_device(self, index):
         self.current = index
 
-    def synchronize(self):
+    def synchronize(self, device=None):
         self.synced += 1
 
     def is_bf16_supported(self):
@@ -89,7 +89,8 @@ def test_unknown_device_is_one_line_listing_what_torch_offers(npu):
 def test_plugins_are_imported_before_the_choice(tmp_path, monkeypatch):
     with pytest.raises(UserError) as e:
         D.select_device({"device": "auto", "device_modules": ["no_such_plugin_q7"]})
-    assert one_line(e).startswith("train.device_modules: cannot import 'no_such_plugin_q7' (ModuleNotFoundError")
+    assert one_line(e).startswith("train.device_modules: cannot import 'no_such_plugin_q7' "
+                                  "(ModuleNotFoundError")
     (tmp_path / "fake_plugin_q7.py").write_text("REGISTERED = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(D, "_current_accelerator", lambda: "npu" if "fake_plugin_q7" in sys.modules else None)
@@ -130,7 +131,8 @@ def test_amp_choice(npu, monkeypatch):
     assert D.amp_dtype("auto", dev) is None                          # no autocast on the device: fp32
     with pytest.raises(UserError) as e:
         D.amp_dtype("fp16", dev, "eval.amp")
-    assert one_line(e) == "eval.amp: fp16 needs autocast, which torch does not offer on npu; use eval.amp=none"
+    assert one_line(e) == ("eval.amp: fp16 needs autocast, which torch does not offer on npu; "
+                           "use eval.amp=none")
     cpu = torch.device("cpu")
     assert D.amp_dtype("auto", cpu) is None and D.amp_dtype("fp16", cpu) is None
     assert D.amp_dtype("bf16", cpu) == torch.bfloat16                # forced on the CPU
@@ -148,7 +150,8 @@ def test_memory_sync_and_pinning(npu):
 def test_rng_round_trip_on_the_fake_device(npu, tmp_path):
     dev = D.choose_device("npu")
     state = rng_state(dev)
-    assert state["device_rng"]["type"] == "npu" and [int(s[0]) for s in state["device_rng"]["states"]] == [0, 1]
+    assert state["device_rng"]["type"] == "npu"
+    assert [int(s[0]) for s in state["device_rng"]["states"]] == [0, 1]
     save_checkpoint({"rng": state}, tmp_path / "c.pth")
     saved = load_checkpoint(tmp_path / "c.pth")["rng"]                 # weights_only=True
     npu.states = [torch.full((4,), 9, dtype=torch.uint8)] * 2
@@ -175,3 +178,16 @@ def test_cli_unknown_device_exits_2_with_one_line(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
     r = maskfeat("pretrain", f"train.output_dir={tmp_path / 'run'}", "train.device=CUDA!")
     assert r.returncode == 2 and "train.device: 'CUDA!' is not valid" in one_error_line(r.stderr)
+
+
+def test_torch_accelerator_calls_are_preferred(npu, monkeypatch):
+    """torch >= 2.6: torch.accelerator's calls for the current accelerator's type."""
+    calls = []
+    api = type("Api", (), {"set_device_index": staticmethod(lambda i: calls.append(("index", i))),
+                           "synchronize": staticmethod(lambda d: calls.append(("sync", d.index))),
+                           "max_memory_allocated": staticmethod(lambda: 7 * 2**20)})
+    monkeypatch.setattr(D, "_accelerator_api", lambda: api)
+    dev = D.select_device("npu:1")
+    D.synchronize(dev)
+    assert calls == [("index", 1), ("sync", 1)] and D.peak_memory_mib(dev) == 7
+    assert npu.current is None and npu.synced == 0                    # the module's own calls unused

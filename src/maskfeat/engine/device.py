@@ -128,17 +128,22 @@ def choose_device(spec: str, local_rank: int = 0, key: str = "train.device") -> 
     return _make_device(dtype, idx)
 
 
+def _device_fn(device: torch.device, name: str, accelerator_name: str | None = None):
+    """``torch.accelerator.<accelerator_name or name>`` when ``device`` is of the current accelerator's
+    type, else the device module's ``name`` (torch 2.4 / 2.5, or another type); None if neither has it."""
+    acc = _accelerator_api()
+    if acc is not None and _current_accelerator() == device.type:
+        fn = getattr(acc, accelerator_name or name, None)
+        if fn is not None:
+            return fn
+    return getattr(_module(device.type), name, None)
+
+
 def set_device(device: torch.device) -> None:
     """Make ``device`` this process's current device (every later default allocation goes there)."""
-    if is_cpu(device):
-        return
-    acc = _accelerator_api()
-    if acc is not None and hasattr(acc, "set_device_index") and _current_accelerator() == device.type:
-        acc.set_device_index(device.index)
-        return
-    mod = _module(device.type)
-    if hasattr(mod, "set_device"):
-        mod.set_device(device.index)
+    fn = None if is_cpu(device) else _device_fn(device, "set_device", "set_device_index")
+    if fn is not None:
+        fn(device.index)
 
 
 def select_device(section: dict | str, local_rank: int = 0, key: str = "train") -> torch.device:
@@ -152,26 +157,15 @@ def select_device(section: dict | str, local_rank: int = 0, key: str = "train") 
 
 def synchronize(device: torch.device) -> None:
     """Wait for the work queued on ``device`` (nothing to wait for on the CPU)."""
-    if is_cpu(device):
-        return
-    acc = _accelerator_api()
-    if acc is not None and hasattr(acc, "synchronize") and _current_accelerator() == device.type:
-        acc.synchronize(device)
-        return
-    mod = _module(device.type)
-    if hasattr(mod, "synchronize"):
-        mod.synchronize()
+    fn = None if is_cpu(device) else _device_fn(device, "synchronize")
+    if fn is not None:
+        fn(device)
 
 
 def peak_memory_mib(device: torch.device) -> int:
     """The log's ``memory``: peak bytes allocated on the device so far, in MiB (0 on the CPU)."""
-    if is_cpu(device):
-        return 0
-    acc = _accelerator_api()
-    if acc is not None and hasattr(acc, "max_memory_allocated") and _current_accelerator() == device.type:
-        return int(acc.max_memory_allocated() // 2**20)
-    mod = _module(device.type)
-    return int(mod.max_memory_allocated() // 2**20) if hasattr(mod, "max_memory_allocated") else 0
+    fn = None if is_cpu(device) else _device_fn(device, "max_memory_allocated")
+    return int(fn() // 2**20) if fn is not None else 0
 
 
 # -- RNG state in checkpoints ----------------------------------------------------------------------
