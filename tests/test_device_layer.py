@@ -191,3 +191,12 @@ def test_torch_accelerator_calls_are_preferred(npu, monkeypatch):
     D.synchronize(dev)
     assert calls == [("index", 1), ("sync", 1)] and D.peak_memory_mib(dev) == 7
     assert npu.current is None and npu.synced == 0                    # the module's own calls unused
+
+
+def test_nvjpeg_decode_on_another_accelerator_is_one_line(npu):
+    from maskfeat.data.device_decode import check_device_decode
+
+    with pytest.raises(UserError) as e:
+        check_device_decode(D.choose_device("npu"))
+    assert one_line(e) == ("data.decode=device: JPEG decoding on the device needs CUDA (nvJPEG), the run is on "
+                           "npu; set data.decode=cpu")
