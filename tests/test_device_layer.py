@@ -198,5 +198,5 @@ def test_nvjpeg_decode_on_another_accelerator_is_one_line(npu):
 
     with pytest.raises(UserError) as e:
         check_device_decode(D.choose_device("npu"))
-    assert one_line(e) == ("data.decode=device: JPEG decoding on the device needs CUDA (nvJPEG), the run is on "
-                           "npu; set data.decode=cpu")
+    assert one_line(e) == ("data.decode=device: JPEG decoding on the device needs CUDA (nvJPEG), "
+                           "the run is on npu; set data.decode=cpu")
