@@ -6,6 +6,7 @@ A bad value is a one-line ``ConfigError``: ``optim.lr: nan is not valid; expecte
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -56,6 +57,18 @@ def sequence(rule: Rule, length: int, ordered: bool = False) -> Rule:
                 and (not ordered or all(a <= b for a, b in zip(v, v[1:]))))
 
 
+def pattern(expect: str, regex: str) -> Rule:
+    """A string matching ``regex`` whole."""
+    return Rule(expect, lambda v: isinstance(v, str) and re.fullmatch(regex, v) is not None)
+
+
+DEVICE = pattern("auto, cpu or a device type with an optional index (cuda, cuda:1, xpu, npu, ...)",
+                 r"[a-z][a-z0-9_]*(:\d+)?")
+MODULES = Rule("a list of module names", lambda v: isinstance(v, list) and all(
+    isinstance(m, str) and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", m) for m in v))
+BACKEND = pattern("auto or a process-group backend name (nccl, gloo, hccl, cpu:gloo,cuda:nccl, ...)",
+                  r"\w+(:\w+)?(,\w+:\w+)*")
+
 POSITIVE_INT = number(1, integer=True)
 COUNT = number(0, integer=True)
 POSITIVE = number(0, lo_open=True)
@@ -104,13 +117,15 @@ RULES: dict[str, Rule] = {
     "optim.layer_decay": FRACTION, "optim.momentum": RATE, "optim.name": choice("sgd", "lars"),
     # training / evaluation loop
     "train.epochs": POSITIVE_INT, "train.batch_size": POSITIVE_INT, "train.accum_steps": POSITIVE_INT,
-    "train.amp": choice("auto", "bf16", "fp16", "none"), "train.device": choice("auto", "cpu", "cuda"),
+    "train.amp": choice("auto", "bf16", "fp16", "none"), "train.device": DEVICE,
     "train.compile_mode": choice("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "train.log_interval": POSITIVE_INT, "train.ckpt_interval": POSITIVE_INT, "train.eval_interval": POSITIVE_INT,
     "train.max_steps": COUNT, "train.max_nonfinite": POSITIVE_INT,
     "train.text_log": choice("auto", "always", "never"),
     "knn.k": POSITIVE_INT, "knn.temperature": POSITIVE, "eval.batch_size": POSITIVE_INT,
-    "eval.amp": choice("auto", "bf16", "fp16", "none"), "eval.device": choice("auto", "cpu", "cuda"),
+    "eval.amp": choice("auto", "bf16", "fp16", "none"), "eval.device": DEVICE,
+    "train.device_modules": MODULES, "eval.device_modules": MODULES,
+    "dist.backend": BACKEND,
 }
 
 # keys whose 0 / '' means "as the pre-trained checkpoint" in the evaluation tasks

@@ -32,6 +32,10 @@ ENCODER_KEYS = {
     "decoder_heads": 0,              # visible: decoder attention heads (0 = decoder_dim / 64, at least 1)
 }
 
+# torch.distributed (torchrun) backend: auto = torch's default for the device type (nccl, xccl, hccl...);
+# gloo on CPU; or a name
+DIST = {"backend": "auto"}
+
 PRETRAIN = {
     "modality": "image",             # image | video (maskfeat.video.defaults.VIDEO_PRETRAIN)
     "model": {
@@ -99,11 +103,12 @@ PRETRAIN = {
         "epochs": 12,
         "batch_size": 32,            # per process
         "accum_steps": 1,
-        "amp": "auto",               # auto | bf16 | fp16 | none (auto: bf16 on a GPU that has it, else fp16; fp32 on CPU)
+        "amp": "auto",               # auto (bf16 if supported, else fp16; cpu: fp32) | bf16 | fp16 | none
         "compile": False,            # torch.compile the whole model (HOG, encoder, head, loss); falls back to eager on failure
         "compile_mode": "default",   # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
         "seed": 0,
-        "device": "auto",            # auto | cpu | cuda
+        "device": "auto",            # auto (the accelerator, else cpu) | cpu | type[:index]: cuda:1, npu, ...
+        "device_modules": [],        # plugins imported before choosing the device (torch_npu, ...)
         "output_dir": "work_dirs/maskfeat_vit-mini_skimage",
         "log_interval": 10,
         "ckpt_interval": 5,          # epochs between numbered checkpoints ('last' is written every epoch)
@@ -116,6 +121,7 @@ PRETRAIN = {
         "progress": True,            # tqdm bar on stderr, shown only when stderr is a terminal
         "text_log": "auto",          # text line per log on stdout: auto (when not a tty) | always | never
     },
+    "dist": dict(DIST),
 }
 
 
@@ -194,6 +200,7 @@ FINETUNE = {
     },
     "train": dict(PRETRAIN["train"], epochs=10, batch_size=64, output_dir="work_dirs/finetune",
                   ckpt_interval=10, eval_interval=1),
+    "dist": dict(DIST),
 }
 
 LINPROBE = {
@@ -224,6 +231,7 @@ LINPROBE = {
     },
     "train": dict(PRETRAIN["train"], epochs=20, batch_size=256, output_dir="work_dirs/linprobe",
                   ckpt_interval=10, eval_interval=1),
+    "dist": dict(DIST),
 }
 
 KNN = {
@@ -233,11 +241,13 @@ KNN = {
     "knn": {"k": 20, "temperature": 0.07},
     "eval": {
         "batch_size": 128,           # per process
-        "device": "auto",
+        "device": "auto",            # as train.device
+        "device_modules": [],        # as train.device_modules
         "amp": "auto",
         "seed": 0,
         "output_dir": "work_dirs/knn",
         "save_features": False,      # also write <output_dir>/features.pth (train / val features and labels)
         "progress": True,
     },
+    "dist": dict(DIST),
 }

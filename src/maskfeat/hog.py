@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .engine.device import is_cpu, is_cuda
+
 HOG_IMPLS = ("auto", "compiled", "eager")
 
 
@@ -63,17 +65,19 @@ class HOGGenerator(nn.Module):
             raise ValueError(f"hog: image size {h}x{w} is not divisible by {unit} (patch / window size)")
 
     def cell_histograms(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> L2-normalised histograms (B, C, nbins, H/cell, W/cell), fp32."""
+        """(B, C, H, W) -> L2-normalised histograms (B, C, nbins, H/cell, W/cell), fp32 (autocast off)."""
         b, c, h, w = x.shape
         self.check_size(h, w)
-        x = F.pad(x.float(), (1, 1, 1, 1), mode="reflect")
-        if x.device.type == "cpu":      # oneDNN's channels-last depthwise conv: 2.4x faster, bitwise equal
-            x = x.contiguous(memory_format=torch.channels_last)
-        grad = F.conv2d(x, self.sobel, groups=c).contiguous().view(b, c, 2, h, w)   # (B, C, [gx, gy], H, W)
-        window = None
-        if self.gkern is not None:
-            window = self.gkern.repeat(h // self.window, w // self.window)   # (H, W)
-        return self._binning(grad, window)
+        with torch.autocast(x.device.type, enabled=False):    # fp32 on every device, whoever calls
+            x = F.pad(x.float(), (1, 1, 1, 1), mode="reflect")
+            if is_cpu(x.device):        # oneDNN's channels-last depthwise conv: 2.4x faster, bitwise equal
+                x = x.contiguous(memory_format=torch.channels_last)
+            grad = F.conv2d(x, self.sobel.float(), groups=c)
+            grad = grad.contiguous().view(b, c, 2, h, w)                    # (B, C, [gx, gy], H, W)
+            window = None
+            if self.gkern is not None:
+                window = self.gkern.float().repeat(h // self.window, w // self.window)   # (H, W)
+            return self._binning(grad, window)
 
     def _binning_eager(self, grad: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
         """(B, C, 2, H, W) gradients -> normalised cell histograms (B, C, nbins, Hc, Wc).
@@ -137,7 +141,7 @@ class HOGGenerator(nn.Module):
         if impl not in HOG_IMPLS:
             raise ValueError(f"hog.impl: unknown value {impl!r}; choose {', '.join(HOG_IMPLS)}")
         device = torch.device(device) if device is not None else self.sobel.device
-        use = impl == "compiled" or (impl == "auto" and device.type == "cuda")
+        use = impl == "compiled" or (impl == "auto" and is_cuda(device))
         self._compiled = torch.compile(self._binning_eager, dynamic=False) if use else None
         return self
 

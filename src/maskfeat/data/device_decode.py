@@ -28,6 +28,7 @@ import torch
 import torchvision
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
+from ..engine.device import is_cpu, is_cuda
 from ..errors import UserError
 from .images import decode_rgb_bytes
 from .pretrain_dataset import apply_crop
@@ -69,7 +70,10 @@ class EncodedCollate:
 
 def check_device_decode(device: torch.device) -> None:
     """A one-line UserError unless this torchvision decodes a list of JPEGs on ``device``
-    (the batched API and ``device=`` came with torchvision 0.19; a GPU also needs nvJPEG)."""
+    (the batched API and ``device=`` came with torchvision 0.19; a GPU also needs nvJPEG: CUDA only)."""
+    if not (is_cuda(device) or is_cpu(device)):
+        raise UserError(f"data.decode=device: JPEG decoding on the device needs CUDA (nvJPEG), the run is on "
+                        f"{device.type}; set data.decode=cpu")
     try:
         probe = encode_jpeg(torch.zeros((3, 16, 16), dtype=torch.uint8))
         out = decode_jpeg([probe, probe], mode=ImageReadMode.RGB, device=device)
@@ -102,7 +106,7 @@ class DeviceDecoder:
         # A side stream of our own, idle whenever decode_jpeg is called: torchvision allocates the
         # outputs on the current stream but writes them from nvJPEG's private stream without
         # waiting for it, so the current stream must have no pending work (torchvision PR #9606).
-        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self.stream = torch.cuda.Stream(self.device) if is_cuda(self.device) else None
         self.stats: Counter = Counter()
 
     def __call__(self, batch: dict) -> dict:

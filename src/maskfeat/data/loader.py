@@ -4,9 +4,9 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
 
+from ..engine.device import is_cpu, pin_memory
 from ..errors import UserError
 from ..masking import BlockMaskGenerator
 from .file_index import FileIndex
@@ -102,7 +102,7 @@ class EpochLoader(DataLoader):
 
 def on_device(dataset) -> bool:
     """True when the items are already on the training device (video data.decode=device): not pinned."""
-    return getattr(dataset, "device", "cpu") != "cpu"
+    return not is_cpu(getattr(dataset, "device", "cpu"))
 
 
 def freeze_inherited_objects(worker_id: int) -> None:
@@ -126,7 +126,7 @@ def build_loader(dataset, batch_size: int, data: dict, rank: int, world: int, se
     sampler = EpochSampler(len(dataset), world, rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
     workers = data["num_workers"]
     return EpochLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                       pin_memory=data["pin_memory"] and torch.cuda.is_available() and not on_device(dataset),
+                       pin_memory=pin_memory(data["pin_memory"]) and not on_device(dataset),
                        persistent_workers=data["persistent_workers"] and workers > 0,
                        drop_last=drop_last, prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn,
                        worker_init_fn=freeze_inherited_objects if workers > 0 else None)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ..engine.device import pin_memory
 from ..errors import UserError
 from .shard_plan import Layout, consumed_batches, samples_per_rank, shuffle_buffer, worker_batches, worker_plan
 from .shard_source import RawSample, ShardSet, read_shard
@@ -152,7 +153,7 @@ class ShardLoader(DataLoader):
             raise UserError(f"data: {len(stream)} samples are fewer than one global batch "
                             f"({batch_size} x {world} processes)")
         super().__init__(stream.with_layout(layout), batch_size=batch_size, num_workers=workers,
-                         pin_memory=data["pin_memory"] and torch.cuda.is_available(),
+                         pin_memory=pin_memory(data["pin_memory"]),
                          persistent_workers=data["persistent_workers"] and workers > 0, drop_last=drop_last,
                          prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn)
 

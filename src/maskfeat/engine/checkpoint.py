@@ -10,6 +10,7 @@ import torch
 
 from ..atomic import atomic_file
 from ..errors import UserError
+from .device import device_rng_state, set_device_rng_state
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
@@ -35,7 +36,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return obj
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device | None = None) -> dict:
+    """Host generators, and ``device_rng`` ({"type", "states"}) for the run's accelerator."""
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
@@ -43,16 +45,18 @@ def rng_state() -> dict:
                   "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
         "python": random.getstate(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    device_state = device_rng_state(device) if device is not None else None
+    if device_state is not None:
+        state["device_rng"] = device_state
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> str | None:
+    """Restore ``rng_state``'s dict on ``device`` (also an old checkpoint's "cuda" list); a one-line
+    note when the device RNG state was saved on another device type (it is then left as it is)."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    return set_device_rng_state(state, device if device is not None else torch.device("cpu"))

@@ -1,4 +1,5 @@
-"""torch.distributed set-up from torchrun's environment; nccl on GPU, gloo on CPU."""
+"""torch.distributed set-up from torchrun's environment: the device of engine.device per local rank,
+the process-group backend of ``dist.backend`` (auto: torch's default for the device type, gloo on CPU)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..errors import UserError
+from .device import backend_for, process_group_device, select_device
 
 
 @dataclass
@@ -36,26 +37,23 @@ class DistEnv:
             print(message, file=sys.stderr, flush=True)
 
 
-def pick_device(pref: str, local_rank: int = 0) -> torch.device:
-    if pref == "cpu" or (pref == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UserError("train.device: cuda requested but no GPU is available (use train.device=cpu)")
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
+def pick_device(pref: str | dict, local_rank: int = 0, key: str = "train") -> torch.device:
+    """The device of a config section (``device``, ``device_modules``) or a device string."""
+    return select_device(pref, local_rank, key)
 
 
-def init_distributed(device_pref: str = "auto") -> DistEnv:
+def init_distributed(device_pref: str | dict = "auto", dist_cfg: dict | None = None,
+                     key: str = "train") -> DistEnv:
     """One process per device as started by torchrun (RANK, WORLD_SIZE, LOCAL_RANK set)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_pref, local_rank)
+    device = pick_device(device_pref, local_rank, key)
     env = DistEnv(rank, world, local_rank, device)
     if world > 1:
+        backend = backend_for(device, (dist_cfg or {}).get("backend", "auto"))
         if not dist.is_initialized():
-            backend = "nccl" if device.type == "cuda" else "gloo"
-            dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
-        env.control_group = dist.new_group(backend="gloo") if device.type == "cuda" else dist.group.WORLD
+            dist.init_process_group(backend, device_id=process_group_device(device))
+        env.control_group = dist.group.WORLD if backend == "gloo" else dist.new_group(backend="gloo")
     return env
 
 
@@ -79,9 +77,10 @@ def cleanup(env: DistEnv) -> None:
 
 
 @contextmanager
-def distributed_session(device_pref: str = "auto"):
-    """``with distributed_session(pref) as env:`` a command's process group, always torn down."""
-    env = init_distributed(device_pref)
+def distributed_session(device_pref: str | dict = "auto", dist_cfg: dict | None = None, key: str = "train"):
+    """``with distributed_session(cfg["train"], cfg["dist"]) as env:`` a command's process group
+    (``key``: the device section's name, for messages), always torn down."""
+    env = init_distributed(device_pref, dist_cfg, key)
     try:
         yield env
     finally:

@@ -21,6 +21,7 @@ from ..config import save_config
 from ..errors import Interrupted, UserError
 from ..viz.loss_curve import plot_loss_curve
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
+from .device import amp_dtype, compile_mode, ddp_device_ids, grad_scaler, peak_memory_mib
 from .distributed import DistEnv, any_rank, barrier
 from .logger import RunLogger, train_text_line, val_text_line
 from .optim import build_optimizer, build_scheduler, current_lr
@@ -32,17 +33,6 @@ class LoopState:
     step: int = 0            # optimizer steps done in the whole run
     epoch: int = 0           # 0-based epoch being run
     iter_in_epoch: int = 0   # optimizer steps done in this epoch
-
-
-def amp_dtype(pref: str, device: torch.device) -> torch.dtype | None:
-    """auto: bf16 on a GPU that supports it, else fp16; fp32 on CPU. bf16 may be forced on CPU."""
-    if pref not in ("auto", "bf16", "fp16", "none"):
-        raise UserError(f"train.amp: unknown value {pref!r}; choose auto, bf16, fp16 or none")
-    if pref == "none" or (device.type != "cuda" and pref in ("auto", "fp16")):
-        return None
-    if pref == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if pref == "bf16" else torch.float16
 
 
 def check_writable(output_dir: Path) -> None:
@@ -95,7 +85,7 @@ class Trainer:
         self.fused = bool(self.optimizer.defaults.get("fused"))
         self.scheduler = build_scheduler(self.optimizer, cfg["optim"], self.iters_per_epoch, self.epochs)
         self.dtype = amp_dtype(t["amp"], env.device)
-        self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
+        self.scaler = grad_scaler(env.device, self.dtype)
         self.state = LoopState()
         self._stop_signal = 0
         self._loss_window: deque = deque(maxlen=10)   # mmpretrain logs the mean of the last 10 losses
@@ -150,10 +140,12 @@ class Trainer:
         self.model = model.to(env.device)
         wrapped = self.model
         if env.distributed:
-            wrapped = DistributedDataParallel(self.model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
+            wrapped = DistributedDataParallel(self.model, device_ids=ddp_device_ids(env.device),
                                               broadcast_buffers=False)
         self.ddp = wrapped if env.distributed else None
-        mode = t.get("compile_mode", "default")
+        mode, note = compile_mode(t.get("compile_mode", "default"), env.device)
+        if note and t["compile"]:
+            env.print_main(note)
         self.fwd = torch.compile(wrapped, mode=None if mode == "default" else mode) if t["compile"] else wrapped
         self._eager = wrapped
 
@@ -162,7 +154,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "scheduler": self.scheduler.state_dict(),
-            **asdict(self.state), "rng": rng_state(), "config": self.cfg,
+            **asdict(self.state), "rng": rng_state(self.env.device), "config": self.cfg,
             "loss_window": [float(x) for x in self._loss_window],
             "extra": {k: v.state_dict() for k, v in self.extra_state.items()},
         }
@@ -195,7 +187,8 @@ class Trainer:
         self._loss_window.extend(torch.tensor(x, device=self.env.device) for x in ckpt.get("loss_window", []))
         if self.state.iter_in_epoch >= self.iters_per_epoch:
             self.state.epoch, self.state.iter_in_epoch = self.state.epoch + 1, 0
-        set_rng_state(ckpt["rng"])
+        if note := set_rng_state(ckpt["rng"], self.env.device):
+            self.logger.info(note)
         self.scheduler.step_update(self.state.step)
         self.start = Start()                      # the loaded tensors are not kept alive
         self.logger.info(f"resumed from {path} at step {self.state.step} (epoch {self.state.epoch + 1}, "
@@ -350,7 +343,7 @@ class Trainer:
             "lr": self._step_lr, "data_time": sum(window["data"]) / len(window["data"]),
             "grad_norm": float(grad_norm), "loss": loss, "time": step_time,
             "epoch": self.state.epoch + 1, "iter": self.state.iter_in_epoch,
-            "memory": int(torch.cuda.max_memory_allocated() // 2**20) if self.env.device.type == "cuda" else 0,
+            "memory": peak_memory_mib(self.env.device),
             "step": self.state.step, "img_per_s": self.global_batch / step_time,
             "nonfinite_steps": int(self._nonfinite_total.item()),
         }

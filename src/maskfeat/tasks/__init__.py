@@ -23,7 +23,7 @@ class Task:
     modality: str             # image | video
     schema: dict              # every config key and its default
     module: str               # implements validate(cfg) and run(cfg, env) -> dict
-    device_key: str = "train"  # the config section whose 'device' picks the device
+    device_key: str = "train"  # the config section whose 'device' / 'device_modules' pick the device
 
     def impl(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -89,7 +89,7 @@ def execute(task: Task, cfg: dict) -> dict:
     """Run a resolved config in this process's distributed session (torchrun's, or one process)."""
     from ..engine.distributed import distributed_session
 
-    with distributed_session(cfg[task.device_key]["device"]) as env:
+    with distributed_session(cfg[task.device_key], cfg.get("dist"), task.device_key) as env:
         return task.impl().run(cfg, env)
 
 

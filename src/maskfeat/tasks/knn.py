@@ -30,7 +30,7 @@ def knn_metrics(cfg: dict, env: DistEnv) -> dict:
     datasets = labelled_datasets(cfg["data"], img_size, ev["seed"])
     t0 = time.perf_counter()
     feats, num_classes = embed_splits(features, datasets, cfg["data"], ev["batch_size"], env, ev["seed"],
-                                      amp_dtype(ev["amp"], env.device), ev["progress"])
+                                      amp_dtype(ev["amp"], env.device, "eval.amp"), ev["progress"])
     env.print_main(report)                            # once the data has passed its checks
     t_feat = time.perf_counter() - t0
     metrics = knn_accuracy(*feats["train"], *feats["val"], num_classes, cfg["knn"]["k"], cfg["knn"]["temperature"])

@@ -33,6 +33,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..engine.device import device_type, is_cpu, is_cuda
+
 DEFAULT_DECODER = "torchcodec"
 DECODE_PLACES = ("cpu", "device")
 
@@ -271,11 +273,15 @@ def decoding_device(data: dict, train_device: str = "auto") -> str:
                           f"DataLoader workers): set data.num_workers=0 (it is {data['num_workers']})")
     if torchcodec_available():
         raise ConfigError(f"data.decode=device needs torchcodec: {torchcodec_available()}")
-    if train_device == "cpu" or not torch.cuda.is_available():
-        return "cpu"
-    device = f"cuda:{torch.cuda.current_device()}"
-    check_device_decoding(device)
-    return device
+    run_type = device_type(train_device)
+    if is_cuda(run_type) and torch.cuda.is_available():
+        device = f"cuda:{torch.cuda.current_device()}"
+        check_device_decoding(device)
+        return device
+    if not (is_cpu(run_type) or is_cuda(run_type)):     # NVDEC is CUDA-only: the stated fallback
+        _warn_once(f"nvdec:{run_type}", f"data.decode=device: NVDEC needs CUDA; decoding videos on the CPU "
+                                        f"({run_type} run)")
+    return "cpu"
 
 
 def check_device_decoding(device: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 
-from ..defaults import ENCODER_KEYS, PRETRAIN, SHARD_KEYS
+from ..defaults import DIST, ENCODER_KEYS, PRETRAIN, SHARD_KEYS
 
 KINETICS_MEAN = [0.45, 0.45, 0.45]
 KINETICS_STD = [0.225, 0.225, 0.225]
@@ -75,6 +75,7 @@ VIDEO_PRETRAIN = {
     "optim": dict(copy.deepcopy(PRETRAIN["optim"]), lr=1.0e-3, base_batch_size=16, warmup_epochs=1.0),
     "train": dict(copy.deepcopy(PRETRAIN["train"]), epochs=8, batch_size=8, log_interval=4,
                   output_dir="work_dirs/maskfeat_mvitv2-mini_embedded"),
+    "dist": dict(DIST),
 }
 
 VIDEO_FINETUNE = {
@@ -102,5 +103,6 @@ VIDEO_FINETUNE = {
                   warmup_epochs=1.0, layer_decay=0.75),
     "train": dict(copy.deepcopy(PRETRAIN["train"]), epochs=6, batch_size=8, log_interval=4,
                   output_dir="work_dirs/finetune_mvitv2-mini_embedded", eval_interval=2),
+    "dist": dict(DIST),
 }
 
