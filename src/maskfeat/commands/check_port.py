@@ -28,15 +28,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..logs import read_loss_curve
     from ..tasks.check_port import device_name, plan_port_check, run_port_check
-    from .compare_loss import compare_and_report
+    from .compare_loss import check_options, compare_and_report
 
     check = plan_port_check(args.config, args.overrides, steps=args.steps, device=args.device,
                             reference=args.reference)
     options = dict(rule=args.rule, align=args.align, skip_first=args.skip_first, last=args.last,
                    rel_tol=args.rel_tol, abs_tol=args.abs_tol)
-    with contextlib.redirect_stdout(io.StringIO()):      # the reference and the options, before any run
-        compare_and_report(check.reference, check.reference, **options)
+    check_options(**options)                             # the options and the reference, before any run
+    read_loss_curve(check.reference)
     t = check.cfg["train"]
     print(f"check-port: {args.config or 'the demo recipe'}, {t['max_steps']} steps on "
           f"{device_name(t['device'])} (amp {t['amp']}) -> {check.output_dir}; reference {check.reference}",

@@ -45,7 +45,8 @@ def _option(name: str, raw, kind: type):
     return value
 
 
-def _check(rule: str, align: str, skip_first, last, rel_tol, abs_tol) -> tuple:
+def check_options(rule: str, align: str, skip_first, last, rel_tol, abs_tol) -> tuple:
+    """The comparison options, checked (one line naming the bad one): (skip_first, last, rel_tol, abs_tol)."""
     if rule not in RULES:
         raise UserError(f"--rule: {rule!r} is not one of {', '.join(RULES)}")
     if align not in ALIGNS:
@@ -78,7 +79,7 @@ def compare_and_report(run_log, reference_log, *, rule: str = "abs", align: str 
     """Read both logs, print both pairs of figures and verdicts, write the plot if ``plot`` is a path;
     0 when ``rule``'s verdict is PASS, 1 on FAIL. Bad input (a file, an option) raises UserError
     before anything is written."""
-    skip_first, last, rel_tol, abs_tol = _check(rule, align, skip_first, last, rel_tol, abs_tol)
+    skip_first, last, rel_tol, abs_tol = check_options(rule, align, skip_first, last, rel_tol, abs_tol)
     run_curve = read_loss_curve(run_log)
     ref_curve = read_loss_curve(reference_log)
     cmp = compare_curves(run_curve, ref_curve, rel_tol=rel_tol, abs_tol=abs_tol, rule=rule, align=align,

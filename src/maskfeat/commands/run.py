@@ -16,9 +16,8 @@ import os
 import subprocess
 import sys
 
-import torch
-
 from ..config import ConfigError, builtin_config
+from ..engine.device import device_count, device_type
 from ..errors import UserError, exit_code
 from ..tasks import resolve_task, run_task
 
@@ -159,7 +158,7 @@ def _world(args: argparse.Namespace) -> int:
     if _under_torchrun():
         return int(os.environ["WORLD_SIZE"])
     if args.launcher == "pytorch":
-        return args.nproc_per_node or max(torch.cuda.device_count(), 1)
+        return args.nproc_per_node or max(device_count(device_type(args.device or "auto")), 1)
     return 1
 
 

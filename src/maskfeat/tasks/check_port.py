@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..config import flatten, parse_overrides
+from ..engine.device import device_type
 from ..errors import UserError
 from . import Task, execute, resolve_task
 
@@ -70,11 +71,8 @@ def port_settings(steps: int) -> list[str]:
 
 
 def device_name(pref: str) -> str:
-    """The device type a ``train.device`` value runs on (auto: cuda when there is one, else cpu)."""
-    if pref != "auto":
-        return pref.split(":")[0]
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The device type a ``train.device`` value runs on (auto: the accelerator if any, else cpu)."""
+    return device_type(pref)
 
 
 def resolve_port_check(config: str | None, overrides: Iterable[str] = (), *, steps: int = DEFAULT_STEPS,
