@@ -12,7 +12,7 @@ from maskfeat.video import clips as C  # noqa: E402
 from maskfeat.video.datasets import (VideoClassifyDataset, VideoReader, embedded_videos,  # noqa: E402
                                      read_annotations)
 from maskfeat.video.decoders import torchcodec_available  # noqa: E402
-from maskfeat.video.defaults import VIDEO_PRETRAIN  # noqa: E402
+from maskfeat.schema import VIDEO_PRETRAIN  # noqa: E402
 from maskfeat.video.loader import build_video_loader, build_video_pretrain_dataset  # noqa: E402
 
 

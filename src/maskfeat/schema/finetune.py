@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 
-from ..defaults import DIST, ENCODER_KEYS, PRETRAIN, SHARD_KEYS
+from .pretrain import DIST, ENCODER_KEYS, PRETRAIN, SHARD_KEYS
 
 KINETICS_MEAN = [0.45, 0.45, 0.45]
 KINETICS_STD = [0.225, 0.225, 0.225]
