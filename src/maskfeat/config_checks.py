@@ -1,3 +1,3 @@
-"""Thin re-export: the ranges live beside the defaults in maskfeat.schema."""
+"""Thin re-export (saves import edits in the tasks): ranges live beside their defaults in maskfeat.schema."""
+from .schema import AS_PRETRAINED, RULES, check_values  # noqa: F401
 from .schema.spec import *  # noqa: F401,F403
-from .schema.spec import AS_PRETRAINED, RULES, Rule, check_values, choice  # noqa: F401

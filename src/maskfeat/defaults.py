@@ -1,3 +1,3 @@
-"""Thin re-export: the schemas live in maskfeat.schema."""
-from .schema.finetune import VIDEO_FINETUNE, VIDEO_PRETRAIN  # noqa: F401
-from .schema.pretrain import *  # noqa: F401,F403
+"""Thin re-export (saves import edits in ~20 tests and convert/arch.py): the schemas are maskfeat.schema."""
+from .schema import (DEFAULT_PRETRAINED, FINETUNE, IMAGENET_MEAN, IMAGENET_STD, KNN, LINPROBE,  # noqa: F401
+                     PRETRAIN, VIDEO_FINETUNE, VIDEO_PRETRAIN)
