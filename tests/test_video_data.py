@@ -12,7 +12,7 @@ from maskfeat.video import clips as C  # noqa: E402
 from maskfeat.video.datasets import (VideoClassifyDataset, VideoReader, embedded_videos,  # noqa: E402
                                      read_annotations)
 from maskfeat.video.decoders import torchcodec_available  # noqa: E402
-from maskfeat.video.defaults import VIDEO_PRETRAIN  # noqa: E402
+from maskfeat.schema import VIDEO_PRETRAIN  # noqa: E402
 from maskfeat.video.loader import build_video_loader, build_video_pretrain_dataset  # noqa: E402
 
 
@@ -113,7 +113,7 @@ def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path, decoder):
     (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "ann.txt").write_text("short.mp4 0\nbroken.mp4 1\nempty.mp4 1\ngood.mp4 2\n")
-    cfg = _cfg(tmp_path, source="list", root=str(tmp_path), ann_file="ann.txt", video_decoder=decoder)
+    cfg = _cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="ann.txt", video_decoder=decoder)
     ds = build_video_pretrain_dataset(cfg)
     assert ds.reader.decoder == decoder
     with warnings.catch_warnings():
@@ -126,7 +126,7 @@ def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path, decoder):
     assert ds[(3, 0)]["bad"] == 0
     # all bad -> one clear error
     (tmp_path / "bad.txt").write_text("short.mp4 0\nbroken.mp4 1\n")
-    cfg = _cfg(tmp_path, source="list", root=str(tmp_path), ann_file="bad.txt", video_decoder=decoder)
+    cfg = _cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="bad.txt", video_decoder=decoder)
     with pytest.raises(UserError, match="unreadable or too short"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         build_video_pretrain_dataset(cfg)[(0, 0)]

@@ -18,7 +18,7 @@ from maskfeat.data.loader import build_loader  # noqa: E402
 from maskfeat.video import clips as C  # noqa: E402
 from maskfeat.video import decoders as D  # noqa: E402
 from maskfeat.video.datasets import VideoReader, embedded_videos  # noqa: E402
-from maskfeat.video.defaults import VIDEO_PRETRAIN  # noqa: E402
+from maskfeat.schema import VIDEO_PRETRAIN  # noqa: E402
 from maskfeat.video.loader import build_video_pretrain_dataset  # noqa: E402
 from test_video_data import _cfg, bar_row, write_video  # noqa: E402
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from maskfeat.config import resolve_config
 from maskfeat.errors import UserError
 from maskfeat.video.classify import VideoMixup, aggregate_views, build_video_classifier, load_pretrained
-from maskfeat.video.defaults import VIDEO_FINETUNE, VIDEO_PRETRAIN
+from maskfeat.schema import VIDEO_FINETUNE, VIDEO_PRETRAIN
 from maskfeat.video.model import build_video_model
 
 
@@ -117,7 +117,7 @@ def test_embedded_finetune_end_to_end(tmp_path):
     from maskfeat.tasks import TASKS, execute
 
     _, path = _save_pretrain(tmp_path, "mvitv2-pico")
-    cfg = _finetune_cfg("mvitv2-pico", 64, 8, f"pretrained={path}", "data.samples_per_epoch=8",
+    cfg = _finetune_cfg("mvitv2-pico", 64, 8, f"model.pretrained={path}", "data.samples_per_epoch=8",
                         "data.num_workers=0", "data.test_temporal_views=2", "data.sampling_rate=2",
                         "train.epochs=1", "train.batch_size=4", f"train.output_dir={tmp_path / 'ft'}",
                         "train.progress=false")
@@ -131,10 +131,10 @@ def test_finetune_step_with_k400_mixup_settings():
     from maskfeat.tasks.finetune_video import FinetuneStep
 
     cfg = resolve_config(VIDEO_FINETUNE, "configs/finetune/mvitv2-s-16x4_k400.yaml", [])
-    assert (cfg["data"]["mixup"], cfg["data"]["cutmix"], cfg["optim"]["layer_decay"]) == (0.8, 1.0, 0.75)
+    assert (cfg["aug"]["mixup"], cfg["aug"]["cutmix"], cfg["optim"]["layer_decay"]) == (0.8, 1.0, 0.75)
     torch.manual_seed(0)
     model = build_video_classifier(_finetune_cfg("mvitv2-pico"), num_classes=4)
-    step = FinetuneStep(cfg["data"], 4, torch.device("cpu"))
+    step = FinetuneStep({**cfg["data"], **cfg["aug"]}, 4, torch.device("cpu"))
     batch = {"images": torch.randint(0, 256, (4, 3, 8, 64, 64), dtype=torch.uint8), "label": torch.tensor([0, 1, 2, 3])}
     loss = step(model, batch)
     assert torch.isfinite(loss) and 1.0 < loss.item() < 2.5     # soft-target CE near ln(4) at init

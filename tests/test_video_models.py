@@ -5,7 +5,7 @@ import torchvision.models.video.mvit as tv_mvit
 from torchvision.models.video import mvit_v2_s
 
 from maskfeat.models.maskfeat import MaskFeatOutput, masked_mse
-from maskfeat.video.defaults import VIDEO_PRETRAIN
+from maskfeat.schema import VIDEO_PRETRAIN
 from maskfeat.video.hog3d import VideoHOG
 from maskfeat.video.model import build_video_encoder, build_video_model
 from maskfeat.video.mvit import MViTEncoder, block_settings

