@@ -7,7 +7,7 @@ from maskfeat.config import resolve_config
 from maskfeat.convert import mmpretrain_to_maskfeat
 from maskfeat.defaults import PRETRAIN
 from maskfeat.engine.optim import build_optimizer
-from maskfeat.hog import HOGGenerator
+from maskfeat.models.hog import HOGGenerator
 from maskfeat.models import ARCHS, MaskFeat, build_encoder, build_pretrain_model
 
 

@@ -20,7 +20,7 @@ from maskfeat.models.decoder import MaskedDecoder, default_heads, sincos_pos_emb
 from maskfeat.models.visible import visible_index
 from maskfeat.video.cube_mask import CubeMaskGenerator
 from maskfeat.video.defaults import VIDEO_PRETRAIN
-from maskfeat.video.model import build_video_model
+from maskfeat.models.encoders import build_video_model
 
 
 def pico_cfg(*extra, img_size=64):

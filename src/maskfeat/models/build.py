@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from ..targets import build_target
+from .targets import build_target
 from .decoder import build_decoder
 from .maskfeat import MaskFeat
 from .visible import VisibleMaskFeat

@@ -5,13 +5,13 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from ..models.build import choose
-from ..models.decoder import MaskedDecoder, build_decoder
-from ..models.maskfeat import MaskFeatOutput, masked_mse
-from ..models.visible import predict_masked
-from ..models.vit import drop_mask_token
-from .cube_mask import upsample_mask
-from .hog3d import VideoHOG
+from .build import choose
+from .decoder import MaskedDecoder, build_decoder
+from .maskfeat import MaskFeatOutput, masked_mse
+from .visible import predict_masked
+from .vit import drop_mask_token
+from .token_mask import upsample_mask
+from .video_hog import VideoHOG
 from .mvit import MVIT_ARCHS, MViTEncoder
 from .vit3d import MaskFeatViT3D, build_vit3d
 

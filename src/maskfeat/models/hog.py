@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .engine.device import is_cpu, is_cuda
+from ..engine.device import is_cpu, is_cuda
 
 HOG_IMPLS = ("auto", "compiled", "eager")
 

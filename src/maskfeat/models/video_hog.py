@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..hog import HOGGenerator
+from .hog import HOGGenerator
 
 
 class VideoHOG(nn.Module):

@@ -11,8 +11,8 @@ import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
-from ..models.vit import ARCHS, MaskFeatViT
-from .cube_mask import upsample_mask
+from .token_mask import upsample_mask
+from .vit import ARCHS, MaskFeatViT
 
 
 class TubeletEmbed(nn.Module):
