@@ -7,9 +7,9 @@ import torch.nn.functional as F
 
 from maskfeat.config import resolve_config
 from maskfeat.errors import UserError
+from maskfeat.models import build_pretrain_model as build_video_model
 from maskfeat.video.classify import VideoMixup, aggregate_views, build_video_classifier, load_pretrained
 from maskfeat.video.defaults import VIDEO_FINETUNE, VIDEO_PRETRAIN
-from maskfeat.models.encoders import build_video_model
 
 
 def _pretrain_cfg(arch, img_size=64, num_frames=8):

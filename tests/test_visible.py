@@ -16,11 +16,11 @@ from maskfeat.engine.optim import build_optimizer
 from maskfeat.errors import UserError
 from maskfeat.masking import BlockMaskGenerator
 from maskfeat.models import MaskFeat, VisibleMaskFeat, build_pretrain_model
+from maskfeat.models import build_pretrain_model as build_video_model
 from maskfeat.models.decoder import MaskedDecoder, default_heads, sincos_pos_embed
 from maskfeat.models.visible import visible_index
 from maskfeat.video.cube_mask import CubeMaskGenerator
 from maskfeat.video.defaults import VIDEO_PRETRAIN
-from maskfeat.models.encoders import build_video_model
 
 
 def pico_cfg(*extra, img_size=64):
