@@ -19,7 +19,7 @@ import torch
 from maskfeat.tasks.pretrain import build_config, build_trainer
 from maskfeat.data.images import decode_rgb, skimage_photos
 from maskfeat.engine.distributed import DistEnv
-from maskfeat.hog import HOGGenerator
+from maskfeat.models.hog import HOGGenerator
 
 
 def photos(size: int, n: int, device) -> torch.Tensor:

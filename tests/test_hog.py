@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskfeat.hog import HOGGenerator, gaussian_kernel
+from maskfeat.models.hog import HOGGenerator, gaussian_kernel
 
 
 def test_matches_mmpretrain_fixture(mmpretrain_fixture):

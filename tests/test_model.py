@@ -7,8 +7,10 @@ from maskfeat.config import resolve_config
 from maskfeat.convert import mmpretrain_to_maskfeat
 from maskfeat.defaults import PRETRAIN
 from maskfeat.engine.optim import build_optimizer
-from maskfeat.hog import HOGGenerator
 from maskfeat.models import ARCHS, MaskFeat, build_encoder, build_pretrain_model
+from maskfeat.models.hog import HOGGenerator
+from maskfeat.models.token_mask import token_mask
+from maskfeat.schema import VIDEO_PRETRAIN
 
 
 def fixture_model(arch: dict) -> MaskFeat:
@@ -121,3 +123,22 @@ def test_normalised_batch_equals_mmpretrain_preprocessor_bit_for_bit():
     std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
     want = (x.float() - mean) / std
     assert torch.equal(step.normalise(x), want)
+
+
+def test_one_class_for_clips_and_the_mask_on_the_token_grid():
+    cfg = copy.deepcopy(VIDEO_PRETRAIN)
+    cfg["model"].update(arch="vit3d-pico", img_size=32, num_frames=4)
+    torch.manual_seed(0)
+    model = build_pretrain_model(cfg)
+    assert type(model) is MaskFeat and model.encoder.grid_size == (2, 2, 2)
+    cube = torch.zeros(1, 2, 1, 1, dtype=torch.bool)
+    cube[0, 1] = True                                  # the second time step, whole frame
+    assert token_mask(cube, (2, 2, 2)).tolist() == [[False] * 4 + [True] * 4]
+    flat = torch.tensor([[True, False, False, True]])
+    assert torch.equal(token_mask(flat, (2, 2)), flat)
+    assert torch.equal(token_mask(flat.view(1, 2, 2), (2, 2)), flat)
+    with pytest.raises(ValueError, match=r"mask of 4 tokens for a token grid \(2, 2, 2\)"):
+        token_mask(flat, (2, 2, 2))
+    out = model(torch.randn(1, 3, 4, 32, 32), cube, return_outputs=True)
+    assert out.mask.tolist() == [[False] * 4 + [True] * 4] and out.pred.shape == (1, 8, 108)
+    torch.testing.assert_close(out.loss, ((out.pred - out.target) ** 2).mean(-1)[0, 4:].mean())

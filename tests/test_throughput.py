@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from helpers import REPO, eager_and_compiled_losses
 from maskfeat.data.images import decode_rgb, skimage_photos
-from maskfeat.hog import HOGGenerator
+from maskfeat.models.hog import HOGGenerator
 
 
 def photo_batch(size: int = 64, n: int = 4) -> torch.Tensor:

@@ -7,9 +7,14 @@ import torch.nn.functional as F
 
 from maskfeat.config import resolve_config
 from maskfeat.errors import UserError
-from maskfeat.video.classify import VideoMixup, aggregate_views, build_video_classifier, load_pretrained
+from maskfeat.models import build_pretrain_model as build_video_model
 from maskfeat.schema import VIDEO_FINETUNE, VIDEO_PRETRAIN
-from maskfeat.video.model import build_video_model
+from maskfeat.video.classify import (
+    VideoMixup,
+    aggregate_views,
+    build_video_classifier,
+    load_pretrained,
+)
 
 
 def _pretrain_cfg(arch, img_size=64, num_frames=8):

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from maskfeat.hog import HOGGenerator
-from maskfeat.video.hog3d import VideoHOG
+from maskfeat.models.hog import HOGGenerator
+from maskfeat.models.video_hog import VideoHOG
 
 
 @pytest.fixture(scope="module")

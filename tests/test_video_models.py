@@ -4,12 +4,13 @@ import torch
 import torchvision.models.video.mvit as tv_mvit
 from torchvision.models.video import mvit_v2_s
 
+from maskfeat.models import build_pretrain_model as build_video_model
+from maskfeat.models.encoders import build_video_encoder
 from maskfeat.models.maskfeat import MaskFeatOutput, masked_mse
+from maskfeat.models.mvit import MViTEncoder, block_settings
+from maskfeat.models.video_hog import VideoHOG
+from maskfeat.models.vit3d import build_vit3d
 from maskfeat.schema import VIDEO_PRETRAIN
-from maskfeat.video.hog3d import VideoHOG
-from maskfeat.video.model import build_video_encoder, build_video_model
-from maskfeat.video.mvit import MViTEncoder, block_settings
-from maskfeat.video.vit3d import build_vit3d
 
 
 def _cfg(**model):

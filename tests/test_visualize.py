@@ -10,7 +10,7 @@ from skimage.feature import hog as skimage_hog
 from helpers import tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.data.images import skimage_photos
-from maskfeat.hog import HOGGenerator
+from maskfeat.models.hog import HOGGenerator
 from maskfeat.viz import bin_gradient_angles, glyph_stamps, patches_to_cells, render_glyphs
 from maskfeat.viz.panels import VISIBLE_TINT, glyph_panel
 

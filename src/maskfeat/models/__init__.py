@@ -1,7 +1,7 @@
-from .vit import ARCHS, MaskFeatViT, build_encoder
+from .build import MODALITIES, PRETRAIN_MODELS, build_pretrain_model
 from .maskfeat import MaskFeat
 from .visible import VisibleMaskFeat
-from .build import PRETRAIN_MODELS, build_pretrain_model
+from .vit import ARCHS, MaskFeatViT, build_encoder
 
-__all__ = ["ARCHS", "MaskFeatViT", "build_encoder", "MaskFeat", "VisibleMaskFeat", "PRETRAIN_MODELS",
-           "build_pretrain_model"]
+__all__ = ["ARCHS", "MaskFeatViT", "build_encoder", "MaskFeat", "VisibleMaskFeat", "MODALITIES",
+           "PRETRAIN_MODELS", "build_pretrain_model"]

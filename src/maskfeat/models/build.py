@@ -1,43 +1,66 @@
-"""Pre-training models by ``model.encoder``: a table of builders, one per encoder kind."""
+"""Pre-training models of both modalities: a table of modalities (how the input becomes tokens,
+how targets are made) and a table of encoder kinds (every token, or the visible ones only)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
 from ..config import ConfigError
-from ..targets import build_target
 from .decoder import build_decoder
+from .encoders import build_image_encoder, build_video_encoder
 from .maskfeat import MaskFeat
+from .targets import image_target, video_target
 from .visible import VisibleMaskFeat
-from .vit import build_encoder
 
 
-def choose(table: dict, model_cfg: dict, key: str = "encoder", default: str = "full"):
-    """``table[model_cfg[key]]``; configs written before the key existed mean ``default``."""
-    kind = model_cfg.get(key, default)
+def choose(table: dict, section: dict, key: str = "encoder", default: str = "full", where: str = "model."):
+    """``table[section[key]]``; configs written before the key existed mean ``default``."""
+    kind = section.get(key, default)
     if kind not in table:
-        raise ConfigError(f"model.{key}: unknown value {kind!r}; choose one of {', '.join(table)}")
+        raise ConfigError(f"{where}{key}: unknown value {kind!r}; choose one of {', '.join(table)}")
     return table[kind]
 
 
+@dataclass(frozen=True)
+class Modality:
+    """The per-modality part of MaskFeat, from a config's ``model`` (and ``hog``) section."""
+
+    encoder: Callable[[dict], nn.Module]          # model -> encoder with forward_tokens(x, mask)
+    target: Callable[[dict, dict], nn.Module]     # model, hog -> target(x) (B, N, D_t) and target.grid
+
+
+# config modality -> its encoder and target
+MODALITIES: dict[str, Modality] = {
+    "image": Modality(build_image_encoder, image_target),
+    "video": Modality(lambda model: build_video_encoder(model, pretrain=True), video_target),
+}
+
+
+def _visible(encoder: nn.Module, target: nn.Module, m: dict) -> VisibleMaskFeat:
+    if not hasattr(encoder, "forward_visible"):
+        raise ConfigError(f"model.encoder: visible needs a video ViT (model.arch vit3d-*); {m['arch']} "
+                          "runs every token (MViT pools over the full token grid): use model.encoder=full")
+    return VisibleMaskFeat(encoder, target, build_decoder(m, encoder),
+                           decay_pos_embed=m.get("decay_pos_embed", True))
+
+
 # model.encoder -> (encoder, target, model config) -> pre-training model
-PRETRAIN_MODELS: dict[str, Callable[[nn.Module, nn.Module, dict], nn.Module]] = {
-    "full": lambda enc, target, m: MaskFeat(enc, target, decay_pos_embed=m["decay_pos_embed"]),
-    "visible": lambda enc, target, m: VisibleMaskFeat(enc, target, build_decoder(m, enc),
-                                                      decay_pos_embed=m["decay_pos_embed"]),
+PRETRAIN_MODELS: dict[str, Callable[[nn.Module, nn.Module, dict], MaskFeat]] = {
+    "full": lambda enc, target, m: MaskFeat(enc, target, decay_pos_embed=m.get("decay_pos_embed", True)),
+    "visible": _visible,
 }
 
 
 def build_pretrain_model(cfg: dict, device: torch.device | str = "cpu") -> MaskFeat:
-    """From the ``model`` and ``hog`` sections of a config; ``device`` picks the HOG implementation."""
+    """From a config's ``modality``, ``model`` and ``hog`` sections; ``device`` picks the HOG
+    implementation (hog.impl)."""
     m, h = cfg["model"], cfg["hog"]
+    modality = choose(MODALITIES, cfg, "modality", "image", where="")
     make = choose(PRETRAIN_MODELS, m)
-    encoder = build_encoder(m["arch"], img_size=m["img_size"], patch_size=m["patch_size"],
-                            drop_path_rate=m["drop_path_rate"])
-    target = build_target(m["target"], m["patch_size"], nbins=h["nbins"], cell_size=h["cell_size"],
-                          gaussian_window=h["gaussian_window"])
+    encoder, target = modality.encoder(m), modality.target(m, h)
     if hasattr(target, "set_impl"):
         target.set_impl(h.get("impl", "auto"), device)
     return make(encoder, target, m)

@@ -54,7 +54,8 @@ class MaskedDecoder(nn.Module):
         self.dim, self.num_prefix_tokens = dim, num_prefix_tokens
         self.embed = nn.Linear(embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("pos_embed", sincos_pos_embed(dim, tuple(grid), num_prefix_tokens), persistent=False)
+        pos_embed = sincos_pos_embed(dim, tuple(grid), num_prefix_tokens)
+        self.register_buffer("pos_embed", pos_embed, persistent=False)
         norm = partial(nn.LayerNorm, eps=1e-6)
         self.blocks = nn.Sequential(*[Block(dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm)
                                       for _ in range(depth)])

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import UserError
 from .decoder import MaskedDecoder
-from .maskfeat import MaskFeat, MaskFeatOutput, masked_mse
+from .maskfeat import MaskFeat
 from .vit import drop_mask_token
 
 
@@ -29,21 +29,10 @@ def visible_index(mask: torch.Tensor) -> torch.Tensor:
     lo, hi = (int(c) for c in counts.aminmax())
     if lo != hi:
         raise UserError(f"mask: model.encoder=visible needs the same number of masked patches in every "
-                        f"sample, this batch has {lo} to {hi} (use the block / cube mask, or model.encoder=full)")
+                        f"sample, this batch has {lo} to {hi} "
+                        "(use the block / cube mask, or model.encoder=full)")
     order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)  # visible first, each in raster order
     return order[:, : mask.shape[1] - lo]
-
-
-def predict_masked(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The visible-patch path shared by images and clips: (B, 3, [T,] H, W), mask (B, N) -> (B, N, D_t)."""
-    # a. which patches the encoder sees
-    keep = visible_index(mask)                                      # (B, N_vis)
-    # b. encoder on the cls token and the visible patches only
-    latent = model.encoder.forward_visible(x, keep)                 # (B, 1 + N_vis, D)
-    # c. decoder: visible tokens back in place, mask tokens elsewhere
-    decoded = model.decoder(latent, keep)                           # (B, N, D_dec)
-    # d. linear head to the target dim
-    return model.head(decoded)                                      # (B, N, D_t)
 
 
 class VisibleMaskFeat(MaskFeat):
@@ -62,20 +51,15 @@ class VisibleMaskFeat(MaskFeat):
         """The decoder's mask token never decays (its positions are a fixed buffer)."""
         return (super().no_weight_decay() - {"encoder.mask_token"}) | {"decoder.mask_token"}
 
-    def encode(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The encoder's output tokens for this mask: (B, 1 + N_vis, D), visible patches only."""
-        return self.encoder.forward_visible(images, visible_index(mask.flatten(1).bool()))
+    def forward_encoder(self, x: torch.Tensor, mask: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The cls token and the visible patches only: (B, prefix + N_vis, D), mask (B, N),
+        keep (B, N_vis)."""
+        mask = self.token_mask(mask, self.encoder.grid_size, x)          # (B, N)
+        keep = visible_index(mask)                                       # (B, N_vis), visible patches
+        return self.encoder.forward_visible(x, keep), mask, keep
 
-    def forward(self, images: torch.Tensor, mask: torch.Tensor,
-                return_outputs: bool = False) -> MaskFeatOutput:
-        """images (B, 3, H, W) normalised, mask (B, Hp, Wp) bool (True = masked), same count per image."""
-        mask = mask.flatten(1).bool()                                    # (B, N)
-        # 1. targets from the full, un-masked image, fp32, no grad
-        target = self.targets(images)                                    # (B, N, D_t)
-        # 2. visible patches -> encoder -> decoder with mask tokens -> head
-        pred = predict_masked(self, images, mask)                        # (B, N, D_t)
-        # 3. MSE on masked patches only
-        loss = masked_mse(pred, target, mask)
-        if return_outputs:
-            return MaskFeatOutput(loss, pred, target, mask)
-        return MaskFeatOutput(loss)
+    def forward_head(self, latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Decoder (visible tokens back in place, mask tokens elsewhere), then the linear head."""
+        decoded = self.decoder(latent, keep)                             # (B, N, D_dec)
+        return self.head(decoded)                                        # (B, N, D_t)

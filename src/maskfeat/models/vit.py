@@ -7,6 +7,8 @@ from timm.models import checkpoint_seq
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from .token_mask import token_mask
+
 # Encoder shapes; all use qkv bias, MLP ratio 4 and LayerNorm eps 1e-6 (timm's default).
 ARCHS: dict[str, dict] = {
     "vit-pico": dict(embed_dim=96, depth=2, num_heads=3),      # tests
@@ -22,7 +24,8 @@ ARCHS: dict[str, dict] = {
 class MaskFeatViT(VisionTransformer):
     """timm ViT whose ``forward_features`` replaces masked patch embeddings by ``mask_token``.
 
-    ``forward_features``: all tokens (cls + every patch) go through the blocks (MaskFeat).
+    ``forward_features`` / ``forward_tokens``: all tokens (cls + every patch) go through the
+    blocks (MaskFeat).
     ``forward_visible``: only the cls token and the visible patches do (MAE-style encoder).
     """
 
@@ -38,7 +41,7 @@ class MaskFeatViT(VisionTransformer):
         spec_init(self, (self.pos_embed, self.cls_token, self.mask_token))
 
     @property
-    def grid_size(self) -> tuple[int, int]:
+    def grid_size(self) -> tuple[int, ...]:
         return tuple(self.patch_embed.grid_size)
 
     def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -49,6 +52,15 @@ class MaskFeatViT(VisionTransformer):
             x = x * (1.0 - w) + self.mask_token.to(x.dtype) * w
         x = self._pos_embed(x)                                    # (B, 1 + N, D)
         return self._encode(x)
+
+    def forward_tokens(self, x: torch.Tensor, mask: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """(B, 3, [T,] H, W), mask (B, *grid dividing the token grid) or (B, N) bool
+        -> (B, prefix + N, D), token grid; the interface of every pre-training encoder."""
+        grid = self.grid_size
+        if mask is not None:
+            mask = token_mask(mask, grid)                         # (B, N)
+        return self.forward_features(x, mask), grid
 
     def forward_visible(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W), keep (B, N_vis) indices of the visible patches -> (B, prefix + N_vis, D).

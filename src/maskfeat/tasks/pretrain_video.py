@@ -6,8 +6,8 @@ from ..data.loader import build_loader
 from ..engine.distributed import DistEnv
 from ..models import ARCHS
 from ..video.loader import build_video_pretrain_dataset
-from ..video.model import build_video_model
-from ..video.mvit import MVIT_ARCHS
+from ..models import build_pretrain_model as build_video_model
+from ..models.mvit import MVIT_ARCHS
 from .pretrain import check_pretrain, run  # noqa: F401  (run: the job's runner, which finds this row's builders)
 
 VIDEO_ARCHS = Rule("one of " + ", ".join(sorted(MVIT_ARCHS)) + " or vit3d-<name> with <name> one of "

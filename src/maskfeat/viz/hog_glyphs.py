@@ -4,7 +4,7 @@ Each cell becomes a small square in which every orientation bin draws a line thr
 cell centre, along the edge direction (perpendicular to the bin's gradient orientation),
 with brightness proportional to the bin's value.
 
-Orientation convention of maskfeat.hog: ``gx``/``gy`` are cross-correlations with
+Orientation convention of maskfeat.models.hog: ``gx``/``gy`` are cross-correlations with
 ``[[1,0,-1],...]`` (so gx = I(x-1) - I(x+1)), and the bin of a pixel is
 floor(atan2(gx, gy) / pi * nbins) mod nbins. Bin b therefore holds gradients whose
 direction in (row, col) coordinates is +-(cos t, sin t) with t = (b + 0.5) * pi / nbins,

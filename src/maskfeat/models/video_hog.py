@@ -8,11 +8,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..hog import HOGGenerator
+from .hog import HOGGenerator
 
 
 class VideoHOG(nn.Module):
     """(B, 3, T, H, W) normalised clip -> (B, T/stride * H/p * W/p, 108), token order (t, h, w)."""
+
+    name = "HOG"
 
     def __init__(self, temporal_stride: int = 2, nbins: int = 9, cell_size: int = 8,
                  patch_size: int = 16, gaussian_window: int = 0):
@@ -34,7 +36,8 @@ class VideoHOG(nn.Module):
     def grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
         """Target token grid (T', H', W') of a (t, h, w) clip."""
         if t % self.temporal_stride:
-            raise ValueError(f"hog: {t} frames are not divisible by the temporal stride {self.temporal_stride}")
+            raise ValueError(f"hog: {t} frames are not divisible by the temporal stride "
+                             f"{self.temporal_stride}")
         p = self.hog.patch_size
         return t // self.temporal_stride, h // p, w // p
 

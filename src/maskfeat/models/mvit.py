@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.video.mvit import MSBlockConfig, MViT
 
-from .cube_mask import upsample_mask
+from .token_mask import upsample_mask
 
 # embed_dim, depth and heads of the first stage; `stages` = first block of stages 2, 3, 4.
 MVIT_ARCHS: dict[str, dict] = {
@@ -32,7 +32,8 @@ def block_settings(arch: str, pool_last_stage: bool, kernel: tuple[int, int, int
                    kv_stride: tuple[int, int, int] = (1, 8, 8)) -> list[MSBlockConfig]:
     """torchvision block configs of an MViTv2 shape; ``pool_last_stage=False`` for pre-training."""
     if arch not in MVIT_ARCHS:
-        raise ValueError(f"model.arch: unknown MViT architecture {arch!r}; choose one of {sorted(MVIT_ARCHS)}")
+        raise ValueError(f"model.arch: unknown MViT architecture {arch!r}; "
+                         f"choose one of {sorted(MVIT_ARCHS)}")
     a = MVIT_ARCHS[arch]
     dim, heads, kv = a["embed_dim"], a["num_heads"], list(kv_stride)
     out = []
@@ -103,7 +104,8 @@ class MViTEncoder(MViT):
 
     def group_matcher(self, coarse: bool = False) -> dict:
         """Layer groups for timm's layer-wise lr decay: stem, one group per block, then norm/head."""
-        return dict(stem=r"^conv_proj|^pos_encoding|^mask_token", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
+        return dict(stem=r"^conv_proj|^pos_encoding|^mask_token",
+                    blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
 
 def interpolate_rel_pos(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -113,5 +115,6 @@ def interpolate_rel_pos(state_dict: dict[str, torch.Tensor], model: nn.Module) -
     for k, v in state_dict.items():
         if "rel_pos" in k and k in target and v.shape != target[k].shape:
             n = target[k].shape[0]
-            out[k] = F.interpolate(v.float().t().unsqueeze(0), size=n, mode="linear").squeeze(0).t().to(v.dtype)
+            table = F.interpolate(v.float().t().unsqueeze(0), size=n, mode="linear")   # (1, D, n)
+            out[k] = table.squeeze(0).t().to(v.dtype)
     return out

@@ -1,18 +1,26 @@
-"""Regression targets per patch: HOG (the MaskFeat default) or raw pixels (the paper's ablation)."""
+"""Regression targets per token: HOG (the MaskFeat default) or raw pixels (the paper's ablation) of
+images, HOG of clips; one builder per modality (rows of ``build.MODALITIES``)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from .hog import HOGGenerator
+from .video_hog import VideoHOG
 
 
 class PixelTarget(nn.Module):
     """Normalised pixels per patch, (B, 3, H, W) -> (B, N, p*p*3), optionally per-patch standardised."""
 
+    name = "pixel"
+
     def __init__(self, patch_size: int = 16, norm_per_patch: bool = True):
         super().__init__()
         self.patch_size, self.norm_per_patch = patch_size, norm_per_patch
+
+    def grid(self, h: int, w: int) -> tuple[int, int]:
+        """Target token grid (H/p, W/p) of an (h, w) image."""
+        return h // self.patch_size, w // self.patch_size
 
     @property
     def out_dim(self) -> int:
@@ -38,3 +46,15 @@ def build_target(kind: str, patch_size: int, nbins: int = 9, cell_size: int = 8,
     if kind == "pixel":
         return PixelTarget(patch_size)
     raise ValueError(f"model.target: unknown target {kind!r}; choose 'hog' or 'pixel'")
+
+
+def image_target(model: dict, hog: dict) -> nn.Module:
+    """From a config's ``model`` and ``hog`` sections: ``model.target`` of every image patch."""
+    return build_target(model["target"], model["patch_size"], nbins=hog["nbins"], cell_size=hog["cell_size"],
+                        gaussian_window=hog["gaussian_window"])
+
+
+def video_target(model: dict, hog: dict) -> VideoHOG:
+    """From a config's ``hog`` section: the HOG of every clip token (its first frame)."""
+    return VideoHOG(temporal_stride=hog["temporal_stride"], nbins=hog["nbins"], cell_size=hog["cell_size"],
+                    patch_size=hog["patch_size"], gaussian_window=hog["gaussian_window"])

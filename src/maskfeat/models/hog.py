@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .engine.device import is_cpu, is_cuda
+from ..engine.device import is_cpu, is_cuda
 
 HOG_IMPLS = ("auto", "compiled", "eager")
 
@@ -34,13 +34,16 @@ class HOGGenerator(nn.Module):
     where ``cells = patch_size // cell_size`` (mmpretrain's order).
     """
 
+    name = "HOG"
+
     def __init__(self, nbins: int = 9, cell_size: int = 8, patch_size: int = 16,
                  gaussian_window: int = 16, in_chans: int = 3):
         super().__init__()
         if patch_size % cell_size:
             raise ValueError(f"hog: patch_size {patch_size} is not a multiple of cell_size {cell_size}")
         if gaussian_window and patch_size % gaussian_window and gaussian_window % patch_size:
-            raise ValueError(f"hog: gaussian_window {gaussian_window} must divide or be a multiple of patch_size {patch_size}")
+            raise ValueError(f"hog: gaussian_window {gaussian_window} must divide or be a multiple of "
+                             f"patch_size {patch_size}")
         self.nbins, self.cell_size, self.patch_size = nbins, cell_size, patch_size
         self.window, self.in_chans = gaussian_window, in_chans
         wx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
@@ -49,7 +52,8 @@ class HOGGenerator(nn.Module):
         self.register_buffer("sobel", kernel, persistent=False)
         if gaussian_window:
             # std = window / 2, as mmpretrain
-            self.register_buffer("gkern", gaussian_kernel(gaussian_window, gaussian_window / 2), persistent=False)
+            gkern = gaussian_kernel(gaussian_window, gaussian_window / 2)
+            self.register_buffer("gkern", gkern, persistent=False)
         else:
             self.gkern = None
         self._compiled = None       # see set_impl
@@ -58,6 +62,10 @@ class HOGGenerator(nn.Module):
     @property
     def out_dim(self) -> int:
         return self.in_chans * self.nbins * (self.patch_size // self.cell_size) ** 2
+
+    def grid(self, h: int, w: int) -> tuple[int, int]:
+        """Target token grid (H/p, W/p) of an (h, w) image."""
+        return h // self.patch_size, w // self.patch_size
 
     def check_size(self, h: int, w: int) -> None:
         unit = self.patch_size if not self.window else math.lcm(self.patch_size, self.window)
@@ -102,7 +110,8 @@ class HOGGenerator(nn.Module):
         index = bins.add_(self._slot_base(b, c, h, w, grad.device))         # (B, C, H, W) flat slot
         hist = torch.zeros(b * c * hc * wc * self.nbins, device=grad.device, dtype=mag.dtype)
         hist.index_add_(0, index.view(-1), mag.view(-1))
-        hist = F.normalize(hist.view(b, c, hc, wc, self.nbins), p=2, dim=-1, eps=1e-12)   # bins last: fast norm
+        # bins last: fast norm
+        hist = F.normalize(hist.view(b, c, hc, wc, self.nbins), p=2, dim=-1, eps=1e-12)
         return hist.permute(0, 1, 4, 2, 3)                                  # (B, C, nbins, Hc, Wc) view
 
     def _slot_base(self, b: int, c: int, h: int, w: int, device) -> torch.Tensor:
@@ -115,7 +124,8 @@ class HOGGenerator(nn.Module):
             ys = torch.arange(h, device=device, dtype=torch.int32) // cs
             xs = torch.arange(w, device=device, dtype=torch.int32) // cs
             cell = (ys[:, None] * wc + xs[None, :]) * self.nbins            # (H, W)
-            plane = torch.arange(b * c, device=device, dtype=torch.int32).view(b, c, 1, 1) * (self.nbins * hc * wc)
+            plane = torch.arange(b * c, device=device, dtype=torch.int32).view(b, c, 1, 1)
+            plane = plane * (self.nbins * hc * wc)
             if b * c * self.nbins * hc * wc >= 2**31:
                 raise ValueError("hog: batch too large for int32 histogram indices")
             base = (plane + cell).contiguous()

@@ -11,8 +11,7 @@ import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
-from ..models.vit import ARCHS, MaskFeatViT
-from .cube_mask import upsample_mask
+from .vit import ARCHS, MaskFeatViT
 
 
 class TubeletEmbed(nn.Module):
@@ -33,7 +32,8 @@ class TubeletEmbed(nn.Module):
         self.grid_size = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1] * self.grid_size[2]
         kernel = (tubelet_size, patch_size, patch_size)
-        self.proj = nn.Conv3d(in_chans, embed_dim, kernel, stride=kernel, bias=bias, device=device, dtype=dtype)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel, stride=kernel, bias=bias,
+                              device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)                                  # (B, D, T', H', W')
@@ -43,7 +43,7 @@ class TubeletEmbed(nn.Module):
 
 
 class MaskFeatViT3D(MaskFeatViT):
-    """The image ``MaskFeatViT`` on clips; ``forward_tokens`` mirrors ``MViTEncoder``.
+    """The image ``MaskFeatViT`` on clips (its ``forward_tokens`` / ``forward_visible``, a 3-D token grid).
 
     ``with_mask_token=False`` builds a classifier (``num_classes`` > 0) without the mask token.
     """
@@ -57,14 +57,6 @@ class MaskFeatViT3D(MaskFeatViT):
         trunc_normal_(self.patch_embed.proj.weight, std=0.02)
         if self.patch_embed.proj.bias is not None:
             nn.init.zeros_(self.patch_embed.proj.bias)
-
-    def forward_tokens(self, clips: torch.Tensor, mask: torch.Tensor | None = None
-                       ) -> tuple[torch.Tensor, tuple[int, int, int]]:
-        """(B, 3, T, H, W), mask (B, t, h, w) dividing the token grid -> (B, 1 + N, D), grid."""
-        grid = self.patch_embed.grid_size
-        if mask is not None:
-            mask = upsample_mask(mask, grid)
-        return self.forward_features(clips, mask), grid
 
 
 def build_vit3d(arch: str, img_size: int = 224, num_frames: int = 16, tubelet_size: int = 2,
