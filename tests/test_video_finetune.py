@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from maskfeat.config import resolve_config
 from maskfeat.errors import UserError
-from maskfeat.video.classify import VideoMixup, aggregate_views, build_video_classifier, load_pretrained
+from maskfeat.eval.multiview import VideoMixup, aggregate_views, build_video_classifier, load_pretrained
 from maskfeat.video.defaults import VIDEO_FINETUNE, VIDEO_PRETRAIN
 from maskfeat.video.model import build_video_model
 

@@ -224,7 +224,7 @@ def test_video_vit_visible_trains_and_equals_full_encoder_at_ratio_zero():
 
 
 def test_video_visible_checkpoint_loads_into_the_video_classifier(tmp_path):
-    from maskfeat.video.classify import build_video_classifier, load_pretrained
+    from maskfeat.eval.multiview import build_video_classifier, load_pretrained
 
     torch.manual_seed(5)
     cfg = video_cfg(encoder="visible")

@@ -15,7 +15,7 @@ from ..config_checks import check_values
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import Trainer, amp_dtype
-from ..video.classify import VideoMixup, build_video_classifier, evaluate_views, load_pretrained
+from ..eval.multiview import VideoMixup, build_video_classifier, evaluate_views, load_pretrained
 from ..video.loader import build_video_classify_datasets
 from .pretrain_video import VIDEO_ARCHS
 from .steps import Normalise

@@ -13,8 +13,8 @@ from torch import nn
 from ..namemaps.maskfeat import dropped_note, pretraining_only
 from ..engine.checkpoint import load_checkpoint
 from ..errors import UserError
-from .model import build_video_encoder
-from .mvit import interpolate_rel_pos
+from ..video.model import build_video_encoder
+from ..video.mvit import interpolate_rel_pos
 
 PRETRAIN_ONLY = ("mask_token",)   # encoder keys with no place in a classifier
 CLASSIFIER_NEW = ("head.", "fc_norm.")   # classifier keys a pre-training checkpoint cannot hold
