@@ -1,83 +1,20 @@
-"""Video classification from a MaskFeat encoder: building, loading pre-training weights,
-mixup on clips, and multi-view evaluation (clip-level and video-level top-1)."""
+"""Video multi-view evaluation: every view of every test video once across ranks, clip-level top-1
+and video-level top-1 of the views' mean softmax, every ``train.eval_interval`` epochs and at the end."""
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from timm.data import Mixup
 from torch import nn
+from torch.utils.data import DataLoader
 
-from ..namemaps.maskfeat import dropped_note, pretraining_only
-from ..engine.checkpoint import load_checkpoint
-from ..errors import UserError
-from ..video.model import build_video_encoder
-from ..video.mvit import interpolate_rel_pos
-
-PRETRAIN_ONLY = ("mask_token",)   # encoder keys with no place in a classifier
-CLASSIFIER_NEW = ("head.", "fc_norm.")   # classifier keys a pre-training checkpoint cannot hold
+from ..engine.device import amp_dtype
+from ..engine.distributed import DistEnv
 
 
-def build_video_classifier(cfg: dict, num_classes: int) -> nn.Module:
-    """MViTv2 with its pooling restored (or the video ViT) and a ``num_classes`` head."""
-    return build_video_encoder(cfg["model"], pretrain=False, num_classes=num_classes)
-
-
-@dataclass
-class LoadReport:
-    missing: list[str] = field(default_factory=list)       # classifier keys left at their init
-    unexpected: list[str] = field(default_factory=list)    # encoder keys the classifier has no use for
-    interpolated: list[str] = field(default_factory=list)  # rel-pos tables resampled to new lengths
-    ignored: list[str] = field(default_factory=list)       # pre-training only (mask token, HOG head, decoder)
-    dropped: str = ""                                      # the note on them: 'dropped: head (2 tensors), ...'
-
-
-def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
-    """Load the ``encoder.*`` weights of a pre-training checkpoint into a classifier."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"pretrained: checkpoint not found: {path}")
-    ckpt = load_checkpoint(path, map_location="cpu")
-    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise UserError(f"pretrained: {path} holds no state dict")
-    encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
-    if not encoder:
-        raise UserError(f"pretrained: {path} has no 'encoder.*' weights (is it a MaskFeat pre-training checkpoint?)")
-    report = LoadReport(ignored=sorted(["encoder." + k for k in encoder if k in PRETRAIN_ONLY]
-                                       + [k for k in state if not k.startswith("encoder.")]),
-                        dropped=dropped_note(pretraining_only(state)))
-    encoder = {k: v for k, v in encoder.items() if k not in PRETRAIN_ONLY}
-    resized = interpolate_rel_pos(encoder, model)
-    report.interpolated = sorted(k for k in encoder if resized[k].shape != encoder[k].shape)
-    target = model.state_dict()
-    for k, v in resized.items():
-        if k in target and v.shape != target[k].shape:
-            raise UserError(f"pretrained: {path} key {k} has shape {tuple(v.shape)}, the model expects "
-                            f"{tuple(target[k].shape)} (another model.arch / img_size?)")
-    result = model.load_state_dict(resized, strict=False)
-    report.missing, report.unexpected = sorted(result.missing_keys), sorted(result.unexpected_keys)
-    lacking = [k for k in report.missing if not k.startswith(CLASSIFIER_NEW)]
-    if lacking:
-        raise UserError(f"pretrained: {path} lacks {len(lacking)} encoder weights of this model, e.g. "
-                        f"{lacking[0]} (another model.arch?)")
-    return report
-
-
-class VideoMixup:
-    """timm's Mixup / CutMix on (B, C, T, H, W) clips: one box or blend for all frames of a clip."""
-
-    def __init__(self, num_classes: int, mixup: float = 0.8, cutmix: float = 1.0, label_smoothing: float = 0.1):
-        self.inner = Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing,
-                           num_classes=num_classes, mode="batch")
-
-    def __call__(self, clips: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, c, t, h, w = clips.shape
-        x = clips.reshape(b, c * t, h, w)        # timm boxes the last two dims
-        x, soft = self.inner(x, labels)          # in place; soft targets (B, classes)
-        return x.view(b, c, t, h, w), soft
+def test_loader(dataset, batch_size: int, workers: int, rank: int, world: int) -> DataLoader:
+    """Every view exactly once across ranks: rank r takes items r, r + world, ..."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=list(range(rank, len(dataset), world)),
+                      num_workers=workers, persistent_workers=False)
 
 
 @torch.no_grad()
@@ -127,3 +64,23 @@ def evaluate_views(model: nn.Module, loader, normalise, num_videos: int, num_cla
         dist.all_reduce(labels, op=dist.ReduceOp.MAX)
     model.train(was_training)
     return _metrics(correct[0].item(), correct[1].item(), sums.cpu(), counts.cpu(), labels.cpu())
+
+
+class ViewEval:
+    """on_epoch_end: multi-view test every ``train.eval_interval`` epochs and at the end; keeps the last metrics."""
+
+    def __init__(self, cfg: dict, env: DistEnv, test_set, normalise, num_classes: int):
+        self.cfg, self.env, self.test_set, self.normalise, self.num_classes = cfg, env, test_set, normalise, num_classes
+        t = cfg["train"]
+        self.loader = test_loader(test_set, t["batch_size"], cfg["data"]["num_workers"], env.rank, env.world)
+        self.results: dict = {}
+
+    def __call__(self, trainer, epoch: int) -> dict | None:
+        if epoch % self.cfg["train"]["eval_interval"] and epoch != trainer.epochs:
+            return None
+        m = evaluate_views(trainer.model, self.loader, self.normalise, len(self.test_set.reader),
+                           self.num_classes, self.env.device, amp_dtype(self.cfg["train"]["amp"], self.env.device))
+        trainer.logger.info(f"epoch {epoch}: clip top-1 {m['clip_top1']:.2f}  video top-1 {m['video_top1']:.2f} "
+                            f"({m['clips']} clips, {m['videos']} videos, {self.test_set.views} views each)")
+        self.results.update(m, epoch=epoch)
+        return {"clip_top1": m["clip_top1"], "video_top1": m["video_top1"]}

@@ -12,8 +12,7 @@ from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import Trainer
 from ..errors import UserError
-from ..eval.classifier import (CLASSIFIER_DROPPED, CLASSIFIER_NEW, ClassificationStep, build_classifier,
-                               build_criterion, build_mixup)
+from ..eval.classifier import ClassificationStep, build_criterion, build_mixup, classifier_for
 from ..eval.frozen import eval_loader, labelled_datasets, num_classes_of
 from ..eval.pretrained import load_encoder_into, read_pretrained, resolve_model_shape
 from ..eval.validation import BestTracker, EpochEval
@@ -36,8 +35,8 @@ def run(cfg: dict, env: DistEnv) -> dict:
     arch, img, patch = resolve_model_shape(m, pre)
     train_set, val_set = labelled_datasets(cfg["data"], img, seed, train_aug=cfg["aug"])
     num_classes = num_classes_of(m, train_set.split, val_set.split)
-    model = build_classifier(arch, img, patch, num_classes, m["global_pool"], m["drop_path_rate"], m["head_init_std"])
-    loaded = load_encoder_into(model, pre, CLASSIFIER_NEW, CLASSIFIER_DROPPED) if pre is not None else None
+    model = classifier_for("image", {**m, "arch": arch, "img_size": img, "patch_size": patch}, num_classes)
+    loaded = load_encoder_into(model, pre) if pre is not None else None
     loader = build_loader(train_set, t["batch_size"], cfg["data"], env.rank, env.world, seed)
     val_loader = eval_loader(val_set, t["batch_size"], cfg["data"], env, seed)
     seed_everything(seed, env.rank)                         # distinct augmentation / mixup streams per rank
