@@ -76,11 +76,6 @@ def _other_job(job: str, modality: str, path: str, recipe: dict) -> ConfigError 
     return None
 
 
-def task_of(job: str, cfg: dict) -> Task:
-    """The row of a resolved config."""
-    return find_task(job, cfg.get("modality", "image"))
-
-
 def build_config(job: str, config_path: str | None = None, overrides: Iterable[str] = ()) -> dict:
     return resolve_task(job, config_path, overrides)[1]
 

@@ -20,6 +20,7 @@ from ..eval.pretrained import load_pretrained
 from ..video.loader import build_video_classify_datasets
 from .pretrain_video import VIDEO_ARCHS
 from .steps import Normalise
+from .training import start_trainer
 
 
 class FinetuneStep:
@@ -60,8 +61,8 @@ def build_finetune_trainer(cfg: dict, env: DistEnv) -> tuple[Trainer, ViewEval]:
     seed_everything(seed, env.rank)
     step = FinetuneStep(cfg["data"], num_classes, env.device)
     views = ViewEval(cfg, env, test_set, step.normalise, num_classes)
-    trainer = Trainer(cfg, model, loader, env, step, layer_decay=cfg["optim"]["layer_decay"] or None,
-                      on_epoch_end=views)
+    trainer = start_trainer(cfg, model, loader, env, step, layer_decay=cfg["optim"]["layer_decay"] or None,
+                            on_epoch_end=views)
     if report is not None:
         trainer.logger.info(f"pretrained {cfg['pretrained']}: missing {report.missing}, unexpected "
                             f"{report.unexpected}, interpolated {report.interpolated}, ignored {len(report.ignored)} "
