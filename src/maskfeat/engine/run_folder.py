@@ -195,7 +195,8 @@ def _stop_on_any_rank(lock: RunLock, env: DistEnv, failed: UserError | None, els
         raise failed or UserError(elsewhere)
 
 
-def _plan(folder: Path, lock: RunLock, train: dict, env: DistEnv, model_state: dict, total_steps: int) -> Start:
+def _plan(folder: Path, lock: RunLock, train: dict, env: DistEnv, model_state: dict,
+          total_steps: int) -> Start:
     """Whether the folder is free (the lock, rank 0) and what this start does with it (every rank)."""
     failed, start = None, Start()
     try:

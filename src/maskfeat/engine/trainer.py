@@ -105,7 +105,8 @@ class Trainer:
             wrapped = DistributedDataParallel(self.model, device_ids=ddp_device_ids(env.device),
                                               broadcast_buffers=False)
         self.ddp = wrapped if env.distributed else None
-        mode, self._compile_note = compile_mode(t.get("compile_mode", "default"), env.device)   # said by attach
+        # the note (if any) is said by attach, after the run folder's messages
+        mode, self._compile_note = compile_mode(t.get("compile_mode", "default"), env.device)
         self.fwd = torch.compile(wrapped, mode=None if mode == "default" else mode) if t["compile"] else wrapped
         self._eager = wrapped
 

@@ -44,8 +44,8 @@ def build_video_classifier(model: dict, num_classes: int) -> nn.Module:
 
 
 def _image_row(model: dict, num_classes: int) -> nn.Module:
-    return build_classifier(model["arch"], model["img_size"], model["patch_size"], num_classes, model["global_pool"],
-                            model["drop_path_rate"], model["head_init_std"])
+    return build_classifier(model["arch"], model["img_size"], model["patch_size"], num_classes,
+                            model["global_pool"], model["drop_path_rate"], model["head_init_std"])
 
 
 # (a config's resolved ``model`` section, number of classes) -> classifier
@@ -82,7 +82,8 @@ def build_mixup(aug: dict, num_classes: int) -> Mixup | None:
 class VideoMixup:
     """timm's Mixup / CutMix on (B, C, T, H, W) clips: one box or blend for all frames of a clip."""
 
-    def __init__(self, num_classes: int, mixup: float = 0.8, cutmix: float = 1.0, label_smoothing: float = 0.1):
+    def __init__(self, num_classes: int, mixup: float = 0.8, cutmix: float = 1.0,
+                 label_smoothing: float = 0.1):
         self.inner = Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing,
                            num_classes=num_classes, mode="batch")
 

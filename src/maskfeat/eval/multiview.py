@@ -35,7 +35,8 @@ def aggregate_views(logits: torch.Tensor, labels: torch.Tensor, videos: torch.Te
 def _metrics(clip_correct: float, clips: float, sums, counts, video_label) -> dict:
     seen = counts > 0
     video_correct = (sums[seen].argmax(-1) == video_label[seen]).sum().item()
-    return {"clip_top1": 100.0 * clip_correct / max(clips, 1), "video_top1": 100.0 * video_correct / max(int(seen.sum()), 1),
+    return {"clip_top1": 100.0 * clip_correct / max(clips, 1),
+            "video_top1": 100.0 * video_correct / max(int(seen.sum()), 1),
             "clips": int(clips), "videos": int(seen.sum())}
 
 
@@ -57,7 +58,8 @@ def evaluate_views(model: nn.Module, loader, normalise, num_videos: int, num_cla
         sums.index_add_(0, v, logits.softmax(-1))
         counts.index_add_(0, v, torch.ones_like(v, dtype=counts.dtype))
         labels.scatter_(0, v, y)
-        correct += torch.stack([(logits.argmax(-1) == y).sum().float(), torch.tensor(float(len(y)), device=device)])
+        hits = (logits.argmax(-1) == y).sum().float()
+        correct += torch.stack([hits, torch.tensor(float(len(y)), device=device)])
     if dist.is_available() and dist.is_initialized():
         for t in (sums, counts, correct):
             dist.all_reduce(t)
@@ -67,10 +69,12 @@ def evaluate_views(model: nn.Module, loader, normalise, num_videos: int, num_cla
 
 
 class ViewEval:
-    """on_epoch_end: multi-view test every ``train.eval_interval`` epochs and at the end; keeps the last metrics."""
+    """on_epoch_end: multi-view test every ``train.eval_interval`` epochs and at the end; keeps the last
+    metrics."""
 
     def __init__(self, cfg: dict, env: DistEnv, test_set, normalise, num_classes: int):
-        self.cfg, self.env, self.test_set, self.normalise, self.num_classes = cfg, env, test_set, normalise, num_classes
+        self.cfg, self.env, self.test_set = cfg, env, test_set
+        self.normalise, self.num_classes = normalise, num_classes
         t = cfg["train"]
         self.loader = test_loader(test_set, t["batch_size"], cfg["data"]["num_workers"], env.rank, env.world)
         self.results: dict = {}
@@ -78,9 +82,11 @@ class ViewEval:
     def __call__(self, trainer, epoch: int) -> dict | None:
         if epoch % self.cfg["train"]["eval_interval"] and epoch != trainer.epochs:
             return None
+        amp = amp_dtype(self.cfg["train"]["amp"], self.env.device)
         m = evaluate_views(trainer.model, self.loader, self.normalise, len(self.test_set.reader),
-                           self.num_classes, self.env.device, amp_dtype(self.cfg["train"]["amp"], self.env.device))
-        trainer.logger.info(f"epoch {epoch}: clip top-1 {m['clip_top1']:.2f}  video top-1 {m['video_top1']:.2f} "
+                           self.num_classes, self.env.device, amp)
+        trainer.logger.info(f"epoch {epoch}: clip top-1 {m['clip_top1']:.2f}  "
+                            f"video top-1 {m['video_top1']:.2f} "
                             f"({m['clips']} clips, {m['videos']} videos, {self.test_set.views} views each)")
         self.results.update(m, epoch=epoch)
         return {"clip_top1": m["clip_top1"], "video_top1": m["video_top1"]}

@@ -95,7 +95,8 @@ def _read_video(path: Path) -> PretrainedEncoder:
         raise UserError(f"pretrained: {path} holds no state dict")
     encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
     if not encoder:
-        raise UserError(f"pretrained: {path} has no 'encoder.*' weights (is it a MaskFeat pre-training checkpoint?)")
+        raise UserError(f"pretrained: {path} has no 'encoder.*' weights "
+                        "(is it a MaskFeat pre-training checkpoint?)")
     ignored = sorted(["encoder." + k for k in encoder if k in VIDEO_PRETRAIN_ONLY]
                      + [k for k in state if not k.startswith("encoder.")])
     cfg = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else None
@@ -187,11 +188,13 @@ class LoaderRow:
 LOADERS: dict[str, LoaderRow] = {
     "image": LoaderRow(_read_image, _resize_image, CLASSIFIER_NEW, CLASSIFIER_DROPPED,
                        _image_shape_error, _image_fit_error),
-    "video": LoaderRow(_read_video, _resize_video, CLASSIFIER_NEW, (r".*",), _video_shape_error, _video_fit_error),
+    "video": LoaderRow(_read_video, _resize_video, CLASSIFIER_NEW, (r".*",),
+                       _video_shape_error, _video_fit_error),
 }
 
 
-def load_encoder_into(model: nn.Module, pre: PretrainedEncoder, allow_missing=None, allow_unexpected=None) -> LoadReport:
+def load_encoder_into(model: nn.Module, pre: PretrainedEncoder, allow_missing=None,
+                      allow_unexpected=None) -> LoadReport:
     """Copy encoder weights into a classifier (or a bare encoder), resized as ``pre``'s row says.
 
     Missing / unexpected keys matching the ``allow_*`` regexes (default: the row's) are accepted and

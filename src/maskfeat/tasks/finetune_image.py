@@ -48,8 +48,8 @@ def run(cfg: dict, env: DistEnv) -> dict:
     on_epoch = EpochEval(val_loader, env, tracker, ema, t["eval_interval"])
     on_step = (lambda tr: ema.update(tr.model, step=tr.state.step)) if ema is not None else None
     layer_decay = cfg["optim"]["layer_decay"]
-    trainer = start_trainer(cfg, model, loader, env, step, layer_decay=layer_decay if 0 < layer_decay < 1 else None,
-                            on_epoch_end=on_epoch, extra_state=extra, on_step_end=on_step)
+    trainer = start_trainer(cfg, model, loader, env, step, on_epoch_end=on_epoch, extra_state=extra,
+                            layer_decay=layer_decay if 0 < layer_decay < 1 else None, on_step_end=on_step)
     env.print_main(f"finetune {arch} {img}px: " + (loaded.summary(pre.path) if loaded else "random init (no model.pretrained)"))
     trainer.logger.info(f"maskfeat finetune: {arch} {img}px, {num_classes} classes, {len(train_set)} train / "
                         f"{len(val_set)} val, {trainer.iters_per_epoch} steps/epoch x {t['epochs']} epochs, "

@@ -40,8 +40,8 @@ def _train(cfg: dict, env, model, loader, val_loader, key: str, num_classes: int
     tracker = BestTracker()
     on_epoch = EpochEval(val_loader, env, tracker, interval=t["eval_interval"], input_key=key)
     step = ClassificationStep(torch.nn.CrossEntropyLoss(), env.device, input_key=key)
-    trainer = start_trainer(cfg, model, loader, env, step, on_epoch_end=on_epoch, extra_state={"best": tracker},
-                            build_optim=build_probe_optimizer)
+    trainer = start_trainer(cfg, model, loader, env, step, on_epoch_end=on_epoch,
+                            extra_state={"best": tracker}, build_optim=build_probe_optimizer)
     peak = scaled_lr(cfg["optim"], trainer.global_batch)
     trainer.logger.info(f"maskfeat linprobe: {cfg['model']['pool']} token, {num_classes} classes, "
                         f"{len(loader.dataset)} train / {len(val_loader.dataset)} val"
