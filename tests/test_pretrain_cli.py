@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskfeat.tasks.pretrain import build_config, build_trainer
+from maskfeat.tasks.pretrain import build_config
+from maskfeat.tasks.pretrain_image import build_trainer
 from maskfeat.config import builtin_config
 from maskfeat.engine.checkpoint import load_checkpoint
 from maskfeat.engine.distributed import DistEnv

@@ -7,14 +7,11 @@ import torch.nn.functional as F
 
 from maskfeat.config import resolve_config
 from maskfeat.errors import UserError
+from maskfeat.eval.classifier import VideoMixup, classifier_for
+from maskfeat.eval.multiview import aggregate_views
+from maskfeat.eval.pretrained import load_pretrained
 from maskfeat.models import build_pretrain_model as build_video_model
 from maskfeat.schema import VIDEO_FINETUNE, VIDEO_PRETRAIN
-from maskfeat.video.classify import (
-    VideoMixup,
-    aggregate_views,
-    build_video_classifier,
-    load_pretrained,
-)
 
 
 def _pretrain_cfg(arch, img_size=64, num_frames=8):
@@ -37,8 +34,8 @@ def _save_pretrain(tmp_path, arch, **kw):
 
 def test_mvit_finetune_loads_encoder_with_only_the_head_missing(tmp_path):
     pre, path = _save_pretrain(tmp_path, "mvitv2-pico")
-    clf = build_video_classifier(_finetune_cfg("mvitv2-pico"), num_classes=5)
-    report = load_pretrained(clf, path)
+    clf = classifier_for("video", _finetune_cfg("mvitv2-pico")["model"], 5)
+    report = load_pretrained(clf, path, "video")
     assert report.missing == ["head.1.bias", "head.1.weight"] and report.unexpected == []
     assert report.ignored == ["encoder.mask_token", "head.bias", "head.weight"]
     # the last stage's rel-pos tables (block 4, after the restored pooling) were resampled
@@ -59,8 +56,8 @@ def test_mvit_finetune_loads_encoder_with_only_the_head_missing(tmp_path):
 @pytest.mark.slow
 def test_mvitv2_s_finetune_checkpoint_loads(tmp_path):
     _, path = _save_pretrain(tmp_path, "mvitv2-s", img_size=224, num_frames=16)
-    clf = build_video_classifier(_finetune_cfg("mvitv2-s", 224, 16), num_classes=400)
-    report = load_pretrained(clf, path)
+    clf = classifier_for("video", _finetune_cfg("mvitv2-s", 224, 16)["model"], 400)
+    report = load_pretrained(clf, path, "video")
     assert report.missing == ["head.1.bias", "head.1.weight"] and report.unexpected == []
     assert report.interpolated == ["blocks.15.attn.rel_pos_h", "blocks.15.attn.rel_pos_w"]
     assert clf.blocks[15].attn.rel_pos_h.shape == (13, 96)
@@ -68,26 +65,26 @@ def test_mvitv2_s_finetune_checkpoint_loads(tmp_path):
 
 def test_vit3d_finetune_load_and_bad_checkpoints(tmp_path):
     _, path = _save_pretrain(tmp_path, "vit3d-pico")
-    clf = build_video_classifier(_finetune_cfg("vit3d-pico"), num_classes=3)
-    report = load_pretrained(clf, path)
+    clf = classifier_for("video", _finetune_cfg("vit3d-pico")["model"], 3)
+    report = load_pretrained(clf, path, "video")
     # mean pooling + fc-norm: the encoder's final norm has no place, fc_norm and head are new
     assert report.missing == ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"]
     assert report.unexpected == ["norm.bias", "norm.weight"]
     with pytest.raises(UserError, match="not found"):
-        load_pretrained(clf, tmp_path / "none.pth")
+        load_pretrained(clf, tmp_path / "none.pth", "video")
     torch.save({"model": {"head.weight": torch.zeros(1)}}, tmp_path / "x.pth")
     with pytest.raises(UserError, match="no 'encoder"):
-        load_pretrained(clf, tmp_path / "x.pth")
-    mvit = build_video_classifier(_finetune_cfg("mvitv2-mini"), num_classes=3)
+        load_pretrained(clf, tmp_path / "x.pth", "video")
+    mvit = classifier_for("video", _finetune_cfg("mvitv2-mini")["model"], 3)
     _, other = _save_pretrain(tmp_path, "mvitv2-pico")
     with pytest.raises(UserError, match="has shape"):
-        load_pretrained(mvit, other)
+        load_pretrained(mvit, other, "video")
     # a shallower encoder (block 4 absent) is refused, not half-loaded
     state = torch.load(other, weights_only=True)["model"]
     torch.save({"model": {k: v for k, v in state.items() if ".blocks.4." not in k}}, tmp_path / "short.pth")
-    pico = build_video_classifier(_finetune_cfg("mvitv2-pico"), num_classes=3)
+    pico = classifier_for("video", _finetune_cfg("mvitv2-pico")["model"], 3)
     with pytest.raises(UserError, match="lacks 24 encoder weights"):
-        load_pretrained(pico, tmp_path / "short.pth")
+        load_pretrained(pico, tmp_path / "short.pth", "video")
 
 
 def test_aggregate_views_hand_computed():
@@ -138,7 +135,7 @@ def test_finetune_step_with_k400_mixup_settings():
     cfg = resolve_config(VIDEO_FINETUNE, "configs/finetune/mvitv2-s-16x4_k400.yaml", [])
     assert (cfg["aug"]["mixup"], cfg["aug"]["cutmix"], cfg["optim"]["layer_decay"]) == (0.8, 1.0, 0.75)
     torch.manual_seed(0)
-    model = build_video_classifier(_finetune_cfg("mvitv2-pico"), num_classes=4)
+    model = classifier_for("video", _finetune_cfg("mvitv2-pico")["model"], 4)
     step = FinetuneStep({**cfg["data"], **cfg["aug"]}, 4, torch.device("cpu"))
     batch = {"images": torch.randint(0, 256, (4, 3, 8, 64, 64), dtype=torch.uint8), "label": torch.tensor([0, 1, 2, 3])}
     loss = step(model, batch)

@@ -224,14 +224,15 @@ def test_video_vit_visible_trains_and_equals_full_encoder_at_ratio_zero():
 
 
 def test_video_visible_checkpoint_loads_into_the_video_classifier(tmp_path):
-    from maskfeat.video.classify import build_video_classifier, load_pretrained
+    from maskfeat.eval.classifier import classifier_for
+    from maskfeat.eval.pretrained import load_pretrained
 
     torch.manual_seed(5)
     cfg = video_cfg(encoder="visible")
     model = build_video_model(cfg)
     torch.save({"model": model.state_dict(), "config": cfg}, tmp_path / "v.pth")
-    clf = build_video_classifier(cfg, num_classes=3)
-    report = load_pretrained(clf, tmp_path / "v.pth")
+    clf = classifier_for("video", cfg["model"], 3)
+    report = load_pretrained(clf, tmp_path / "v.pth", "video")
     assert set(report.missing) == {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
     assert "(decoder weights dropped, as the head)" in report.dropped
     assert all(k.startswith(("decoder.", "head.")) for k in report.ignored)

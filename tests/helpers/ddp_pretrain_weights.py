@@ -4,7 +4,8 @@ from pathlib import Path
 
 import torch
 
-from maskfeat.tasks.pretrain import build_config, build_trainer
+from maskfeat.tasks.pretrain import build_config
+from maskfeat.tasks.pretrain_image import build_trainer
 from maskfeat.engine.distributed import cleanup, init_distributed
 
 out = Path(sys.argv[1])

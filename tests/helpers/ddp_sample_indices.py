@@ -4,7 +4,8 @@ import json
 import sys
 from pathlib import Path
 
-from maskfeat.tasks.pretrain import build_config, build_trainer
+from maskfeat.tasks.pretrain import build_config
+from maskfeat.tasks.pretrain_image import build_trainer
 from maskfeat.engine.distributed import cleanup, init_distributed
 
 out = Path(sys.argv[1])

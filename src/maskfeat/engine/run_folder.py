@@ -9,6 +9,9 @@ How a start is decided (``plan_start``), with ``last.pth`` the folder's checkpoi
 * ``train.resume: ''``: start from scratch; refused when the folder holds a run's checkpoints
   unless ``train.overwrite: true``, which removes that run's files first. A start from scratch
   also removes what an earlier start left without any checkpoint (a log, a config).
+
+``open_run_folder`` is the one step a task calls before training: every check first (the lock, the
+start plan), then rank 0 takes the lock, clears what the start replaces and writes ``config.yaml``.
 """
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import save_config
 from ..errors import NothingToDo, UserError
 from .checkpoint import load_checkpoint
+from .distributed import DistEnv, any_rank
 
 LOCK_NAME = ".run.lock"
 # what the Trainer and the tasks write into a run folder (removed by train.overwrite=true)
@@ -159,3 +164,75 @@ def clear_run_files(folder: Path) -> list[str]:
         shutil.rmtree(folder / "tensorboard")
         gone.append(folder / "tensorboard")
     return [p.name for p in gone]
+
+
+def check_writable(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".write_test_{id(output_dir)}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"train.output_dir: cannot write to {output_dir} ({e.strerror})") from None
+
+
+@dataclass
+class RunFolder:
+    """A run folder taken for one run: its lock (let go when the run ends) and what this start does."""
+    path: Path
+    lock: RunLock
+    start: Start
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def _stop_on_any_rank(lock: RunLock, env: DistEnv, failed: UserError | None, elsewhere: str) -> None:
+    """Every rank stops (none waits at a barrier) and lets the folder go when any rank failed; a rank
+    that did not fail itself raises ``elsewhere``."""
+    if any_rank(failed is not None, env):
+        lock.release()
+        raise failed or UserError(elsewhere)
+
+
+def _plan(folder: Path, lock: RunLock, train: dict, env: DistEnv, model_state: dict,
+          total_steps: int) -> Start:
+    """Whether the folder is free (the lock, rank 0) and what this start does with it (every rank)."""
+    failed, start = None, Start()
+    try:
+        if env.is_main:
+            lock.check()
+        start = plan_start(folder, train["resume"], train["overwrite"], model_state, total_steps, env.device)
+    except UserError as e:
+        failed = e
+    except BaseException:                        # NothingToDo, KeyboardInterrupt: let the folder go
+        lock.release()
+        raise
+    _stop_on_any_rank(lock, env, failed, f"train.output_dir: rank 0 cannot use {folder}")
+    return start
+
+
+def _take(folder: Path, lock: RunLock, start: Start, cfg: dict, env: DistEnv) -> None:
+    """Rank 0 takes the folder (lock), clears what ``start`` replaces and writes ``config.yaml``;
+    if it cannot, every rank stops (none waits at a barrier)."""
+    failed = None
+    if env.is_main:
+        try:
+            check_writable(folder)
+            lock.claim()
+            if start.clear_folder and (gone := clear_run_files(folder)):
+                env.print_main(f"starting from scratch in {folder}: removed {', '.join(gone)}")
+            save_config(cfg, folder / "config.yaml")
+        except (UserError, OSError) as e:
+            failed = e if isinstance(e, UserError) else UserError(f"train.output_dir: {folder}: {e}")
+    _stop_on_any_rank(lock, env, failed, f"train.output_dir: rank 0 cannot write to {folder}")
+
+
+def open_run_folder(cfg: dict, env: DistEnv, model_state: dict, total_steps: int) -> RunFolder:
+    """The run-folder step before training: every check (nothing written), then the lock, the clean
+    and ``config.yaml`` (rank 0). A finished run raises NothingToDo."""
+    folder = Path(cfg["train"]["output_dir"])
+    lock = RunLock(folder)
+    start = _plan(folder, lock, cfg["train"], env, model_state, total_steps)
+    _take(folder, lock, start, cfg, env)
+    return RunFolder(folder, lock, start)

@@ -17,15 +17,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..config import save_config
 from ..errors import Interrupted, UserError
-from ..viz.loss_curve import plot_loss_curve
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .device import amp_dtype, compile_mode, ddp_device_ids, grad_scaler, peak_memory_mib
 from .distributed import DistEnv, any_rank, barrier
 from .logger import RunLogger, train_text_line, val_text_line
 from .optim import build_optimizer, build_scheduler, current_lr
-from .run_folder import RunLock, Start, clear_run_files, plan_start
+from .run_folder import RunFolder, Start
 
 
 @dataclass
@@ -35,16 +33,6 @@ class LoopState:
     iter_in_epoch: int = 0   # optimizer steps done in this epoch
 
 
-def check_writable(output_dir: Path) -> None:
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / f".write_test_{id(output_dir)}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"train.output_dir: cannot write to {output_dir} ({e.strerror})") from None
-
-
 StepFn = Callable[[nn.Module, dict], torch.Tensor]
 
 
@@ -52,18 +40,22 @@ class Trainer:
     """Runs ``step_fn(model, batch) -> scalar loss`` over ``loader`` for ``train.epochs``.
 
     ``on_epoch_end(trainer, epoch) -> dict | None`` may evaluate and return metrics to log;
-    ``extra_state`` objects (with state_dict / load_state_dict, e.g. an EMA) are checkpointed.
+    ``extra_state`` objects (with state_dict / load_state_dict, e.g. an EMA) are checkpointed;
+    ``after_fit(trainer)`` runs on rank 0 when ``fit`` ends with a log (e.g. the loss-curve plot).
+    The constructor reads and writes no file: the task hands over the run folder (``attach``), taken
+    by ``engine.run_folder.open_run_folder``, before ``fit``.
     """
 
     def __init__(self, cfg: dict, model: nn.Module, loader, env: DistEnv, step_fn: StepFn, *,
                  layer_decay: float | None = None, on_epoch_end=None, extra_state: dict | None = None,
-                 on_step_end=None, build_optim=None):
+                 on_step_end=None, build_optim=None, after_fit=None):
         self.cfg, self.env, self.loader, self.step_fn = cfg, env, loader, step_fn
         t = cfg["train"]
         self.epochs, self.accum, self.batch = t["epochs"], t["accum_steps"], t["batch_size"]
         self.output_dir = Path(t["output_dir"])
         self.on_epoch_end, self.extra_state = on_epoch_end, extra_state or {}
         self.on_step_end = on_step_end      # (trainer) after each optimizer step, e.g. an EMA update
+        self.after_fit = after_fit          # (trainer) on rank 0 at the end of fit, when there is a log
         per_rank = loader.samples_per_rank // self.batch
         self.iters_per_epoch = per_rank // self.accum
         if self.iters_per_epoch < 1:             # before anything is written
@@ -72,11 +64,9 @@ class Trainer:
         self.total_steps = self.epochs * self.iters_per_epoch
         if t["max_steps"]:
             self.total_steps = min(self.total_steps, t["max_steps"])
-        self.lock = RunLock(self.output_dir)
-        self.start = self._plan_start(model)      # every check; reads only
-        self._write_config()                      # the first write
-        text = {"always": True, "never": False}.get(t.get("text_log", "auto"), not sys.stdout.isatty())
-        self.logger = RunLogger(self.output_dir, active=env.is_main, text=text)
+        self.folder: RunFolder | None = None      # attach(): the folder taken for this run
+        self.start = Start()
+        self.logger: RunLogger | None = None
         self._wrap_model(model)
 
         self.global_batch = self.batch * env.world * self.accum
@@ -96,43 +86,15 @@ class Trainer:
         self._step_lr = current_lr(self.optimizer)   # the lr the last step used (logged as 'lr')
         self._timed_s, self._timed_n = 0.0, 0         # step time and steps in this process (eta)
 
-    def _plan_start(self, model: nn.Module) -> Start:
-        """Whether the folder is free (the lock, rank 0) and what this start does with it (every rank)."""
-        t, failed, start = self.cfg["train"], None, Start()
-        try:
-            if self.env.is_main:
-                self.lock.check()
-            start = plan_start(self.output_dir, t["resume"], t["overwrite"], model.state_dict(), self.total_steps,
-                               self.env.device)
-        except UserError as e:
-            failed = e
-        except BaseException:                        # NothingToDo, KeyboardInterrupt: let the folder go
-            self.lock.release()
-            raise
-        self._stop_on_any_rank(failed, f"train.output_dir: rank 0 cannot use {self.output_dir}")
-        return start
-
-    def _stop_on_any_rank(self, failed: UserError | None, elsewhere: str) -> None:
-        """Every rank stops (none waits at a barrier) and lets the folder go when any rank failed; a rank
-        that did not fail itself raises ``elsewhere``."""
-        if any_rank(failed is not None, self.env):
-            self.lock.release()
-            raise failed or UserError(elsewhere)
-
-    def _write_config(self) -> None:
-        """Rank 0 takes the folder (lock), clears what ``start`` replaces and writes ``config.yaml``;
-        if it cannot, every rank stops (none waits at a barrier)."""
-        failed = None
-        if self.env.is_main:
-            try:
-                check_writable(self.output_dir)
-                self.lock.claim()
-                if self.start.clear_folder and (gone := clear_run_files(self.output_dir)):
-                    self.env.print_main(f"starting from scratch in {self.output_dir}: removed {', '.join(gone)}")
-                save_config(self.cfg, self.output_dir / "config.yaml")
-            except (UserError, OSError) as e:
-                failed = e if isinstance(e, UserError) else UserError(f"train.output_dir: {self.output_dir}: {e}")
-        self._stop_on_any_rank(failed, f"train.output_dir: rank 0 cannot write to {self.output_dir}")
+    def attach(self, folder: RunFolder) -> None:
+        """Train into ``folder`` (locked, cleaned, config written by ``open_run_folder``): its start plan,
+        the run's log."""
+        t = self.cfg["train"]
+        self.folder, self.start = folder, folder.start
+        text = {"always": True, "never": False}.get(t.get("text_log", "auto"), not sys.stdout.isatty())
+        self.logger = RunLogger(self.output_dir, active=self.env.is_main, text=text)
+        if self._compile_note and t["compile"]:
+            self.env.print_main(self._compile_note)
 
     def _wrap_model(self, model: nn.Module) -> None:
         """``model`` (the bare module: checkpoints, EMA) on the device; DDP and torch.compile around it."""
@@ -143,9 +105,8 @@ class Trainer:
             wrapped = DistributedDataParallel(self.model, device_ids=ddp_device_ids(env.device),
                                               broadcast_buffers=False)
         self.ddp = wrapped if env.distributed else None
-        mode, note = compile_mode(t.get("compile_mode", "default"), env.device)
-        if note and t["compile"]:
-            env.print_main(note)
+        # the note (if any) is said by attach, after the run folder's messages
+        mode, self._compile_note = compile_mode(t.get("compile_mode", "default"), env.device)
         self.fwd = torch.compile(wrapped, mode=None if mode == "default" else mode) if t["compile"] else wrapped
         self._eager = wrapped
 
@@ -253,6 +214,8 @@ class Trainer:
         self._stop_signal = signum
 
     def fit(self) -> LoopState:
+        if self.folder is None:
+            raise RuntimeError("Trainer.fit: no run folder; call attach(open_run_folder(...)) first")
         self.resume()
         old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         t = self.cfg["train"]
@@ -272,10 +235,10 @@ class Trainer:
             bar.close()
             for s, h in old.items():
                 signal.signal(s, h)
-            if self.env.is_main and self.logger.path.exists():
-                plot_loss_curve(self.logger.path, self.output_dir / "loss_curve.png", self.cfg)
+            if self.env.is_main and self.after_fit is not None and self.logger.path.exists():
+                self.after_fit(self)
             self.logger.close()
-            self.lock.release()
+            self.folder.release()
         if stopped_by == "signal":
             name = signal.Signals(self._stop_signal).name if self._stop_signal else "a signal on another rank"
             raise Interrupted(self._stop_signal or signal.SIGTERM,

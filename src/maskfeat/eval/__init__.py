@@ -1,5 +1,11 @@
 """Evaluation of pre-trained features: fine-tuning classifier, linear probe, k-NN, metrics."""
-from .classifier import ClassificationStep, LinearProbe, Pooled, ProbeHead, build_classifier
+from .classifier import (
+           ClassificationStep,
+           LinearProbe,
+           Pooled,
+           ProbeHead,
+           build_classifier,
+)
 from .knn import extract_features, knn_accuracy, knn_scores
 from .metrics import evaluate, topk_correct
 from .pretrained import load_encoder_into, read_pretrained

@@ -1,4 +1,5 @@
-"""The fine-tuning classifier (timm ViT, mean-pooled tokens + fc-norm), its loss and training step.
+"""The fine-tuning classifiers, one row per modality (``CLASSIFIERS``: timm ViT with mean-pooled tokens
++ fc-norm; MViTv2 with its pooling restored or the video ViT), their loss, mixup and training step.
 
 The step (``ClassificationStep``) and ``evaluate`` (metrics.py) know nothing about images:
 they take any model mapping ``batch[input_key]`` to logits (video clips included).
@@ -14,6 +15,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..models import ARCHS
+from ..models.encoders import build_video_encoder
 
 # timm builds every shape from one registered name; ARCHS gives width / depth / heads.
 TIMM_BASE = "vit_base_patch16_224"
@@ -36,6 +38,25 @@ def build_classifier(arch: str, img_size: int, patch_size: int, num_classes: int
     return model
 
 
+def build_video_classifier(model: dict, num_classes: int) -> nn.Module:
+    """MViTv2 with its pooling restored (or the video ViT) and a ``num_classes`` head."""
+    return build_video_encoder(model, pretrain=False, num_classes=num_classes)
+
+
+def _image_row(model: dict, num_classes: int) -> nn.Module:
+    return build_classifier(model["arch"], model["img_size"], model["patch_size"], num_classes,
+                            model["global_pool"], model["drop_path_rate"], model["head_init_std"])
+
+
+# (a config's resolved ``model`` section, number of classes) -> classifier
+CLASSIFIERS = {"image": _image_row, "video": build_video_classifier}
+
+
+def classifier_for(modality: str, model: dict, num_classes: int) -> nn.Module:
+    """The fine-tuning classifier of ``modality``'s row."""
+    return CLASSIFIERS[modality](model, num_classes)
+
+
 # Keys a pre-training checkpoint lacks / has beyond a fine-tuning classifier (regexes).
 CLASSIFIER_NEW = (r"head\..*", r"fc_norm\..*")
 CLASSIFIER_DROPPED = (r"mask_token", r"norm\..*")      # the final norm is replaced by fc_norm
@@ -56,6 +77,21 @@ def build_mixup(aug: dict, num_classes: int) -> Mixup | None:
     return Mixup(mixup_alpha=aug["mixup"], cutmix_alpha=aug["cutmix"], prob=aug["mixup_prob"],
                  switch_prob=aug["mixup_switch_prob"], mode=aug["mixup_mode"],
                  label_smoothing=aug["label_smoothing"], num_classes=num_classes)
+
+
+class VideoMixup:
+    """timm's Mixup / CutMix on (B, C, T, H, W) clips: one box or blend for all frames of a clip."""
+
+    def __init__(self, num_classes: int, mixup: float = 0.8, cutmix: float = 1.0,
+                 label_smoothing: float = 0.1):
+        self.inner = Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing,
+                           num_classes=num_classes, mode="batch")
+
+    def __call__(self, clips: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, c, t, h, w = clips.shape
+        x = clips.reshape(b, c * t, h, w)        # timm boxes the last two dims
+        x, soft = self.inner(x, labels)          # in place; soft targets (B, classes)
+        return x.view(b, c, t, h, w), soft
 
 
 class ClassificationStep:

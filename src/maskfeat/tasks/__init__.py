@@ -13,8 +13,7 @@ from types import ModuleType
 from typing import Iterable
 
 from ..config import ConfigError, load_yaml, parse_overrides, resolve_config
-from ..schema import FINETUNE, KNN, LINPROBE, PRETRAIN
-from ..schema import VIDEO_FINETUNE, VIDEO_PRETRAIN
+from ..schema import FINETUNE, KNN, LINPROBE, PRETRAIN, VIDEO_FINETUNE, VIDEO_PRETRAIN
 
 
 @dataclass(frozen=True)
@@ -74,11 +73,6 @@ def _other_job(job: str, modality: str, path: str, recipe: dict) -> ConfigError 
             continue
         return ConfigError(f"{path} is a {other} recipe, not a {job} one: run `maskfeat {other} --config {path}`")
     return None
-
-
-def task_of(job: str, cfg: dict) -> Task:
-    """The row of a resolved config."""
-    return find_task(job, cfg.get("modality", "image"))
 
 
 def build_config(job: str, config_path: str | None = None, overrides: Iterable[str] = ()) -> dict:

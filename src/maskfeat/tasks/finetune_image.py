@@ -10,14 +10,18 @@ from timm.utils import ModelEmaV3
 from ..config_checks import check_values
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
-from ..engine.trainer import Trainer
 from ..errors import UserError
-from ..eval.classifier import (CLASSIFIER_DROPPED, CLASSIFIER_NEW, ClassificationStep, build_classifier,
-                               build_criterion, build_mixup)
+from ..eval.classifier import (
+    ClassificationStep,
+    build_criterion,
+    build_mixup,
+    classifier_for,
+)
 from ..eval.frozen import eval_loader, labelled_datasets, num_classes_of
 from ..eval.pretrained import load_encoder_into, read_pretrained, resolve_model_shape
 from ..eval.validation import BestTracker, EpochEval
 from .evaluation import EVAL_RULES
+from .training import start_trainer
 
 
 def validate(cfg: dict) -> None:
@@ -36,8 +40,8 @@ def run(cfg: dict, env: DistEnv) -> dict:
     arch, img, patch = resolve_model_shape(m, pre)
     train_set, val_set = labelled_datasets(cfg["data"], img, seed, train_aug=cfg["aug"])
     num_classes = num_classes_of(m, train_set.split, val_set.split)
-    model = build_classifier(arch, img, patch, num_classes, m["global_pool"], m["drop_path_rate"], m["head_init_std"])
-    loaded = load_encoder_into(model, pre, CLASSIFIER_NEW, CLASSIFIER_DROPPED) if pre is not None else None
+    model = classifier_for("image", {**m, "arch": arch, "img_size": img, "patch_size": patch}, num_classes)
+    loaded = load_encoder_into(model, pre) if pre is not None else None
     loader = build_loader(train_set, t["batch_size"], cfg["data"], env.rank, env.world, seed)
     val_loader = eval_loader(val_set, t["batch_size"], cfg["data"], env, seed)
     seed_everything(seed, env.rank)                         # distinct augmentation / mixup streams per rank
@@ -49,8 +53,8 @@ def run(cfg: dict, env: DistEnv) -> dict:
     on_epoch = EpochEval(val_loader, env, tracker, ema, t["eval_interval"])
     on_step = (lambda tr: ema.update(tr.model, step=tr.state.step)) if ema is not None else None
     layer_decay = cfg["optim"]["layer_decay"]
-    trainer = Trainer(cfg, model, loader, env, step, layer_decay=layer_decay if 0 < layer_decay < 1 else None,
-                      on_epoch_end=on_epoch, extra_state=extra, on_step_end=on_step)
+    trainer = start_trainer(cfg, model, loader, env, step, on_epoch_end=on_epoch, extra_state=extra,
+                            layer_decay=layer_decay if 0 < layer_decay < 1 else None, on_step_end=on_step)
     env.print_main(f"finetune {arch} {img}px: " + (loaded.summary(pre.path) if loaded else "random init (no model.pretrained)"))
     trainer.logger.info(f"maskfeat finetune: {arch} {img}px, {num_classes} classes, {len(train_set)} train / "
                         f"{len(val_set)} val, {trainer.iters_per_epoch} steps/epoch x {t['epochs']} epochs, "

@@ -8,17 +8,19 @@ import json
 import torch
 from timm.loss import SoftTargetCrossEntropy
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..config import ConfigError
 from ..config_checks import check_values
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
-from ..engine.trainer import Trainer, amp_dtype
-from ..video.classify import VideoMixup, build_video_classifier, evaluate_views, load_pretrained
+from ..engine.trainer import Trainer
+from ..eval.classifier import VideoMixup, classifier_for
+from ..eval.multiview import ViewEval
+from ..eval.pretrained import load_pretrained
 from ..video.loader import build_video_classify_datasets
 from .pretrain_video import VIDEO_ARCHS
 from .steps import Normalise
+from .training import start_trainer
 
 
 class FinetuneStep:
@@ -39,37 +41,11 @@ class FinetuneStep:
         return self.loss(model(x), y)
 
 
-def test_loader(dataset, batch_size: int, workers: int, rank: int, world: int) -> DataLoader:
-    """Every view exactly once across ranks: rank r takes items r, r + world, ..."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=list(range(rank, len(dataset), world)),
-                      num_workers=workers, persistent_workers=False)
-
-
 def validate(cfg: dict) -> None:
     check_values(cfg, {"model.arch": VIDEO_ARCHS})
     d, t = cfg["aug"], cfg["train"]
     if (d["mixup"] > 0 or d["cutmix"] > 0) and t["batch_size"] % 2:
         raise ConfigError(f"train.batch_size must be even for mixup / cutmix, got {t['batch_size']}")
-
-
-class ViewEval:
-    """on_epoch_end: multi-view test every ``train.eval_interval`` epochs and at the end; keeps the last metrics."""
-
-    def __init__(self, cfg: dict, env: DistEnv, test_set, step: FinetuneStep, num_classes: int):
-        self.cfg, self.env, self.test_set, self.step, self.num_classes = cfg, env, test_set, step, num_classes
-        t = cfg["train"]
-        self.loader = test_loader(test_set, t["batch_size"], cfg["data"]["num_workers"], env.rank, env.world)
-        self.results: dict = {}
-
-    def __call__(self, trainer: Trainer, epoch: int) -> dict | None:
-        if epoch % self.cfg["train"]["eval_interval"] and epoch != trainer.epochs:
-            return None
-        m = evaluate_views(trainer.model, self.loader, self.step.normalise, len(self.test_set.reader),
-                           self.num_classes, self.env.device, amp_dtype(self.cfg["train"]["amp"], self.env.device))
-        trainer.logger.info(f"epoch {epoch}: clip top-1 {m['clip_top1']:.2f}  video top-1 {m['video_top1']:.2f} "
-                            f"({m['clips']} clips, {m['videos']} videos, {self.test_set.views} views each)")
-        self.results.update(m, epoch=epoch)
-        return {"clip_top1": m["clip_top1"], "video_top1": m["video_top1"]}
 
 
 def build_finetune_trainer(cfg: dict, env: DistEnv) -> tuple[Trainer, ViewEval]:
@@ -79,14 +55,14 @@ def build_finetune_trainer(cfg: dict, env: DistEnv) -> tuple[Trainer, ViewEval]:
     if num_classes < len(classes):
         raise ConfigError(f"model.num_classes {num_classes} < {len(classes)} labels in the annotations")
     seed_everything(seed)
-    model = build_video_classifier(cfg, num_classes)
-    report = load_pretrained(model, cfg["model"]["pretrained"]) if cfg["model"]["pretrained"] else None
+    model = classifier_for("video", cfg["model"], num_classes)
+    report = load_pretrained(model, cfg["model"]["pretrained"], "video") if cfg["model"]["pretrained"] else None
     loader = build_loader(train_set, cfg["train"]["batch_size"], cfg["data"], env.rank, env.world, seed)
     seed_everything(seed, env.rank)
     step = FinetuneStep({**cfg["data"], **cfg["aug"]}, num_classes, env.device)
-    views = ViewEval(cfg, env, test_set, step, num_classes)
-    trainer = Trainer(cfg, model, loader, env, step, layer_decay=cfg["optim"]["layer_decay"] or None,
-                      on_epoch_end=views)
+    views = ViewEval(cfg, env, test_set, step.normalise, num_classes)
+    trainer = start_trainer(cfg, model, loader, env, step, layer_decay=cfg["optim"]["layer_decay"] or None,
+                            on_epoch_end=views)
     if report is not None:
         trainer.logger.info(f"pretrained {cfg['model']['pretrained']}: missing {report.missing}, unexpected "
                             f"{report.unexpected}, interpolated {report.interpolated}, ignored {len(report.ignored)} "

@@ -11,7 +11,8 @@ import torch
 
 from ..config_checks import check_values
 from ..engine.distributed import DistEnv, seed_everything
-from ..engine.trainer import amp_dtype, check_writable
+from ..engine.run_folder import check_writable
+from ..engine.trainer import amp_dtype
 from ..eval.frozen import build_frozen_features, embed_splits, labelled_datasets
 from ..eval.knn import knn_accuracy
 from ..eval.unreadable import coverage

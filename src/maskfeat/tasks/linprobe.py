@@ -8,18 +8,25 @@ import json
 
 import torch
 
-from ..data.labelled import FeatureDataset
 from ..config_checks import check_values
+from ..data.labelled import FeatureDataset
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.optim import scaled_lr
-from ..engine.trainer import Trainer, amp_dtype
+from ..engine.trainer import amp_dtype
 from ..errors import UserError
 from ..eval.classifier import ClassificationStep, LinearProbe, ProbeHead
-from ..eval.frozen import build_frozen_features, embed_splits, eval_loader, labelled_datasets, num_classes_of
+from ..eval.frozen import (
+    build_frozen_features,
+    embed_splits,
+    eval_loader,
+    labelled_datasets,
+    num_classes_of,
+)
 from ..eval.lars import build_probe_optimizer
 from ..eval.validation import BestTracker, EpochEval
 from .evaluation import EVAL_RULES
+from .training import start_trainer
 
 
 def validate(cfg: dict) -> None:
@@ -39,8 +46,8 @@ def _train(cfg: dict, env, model, loader, val_loader, key: str, num_classes: int
     tracker = BestTracker()
     on_epoch = EpochEval(val_loader, env, tracker, interval=t["eval_interval"], input_key=key)
     step = ClassificationStep(torch.nn.CrossEntropyLoss(), env.device, input_key=key)
-    trainer = Trainer(cfg, model, loader, env, step, on_epoch_end=on_epoch, extra_state={"best": tracker},
-                      build_optim=build_probe_optimizer)
+    trainer = start_trainer(cfg, model, loader, env, step, on_epoch_end=on_epoch,
+                            extra_state={"best": tracker}, build_optim=build_probe_optimizer)
     peak = scaled_lr(cfg["optim"], trainer.global_batch)
     trainer.logger.info(f"maskfeat linprobe: {cfg['model']['pool']} token, {num_classes} classes, "
                         f"{len(loader.dataset)} train / {len(val_loader.dataset)} val"

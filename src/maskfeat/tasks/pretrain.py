@@ -1,19 +1,21 @@
 """Pre-training, whatever the modality: the row's model and data builders, the MaskFeat step, the Trainer.
 
-A pre-training row's module provides ``validate(cfg)``, ``build_model(cfg, device)`` and
-``build_data(cfg, env) -> (dataset, loader)``, and exports this module's ``run``, which finds
-the row's builders by the config's ``modality``.
+A pre-training row's module provides ``validate(cfg)`` and hands its builders to this module as a
+``PretrainRow`` (``build_model(cfg, device)``, ``build_data(cfg, env) -> (dataset, loader)``),
+whose ``run`` and ``build_trainer`` it exports.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from ..config_checks import Rule, check_values
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import Trainer
 from ..errors import ConfigError, UserError
-from . import resolve_task, task_of
+from . import resolve_task
 from .steps import PretrainStep
+from .training import start_trainer
 
 
 def build_config(config_path: str | None, overrides: Iterable[str] = ()) -> dict:
@@ -29,9 +31,22 @@ def check_pretrain(cfg: dict, arch: Rule) -> None:
         raise UserError(f"model.img_size {m['img_size']} is not divisible by model.patch_size {m['patch_size']}")
 
 
-def build_trainer(cfg: dict, env: DistEnv) -> Trainer:
-    """Model, data and engine for one process of a pre-training run."""
-    row = task_of("pretrain", cfg).impl()
+@dataclass(frozen=True)
+class PretrainRow:
+    """One modality's pre-training builders, handed to the job's runner by the row's module."""
+    build_model: Callable          # (cfg, device) -> the MaskFeat model
+    build_data: Callable           # (cfg, env) -> (dataset, loader)
+
+    def build_trainer(self, cfg: dict, env: DistEnv) -> Trainer:
+        return build_trainer(cfg, env, self)
+
+    def run(self, cfg: dict, env: DistEnv) -> dict:
+        state = build_trainer(cfg, env, self).fit()
+        return {"steps": state.step}
+
+
+def build_trainer(cfg: dict, env: DistEnv, row: PretrainRow) -> Trainer:
+    """Model, data and engine for one process of a pre-training run, on its run folder."""
     seed = cfg["train"]["seed"]
     seed_everything(seed)                      # identical initial weights on every rank
     try:
@@ -41,14 +56,9 @@ def build_trainer(cfg: dict, env: DistEnv) -> Trainer:
     dataset, loader = row.build_data(cfg, env)
     seed_everything(seed, env.rank)            # distinct streams per rank from here on
     step = PretrainStep(cfg["data"]["mean"], cfg["data"]["std"], env.device, decoder=getattr(loader, "decoder", None))
-    trainer = Trainer(cfg, model, loader, env, step)
+    trainer = start_trainer(cfg, model, loader, env, step)
     trainer.logger.info(f"maskfeat pretrain: {cfg['model']['arch']} {cfg['model']['img_size']}px, "
                         f"{len(dataset)} samples/epoch, {trainer.iters_per_epoch} steps/epoch x "
                         f"{cfg['train']['epochs']} epochs, global batch {trainer.global_batch}, "
                         f"device {env.device}, world {env.world} -> {trainer.output_dir}")
     return trainer
-
-
-def run(cfg: dict, env: DistEnv) -> dict:
-    state = build_trainer(cfg, env).fit()
-    return {"steps": state.step}

@@ -8,7 +8,7 @@ from ..data import build_pretrain_dataset, build_pretrain_loader
 from ..engine.distributed import DistEnv
 from ..errors import UserError
 from ..models import ARCHS, build_pretrain_model
-from .pretrain import check_pretrain, run  # noqa: F401  (run: the job's runner, which finds this row's builders)
+from .pretrain import PretrainRow, check_pretrain
 
 
 def validate(cfg: dict) -> None:
@@ -32,3 +32,7 @@ def build_data(cfg: dict, env: DistEnv):
     """(dataset, loader); with data.decode=device the loader's batches arrive decoded on env.device."""
     dataset = build_pretrain_dataset(cfg)
     return dataset, build_pretrain_loader(dataset, cfg, env.rank, env.world, env.device)
+
+
+ROW = PretrainRow(build_model, build_data)
+run, build_trainer = ROW.run, ROW.build_trainer      # the job's runner, with this row's builders

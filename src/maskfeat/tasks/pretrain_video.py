@@ -5,10 +5,10 @@ from ..config_checks import Rule
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv
 from ..models import ARCHS
-from ..video.loader import build_video_pretrain_dataset
 from ..models import build_pretrain_model as build_video_model
 from ..models.mvit import MVIT_ARCHS
-from .pretrain import check_pretrain, run  # noqa: F401  (run: the job's runner, which finds this row's builders)
+from ..video.loader import build_video_pretrain_dataset
+from .pretrain import PretrainRow, check_pretrain
 
 VIDEO_ARCHS = Rule("one of " + ", ".join(sorted(MVIT_ARCHS)) + " or vit3d-<name> with <name> one of "
                    + ", ".join(a.removeprefix("vit-") for a in ARCHS),
@@ -27,3 +27,7 @@ def build_data(cfg: dict, env: DistEnv):
     dataset = build_video_pretrain_dataset(cfg)
     return dataset, build_loader(dataset, cfg["train"]["batch_size"], cfg["data"], env.rank, env.world,
                                  cfg["train"]["seed"])
+
+
+ROW = PretrainRow(build_model, build_data)
+run, build_trainer = ROW.run, ROW.build_trainer      # the job's runner, with this row's builders
