@@ -48,7 +48,7 @@ from bench_util import (flops_per_image, format_table, machine, make_jpeg_folder
 from maskfeat.tasks.pretrain import build_config, build_trainer  # noqa: E402
 from maskfeat.engine.distributed import distributed_session, seed_everything
 from maskfeat.engine.optim import build_optimizer
-from maskfeat.masking import BlockMaskGenerator
+from maskfeat.data.masking import BlockMaskGenerator
 from maskfeat.models.vit import ARCHS
 
 AMP = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}

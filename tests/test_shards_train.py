@@ -157,7 +157,7 @@ def test_prepare_cuts_clips_to_the_centred_span(tmp_path):
     import av
 
     from maskfeat.data.prepare import PrepareSpec, prepare
-    from maskfeat.video import clips as C
+    from maskfeat.data import video_clips as C
 
     root = tmp_path / "videos"
     root.mkdir()

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maskfeat.video.cube_mask import CubeMaskGenerator, upsample_mask
+from maskfeat.data.cube_mask import CubeMaskGenerator, upsample_mask
 
 
 def _achievable(h: int, w: int, area: tuple[float, float], aspect: tuple[float, float]) -> bool:

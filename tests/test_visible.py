@@ -14,11 +14,11 @@ from maskfeat.config import ConfigError, resolve_config
 from maskfeat.defaults import PRETRAIN
 from maskfeat.engine.optim import build_optimizer
 from maskfeat.errors import UserError
-from maskfeat.masking import BlockMaskGenerator
+from maskfeat.data.masking import BlockMaskGenerator
 from maskfeat.models import MaskFeat, VisibleMaskFeat, build_pretrain_model
 from maskfeat.models.decoder import MaskedDecoder, default_heads, sincos_pos_embed
 from maskfeat.models.visible import visible_index
-from maskfeat.video.cube_mask import CubeMaskGenerator
+from maskfeat.data.cube_mask import CubeMaskGenerator
 from maskfeat.video.defaults import VIDEO_PRETRAIN
 from maskfeat.video.model import build_video_model
 

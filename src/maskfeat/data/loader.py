@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from ..engine.device import is_cpu, pin_memory
 from ..errors import UserError
-from ..masking import BlockMaskGenerator
+from .masking import BlockMaskGenerator
 from .file_index import FileIndex
 from .folder_scan import scan_folder
 from .idx import IDX_SOURCES, idx_pretrain_dataset

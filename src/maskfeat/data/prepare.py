@@ -68,7 +68,7 @@ def list_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
 
 def video_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
     """Kinetics CSV or 'path label' lines; listed files that are missing are skipped and listed."""
-    from ..video.datasets import annotation_entries, labels_of
+    from .video_datasets import annotation_entries, labels_of
 
     if not spec.ann_file:
         raise UserError("--ann-file: required for --input video")
@@ -91,7 +91,7 @@ def check_image(data: bytes, suffix: str) -> tuple[str, bytes]:
 
 def encoder_for(kind: str, spec: PrepareSpec):
     if kind == "video":
-        from ..video.clip_cut import VideoEncoder
+        from .video_clip_cut import VideoEncoder
         return VideoEncoder(spec.clip_frames)
     if spec.clip_frames:
         raise UserError("--clip-frames: only for --input video")

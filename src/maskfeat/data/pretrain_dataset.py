@@ -18,7 +18,7 @@ from torchvision.transforms import InterpolationMode, RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import UserError
-from ..masking import BlockMaskGenerator
+from .masking import BlockMaskGenerator
 from .file_index import FileIndex
 from .images import DEFAULT_MAX_IMAGE_PIXELS, check_pixels, decode_rgb, decode_rgb_bytes, device_jpeg_size
 

@@ -16,7 +16,7 @@ from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import Trainer, amp_dtype
 from ..video.classify import VideoMixup, build_video_classifier, evaluate_views, load_pretrained
-from ..video.loader import build_video_classify_datasets
+from ..data.video_loader import build_video_classify_datasets
 from .pretrain_video import VIDEO_ARCHS
 from .steps import Normalise
 

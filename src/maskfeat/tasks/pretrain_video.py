@@ -5,7 +5,7 @@ from ..config_checks import Rule
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv
 from ..models import ARCHS
-from ..video.loader import build_video_pretrain_dataset
+from ..data.video_loader import build_video_pretrain_dataset
 from ..video.model import build_video_model
 from ..video.mvit import MVIT_ARCHS
 from .pretrain import check_pretrain, run  # noqa: F401  (run: the job's runner, which finds this row's builders)

@@ -10,7 +10,7 @@ from ..models.decoder import MaskedDecoder, build_decoder
 from ..models.maskfeat import MaskFeatOutput, masked_mse
 from ..models.visible import predict_masked
 from ..models.vit import drop_mask_token
-from .cube_mask import upsample_mask
+from ..data.cube_mask import upsample_mask
 from .hog3d import VideoHOG
 from .mvit import MVIT_ARCHS, MViTEncoder
 from .vit3d import MaskFeatViT3D, build_vit3d

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.video.mvit import MSBlockConfig, MViT
 
-from .cube_mask import upsample_mask
+from ..data.cube_mask import upsample_mask
 
 # embed_dim, depth and heads of the first stage; `stages` = first block of stages 2, 3, 4.
 MVIT_ARCHS: dict[str, dict] = {

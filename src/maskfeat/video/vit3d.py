@@ -12,7 +12,7 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from ..models.vit import ARCHS, MaskFeatViT
-from .cube_mask import upsample_mask
+from ..data.cube_mask import upsample_mask
 
 
 class TubeletEmbed(nn.Module):

@@ -4,15 +4,15 @@ from __future__ import annotations
 from torch.utils.data import DataLoader
 
 from ..config import ConfigError
-from ..data.loader import build_loader
 from ..errors import UserError
 from .cube_mask import CubeMaskGenerator
-from ..data.shard_source import shard_set
-from ..data.shard_stream import ShardStream
-from .datasets import (VideoClassifyDataset, VideoClipSample, VideoPretrainDataset, VideoReader, embedded_videos,
-                       read_annotations)
-from .decoders import decoding_device
-from .transforms import train_transform
+from .loader import build_loader
+from .shard_source import shard_set
+from .shard_stream import ShardStream
+from .video_datasets import (VideoClassifyDataset, VideoClipSample, VideoPretrainDataset, VideoReader, embedded_videos,
+                             read_annotations)
+from .video_decoders import decoding_device
+from .video_transforms import train_transform
 
 EMBEDDED_TRAIN_RANGE = (0.0, 0.6)   # embedded fine-tuning: classify which video a clip is from,
 EMBEDDED_VAL_RANGE = (0.6, 1.0)     # training on the first 60% of each video, testing on the rest

@@ -17,10 +17,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
-from . import clips as C
+from . import video_clips as C
 from .cube_mask import CubeMaskGenerator
-from .decoders import DECODERS, DEFAULT_DECODER
-from .transforms import apply, spatial_view
+from .video_decoders import DECODERS, DEFAULT_DECODER
+from .video_transforms import apply, spatial_view
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 MAX_SKIPS = 16

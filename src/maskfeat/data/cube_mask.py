@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..masking import top_up
+from .masking import top_up
 
 Block = tuple[int, int, int, int, int, int]   # (front, top, left, t, h, w)
 
