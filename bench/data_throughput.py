@@ -74,7 +74,7 @@ def loader_memory() -> tuple[float, float, int]:
 def video_loader(args, workers: int, decoder: str, decode: str = "cpu"):
     from maskfeat.config import resolve_config
     from maskfeat.data.loader import build_loader
-    from maskfeat.data.video_datasets import embedded_videos
+    from maskfeat.data.video_annotations import embedded_videos
     from maskfeat.video.defaults import VIDEO_PRETRAIN
     from maskfeat.data.video_loader import build_video_pretrain_dataset
 

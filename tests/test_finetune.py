@@ -96,7 +96,7 @@ def test_finetune_cli_runs_keeps_best_and_resumes(tmp_path):
 
 def test_imagenet_recipes_hold_the_spec_values():
     from maskfeat.tasks import build_config
-    from maskfeat.data.labelled import classification_transform
+    from maskfeat.data.timm_transforms import classification_transform
     from maskfeat.engine.optim import scaled_lr
 
     cfg = build_config("finetune", "configs/finetune/vit-base-p16_in1k.yaml", [])

@@ -210,7 +210,7 @@ def test_finetune_recipe_applies_randaugment_then_color_jitter():
     from timm.data import create_transform
     from torchvision.transforms import ColorJitter
 
-    from maskfeat.data.labelled import classification_transform
+    from maskfeat.data.timm_transforms import classification_transform
 
     for path in ("configs/finetune/vit-base-p16_in1k.yaml", None):
         cfg = resolve_config(FINETUNE, path, [])

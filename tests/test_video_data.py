@@ -9,8 +9,8 @@ av = pytest.importorskip("av")
 
 from maskfeat.errors import UserError  # noqa: E402
 from maskfeat.data import video_clips as C  # noqa: E402
-from maskfeat.data.video_datasets import (VideoClassifyDataset, VideoReader, embedded_videos,  # noqa: E402
-                                     read_annotations)
+from maskfeat.data.video_annotations import embedded_videos, read_annotations  # noqa: E402
+from maskfeat.data.video_datasets import VideoClassifyDataset, VideoReader  # noqa: E402
 from maskfeat.data.video_decoders import torchcodec_available  # noqa: E402
 from maskfeat.video.defaults import VIDEO_PRETRAIN  # noqa: E402
 from maskfeat.data.video_loader import build_video_loader, build_video_pretrain_dataset  # noqa: E402

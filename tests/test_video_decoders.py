@@ -17,7 +17,8 @@ from maskfeat.config import ConfigError  # noqa: E402
 from maskfeat.data.loader import build_loader  # noqa: E402
 from maskfeat.data import video_clips as C  # noqa: E402
 from maskfeat.data import video_decoders as D  # noqa: E402
-from maskfeat.data.video_datasets import VideoReader, embedded_videos  # noqa: E402
+from maskfeat.data.video_annotations import embedded_videos  # noqa: E402
+from maskfeat.data.video_datasets import VideoReader  # noqa: E402
 from maskfeat.video.defaults import VIDEO_PRETRAIN  # noqa: E402
 from maskfeat.data.video_loader import build_video_pretrain_dataset  # noqa: E402
 from test_video_data import _cfg, bar_row, write_video  # noqa: E402

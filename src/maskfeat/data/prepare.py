@@ -68,7 +68,7 @@ def list_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
 
 def video_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
     """Kinetics CSV or 'path label' lines; listed files that are missing are skipped and listed."""
-    from .video_datasets import annotation_entries, labels_of
+    from .video_annotations import annotation_entries, labels_of
 
     if not spec.ann_file:
         raise UserError("--ann-file: required for --input video")

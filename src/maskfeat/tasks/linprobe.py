@@ -8,7 +8,7 @@ import json
 
 import torch
 
-from ..data.labelled import FeatureDataset
+from ..data.features import FeatureDataset
 from ..config_checks import check_values
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
