@@ -41,7 +41,8 @@ class LabelledDataset(Dataset):
         img, i, bad = read_skipping(index, len(self.split), self.split.image, self.split.describe,
                                     "images in a row failed to decode", skip=self.replace_bad)
         label = int(self.split.labels[i])
-        item = self.sample(img, label, index, epoch) if img is not None else self.sample.blank(index, epoch, label)
+        sample = self.sample
+        item = sample.blank(index, epoch, label) if img is None else sample(img, label, index, epoch)
         return counted({**item, "valid": img is not None}, bad)
 
 

@@ -1,4 +1,4 @@
-"""One labelled image sample: a timm transform seeded per sample, its label and index (files and shards alike)."""
+"""One labelled image sample: a timm transform seeded per sample, its label and index (files and shards)."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +17,8 @@ class LabelledSample:
     (``LabelledDataset``) and shards make items with it; ``label_map`` renumbers stored labels
     (a val split's shards numbered by its own class list -> the train split's)."""
 
-    def __init__(self, transform, seed: int = 0, random_transform: bool = True, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-                 label_map: np.ndarray | None = None):
+    def __init__(self, transform, seed: int = 0, random_transform: bool = True,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, label_map: np.ndarray | None = None):
         self.transform, self.seed, self.max_pixels, self.label_map = transform, seed, max_pixels, label_map
         self.random_transform = random_transform    # False: a deterministic (eval) transform, no seeding
 

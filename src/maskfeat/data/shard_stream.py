@@ -13,11 +13,9 @@ one would, given the same number of ranks, workers, batch size and buffer (excep
 sample just after the resume point is replaced by the next good sample, not the previous one).
 
 A sample that cannot be used (undecodable, missing member or label, not in the tar, command
-failed) is named by shard and key, counted in 'bad' / 'bad_paths', and, for training, replaced by
-the last good sample of the worker (its crop and mask still drawn for the bad sample's index), so
-that every rank keeps the same number of batches; 16 bad samples before any good one stop the
-run. For evaluation (``blank`` given) it keeps its place as a blank item with 'valid' False,
-which the evaluation leaves out and counts.
+failed) is named by shard and key and goes through the one bad-sample policy (``bad_samples``:
+``stream_training`` replaces it by the worker's last good sample, ``stream_evaluation`` keeps its
+place as a blank item with 'valid' False).
 """
 from __future__ import annotations
 

@@ -67,8 +67,8 @@ class Listing:
     def image(self, i: int) -> Image.Image:
         """RGB PIL image of sample ``i`` (ValueError when a file cannot be decoded or is too large)."""
         if self.array is not None:
-            im = Image.fromarray(self.array[i].squeeze(-1) if self.array.ndim == 4 and self.array.shape[-1] == 1
-                                 else self.array[i])
+            grey = self.array.ndim == 4 and self.array.shape[-1] == 1
+            im = Image.fromarray(self.array[i].squeeze(-1) if grey else self.array[i])
             return im.convert("RGB")
         return to_pil_image(decode_rgb(self.files.path(i), self.max_pixels))
 
@@ -77,7 +77,8 @@ class Listing:
         keep = subset_indices(len(self), n, seed)
         if keep is None:
             return self
-        return replace(self, labels=self.labels[keep], files=self.files.subset(keep) if self.files is not None else None,
+        return replace(self, labels=self.labels[keep],
+                       files=self.files.subset(keep) if self.files is not None else None,
                        array=self.array[keep] if self.array is not None else None, origin=self.origin[keep])
 
 
@@ -95,24 +96,26 @@ def _root(data: dict) -> str:
 
 
 def _of_files(data: dict, want: Want, files: FileIndex, classes: list[str]) -> Listing:
-    return Listing(f"{data['source']}:{data.get(f'{want.which}_split', '')}", files.labels, classes, files=files,
-                   max_pixels=max_image_pixels(data))
+    name = f"{data['source']}:{data.get(f'{want.which}_split', '')}"
+    return Listing(name, files.labels, classes, files=files, max_pixels=max_image_pixels(data))
 
 
 def _folder(data: dict, want: Want) -> Listing:
     """root/<split>/: every image below it; labelled: one sub-folder per class (numbered by ``want.classes``
     when given, else by sorted name), an image outside them is an error."""
-    split = data.get(f"{want.which}_split", "")          # the sub-folder of root holding the images ('' = root)
+    split = data.get(f"{want.which}_split", "")          # the sub-folder of root with the images ('' = root)
     if not want.labelled:
         return _of_files(data, want, scan_folder(Path(_root(data)) / split), [])
     folder = Path(_root(data)).absolute() / split
     files = scan_folder(folder, classes=want.classes)
     if not files.classes:
-        raise UserError(f"data.root: {folder} has no class sub-folders; labelled data needs one sub-folder per class")
+        raise UserError(f"data.root: {folder} has no class sub-folders; labelled data needs one sub-folder "
+                        "per class")
     stray = np.flatnonzero(files.labels < 0)
     if len(stray):
-        raise UserError(f"data.root: {files.path(int(stray[0]))} lies outside the class sub-folders of {folder} "
-                        f"({len(stray)} such image(s)); a labelled image's class is its folder: move or remove them")
+        raise UserError(f"data.root: {files.path(int(stray[0]))} lies outside the class sub-folders of "
+                        f"{folder} ({len(stray)} such image(s)); a labelled image's class is its folder: "
+                        "move or remove them")
     return _of_files(data, want, files, files.classes)
 
 
@@ -154,7 +157,7 @@ def _embedded_clips(data: dict, want: Want) -> Listing:
 @dataclass(frozen=True)
 class Reader:
     read: Callable[[dict, Want], Listing] | None     # None: streamed (``shard_stream``)
-    bundled: bool = False      # demo data from a wheel: cached in memory, data.samples_per_epoch samples an epoch
+    bundled: bool = False      # demo data from a wheel: cached in memory, data.samples_per_epoch an epoch
     labelled: bool = True      # can serve the labelled commands
 
 

@@ -56,8 +56,9 @@ class VideoReader:
     def read_skipping(self, index: int, choose) -> tuple[torch.Tensor, int, list[str]]:
         """Video ``index`` or, when unreadable or too short, the next readable one -> (frames, i, bad)
         (the policy: ``bad_samples``)."""
-        return read_skipping(index, len(self.paths), lambda i: self.read(i, choose), lambda i: str(self.paths[i]),
-                             "videos in a row are unreadable or too short", errors=VIDEO_ERRORS)
+        return read_skipping(index, len(self.paths), lambda i: self.read(i, choose),
+                             lambda i: str(self.paths[i]), "videos in a row are unreadable or too short",
+                             errors=VIDEO_ERRORS)
 
 
 class VideoClipSample:

