@@ -74,9 +74,9 @@ def loader_memory() -> tuple[float, float, int]:
 def video_loader(args, workers: int, decoder: str, decode: str = "cpu"):
     from maskfeat.config import resolve_config
     from maskfeat.data.loader import build_loader
+    from maskfeat.data.video_annotations import embedded_videos
+    from maskfeat.data.video_loader import build_video_pretrain_dataset
     from maskfeat.schema import VIDEO_PRETRAIN
-    from maskfeat.video.datasets import embedded_videos
-    from maskfeat.video.loader import build_video_pretrain_dataset
 
     clips = [c for c in embedded_videos() if not args.clips or c.stem in args.clips]
     if not clips:

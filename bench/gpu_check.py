@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from maskfeat.tasks.pretrain import build_config, build_trainer
 from maskfeat.data.images import decode_rgb, skimage_photos
 from maskfeat.engine.distributed import DistEnv
 from maskfeat.models.hog import HOGGenerator
+from maskfeat.tasks.pretrain import build_config, build_trainer
 
 
 def photos(size: int, n: int, device) -> torch.Tensor:

@@ -39,6 +39,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_util import child_pids, pss_mib  # noqa: E402
+
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, build_pretrain_loader
 from maskfeat.defaults import PRETRAIN

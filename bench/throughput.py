@@ -43,13 +43,22 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_util import (flops_per_image, format_table, machine, make_jpeg_folder,  # noqa: E402,F401
-                        peak_memory_gib, reset_memory, sync, time_steps)
-from maskfeat.tasks.pretrain import build_config, build_trainer  # noqa: E402
+from bench_util import (  # noqa: E402,F401
+    flops_per_image,
+    format_table,
+    machine,
+    make_jpeg_folder,
+    peak_memory_gib,
+    reset_memory,
+    sync,
+    time_steps,
+)
+
+from maskfeat.data.masking import BlockMaskGenerator
 from maskfeat.engine.distributed import distributed_session, seed_everything
 from maskfeat.engine.optim import build_optimizer
-from maskfeat.masking import BlockMaskGenerator
 from maskfeat.models.vit import ARCHS
+from maskfeat.tasks.pretrain import build_config, build_trainer  # noqa: E402
 
 AMP = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
 

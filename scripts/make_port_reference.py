@@ -20,8 +20,16 @@ import torch
 import torchvision
 
 from maskfeat.logs import read_loss_curve
-from maskfeat.tasks.check_port import (DEFAULT_STEPS, LOG_INTERVAL, REFERENCE_INFO, REFERENCE_LOG, PortCheck,
-                                       reference_settings, resolve_port_check, run_port_check)
+from maskfeat.tasks.check_port import (
+    DEFAULT_STEPS,
+    LOG_INTERVAL,
+    REFERENCE_INFO,
+    REFERENCE_LOG,
+    PortCheck,
+    reference_settings,
+    resolve_port_check,
+    run_port_check,
+)
 
 COMMAND = "maskfeat check-port --device cpu train.amp=none"
 

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from helpers import MMPRETRAIN_FIXTURE
 
 torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -6,12 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import tiny_pretrain_overrides
+
 from maskfeat.cli import main
 from maskfeat.logs import read_loss_curve
-from maskfeat.tasks.check_port import (REFERENCE_INFO, REFERENCE_LOG, PortCheck, check_reference_applies,
-                                       reference_settings, resolve_port_check, run_port_check)
+from maskfeat.tasks.check_port import (
+    REFERENCE_INFO,
+    REFERENCE_LOG,
+    PortCheck,
+    check_reference_applies,
+    reference_settings,
+    resolve_port_check,
+    run_port_check,
+)
 
 STEPS = 12    # of the tiny run's 16 (vit-pico, 64 px, batch 8)
 ERROR = "maskfeat check-port: error: "

@@ -7,14 +7,18 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from helpers import MMPRETRAIN_FIXTURE
 from safetensors.torch import load_file
 
-from helpers import MMPRETRAIN_FIXTURE
 from maskfeat.cli import main
-from maskfeat.convert import maskfeat_to_slowfast, mmpretrain_to_maskfeat, slowfast_to_maskfeat
+from maskfeat.convert import (
+    maskfeat_to_slowfast,
+    mmpretrain_to_maskfeat,
+    slowfast_to_maskfeat,
+)
 from maskfeat.defaults import PRETRAIN
-from maskfeat.models.hog import HOGGenerator
 from maskfeat.models import MaskFeat, build_encoder, build_pretrain_model
+from maskfeat.models.hog import HOGGenerator
 from maskfeat.models.maskfeat import masked_mse
 
 

@@ -4,7 +4,14 @@ import torch
 from PIL import Image
 
 from maskfeat.config import resolve_config
-from maskfeat.data import EpochSampler, build_pretrain_dataset, decode_rgb, read_list_file, scan_folder, skimage_photos
+from maskfeat.data import (
+    EpochSampler,
+    build_pretrain_dataset,
+    decode_rgb,
+    read_list_file,
+    scan_folder,
+    skimage_photos,
+)
 from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
 

@@ -8,19 +8,17 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import cli_env, tiny_pretrain_overrides
 from PIL import Image
 from skimage import data as skdata
 
 from maskfeat.config import resolve_config
-from maskfeat.data import build_pretrain_dataset, build_pretrain_loader
-from maskfeat.data import device_decode
+from maskfeat.data import build_pretrain_dataset, build_pretrain_loader, device_decode
 from maskfeat.data.device_decode import DeviceDecodedLoader
 from maskfeat.data.images import device_jpeg_size, jpeg_header
 from maskfeat.data.pretrain_dataset import apply_crop, draw_crop
 from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
-
-from helpers import cli_env, tiny_pretrain_overrides
 
 CPU = torch.device("cpu")
 

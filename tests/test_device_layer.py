@@ -6,10 +6,15 @@ from collections import namedtuple
 import pytest
 import torch
 import torch.distributed as dist
-
 from helpers import maskfeat, one_error_line
+
 from maskfeat.engine import device as D
-from maskfeat.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from maskfeat.engine.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from maskfeat.errors import UserError
 
 FakeDevice = namedtuple("FakeDevice", "type index")

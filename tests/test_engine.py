@@ -5,13 +5,12 @@ import signal
 
 import pytest
 import torch
+from helpers import log_losses, run_trainer
 
 from maskfeat.engine.checkpoint import load_checkpoint, save_checkpoint
 from maskfeat.engine.optim import build_optimizer, build_scheduler
 from maskfeat.engine.trainer import amp_dtype
 from maskfeat.errors import Interrupted, UserError
-
-from helpers import log_losses, run_trainer
 
 
 def mmengine_chained_lrs(base: float, f: float, warmup: int, total: int, eta_min: float) -> list[float]:

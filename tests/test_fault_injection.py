@@ -8,10 +8,9 @@ import time
 
 import pytest
 import torch
+from helpers import cli_env, tiny_pretrain_overrides
 
 from maskfeat.engine.checkpoint import load_checkpoint
-
-from helpers import cli_env, tiny_pretrain_overrides
 
 
 def start(args):

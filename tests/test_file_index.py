@@ -12,7 +12,7 @@ from PIL import Image
 
 from maskfeat.config import resolve_config
 from maskfeat.data import FileIndex, build_pretrain_dataset, read_list_file, scan_folder
-from maskfeat.data.labelled import load_split
+from maskfeat.data.labelled_splits import load_split
 from maskfeat.defaults import KNN, PRETRAIN
 from maskfeat.errors import UserError
 

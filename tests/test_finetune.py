@@ -5,14 +5,18 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-
 from eval_helpers import folder_overrides, make_folder
+
 from maskfeat.cli import main
 from maskfeat.config import resolve_config
 from maskfeat.data.idx import FASHION_MNIST_ROOT
 from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
-from maskfeat.eval.classifier import CLASSIFIER_DROPPED, CLASSIFIER_NEW, build_classifier
+from maskfeat.eval.classifier import (
+    CLASSIFIER_DROPPED,
+    CLASSIFIER_NEW,
+    build_classifier,
+)
 from maskfeat.eval.pretrained import load_encoder_into, read_pretrained
 from maskfeat.models import build_pretrain_model
 
@@ -95,9 +99,9 @@ def test_finetune_cli_runs_keeps_best_and_resumes(tmp_path):
 
 
 def test_imagenet_recipes_hold_the_spec_values():
-    from maskfeat.tasks import build_config
-    from maskfeat.data.labelled import classification_transform
+    from maskfeat.data.timm_transforms import classification_transform
     from maskfeat.engine.optim import scaled_lr
+    from maskfeat.tasks import build_config
 
     cfg = build_config("finetune", "configs/finetune/vit-base-p16_in1k.yaml", [])
     m, a, o, t = cfg["model"], cfg["aug"], cfg["optim"], cfg["train"]

@@ -10,9 +10,16 @@ from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
 
 from maskfeat.cli import main
 from maskfeat.config import resolve_config
-from maskfeat.data.idx import FASHION_MNIST_ROOT, find_idx_split, load_idx_split, read_idx
-from maskfeat.data.labelled import LabelledDataset, classification_transform, load_split
+from maskfeat.data.idx import (
+    FASHION_MNIST_ROOT,
+    find_idx_split,
+    load_idx_split,
+    read_idx,
+)
+from maskfeat.data.labelled import LabelledDataset
+from maskfeat.data.labelled_splits import load_split
 from maskfeat.data.loader import build_pretrain_dataset
+from maskfeat.data.timm_transforms import classification_transform
 from maskfeat.defaults import FINETUNE, PRETRAIN
 from maskfeat.errors import UserError
 

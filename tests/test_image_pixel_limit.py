@@ -12,7 +12,9 @@ from PIL import Image
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, decode_rgb
 from maskfeat.data.images import jpeg_header
-from maskfeat.data.labelled import LabelledDataset, classification_transform, load_split
+from maskfeat.data.labelled import LabelledDataset
+from maskfeat.data.labelled_splits import load_split
+from maskfeat.data.timm_transforms import classification_transform
 from maskfeat.defaults import FINETUNE, KNN, LINPROBE, PRETRAIN
 from maskfeat.errors import UserError
 

@@ -6,20 +6,24 @@ import shutil
 
 import pytest
 import torch
+from eval_helpers import CLASSES, folder_overrides, make_folder
+from helpers import PYTHON, cli_env
 from torch import nn
 
-from eval_helpers import CLASSES, folder_overrides, make_folder
 from maskfeat.cli import main
 from maskfeat.config import resolve_config
 from maskfeat.defaults import FINETUNE, KNN
 from maskfeat.engine.distributed import DistEnv
 from maskfeat.errors import UserError
-from maskfeat.eval.frozen import embed_splits, eval_loader, labelled_datasets, num_classes_of
+from maskfeat.eval.frozen import (
+    embed_splits,
+    eval_loader,
+    labelled_datasets,
+    num_classes_of,
+)
 from maskfeat.eval.knn import extract_features, knn_accuracy, knn_scores
 from maskfeat.eval.metrics import evaluate
 from maskfeat.eval.validation import BestTracker, EpochEval
-
-from helpers import PYTHON, cli_env
 
 
 def knn_data(root, *extra):
@@ -210,7 +214,7 @@ def test_finetune_recipe_applies_randaugment_then_color_jitter():
     from timm.data import create_transform
     from torchvision.transforms import ColorJitter
 
-    from maskfeat.data.labelled import classification_transform
+    from maskfeat.data.timm_transforms import classification_transform
 
     for path in ("configs/finetune/vit-base-p16_in1k.yaml", None):
         cfg = resolve_config(FINETUNE, path, [])

@@ -3,15 +3,15 @@ import json
 
 import pytest
 import torch
+from eval_helpers import folder_overrides, make_folder
+from test_finetune import save_pretrained
 from torch import nn
 
-from eval_helpers import folder_overrides, make_folder
 from maskfeat.cli import main
 from maskfeat.defaults import LINPROBE
 from maskfeat.eval.classifier import LinearProbe, Pooled
 from maskfeat.eval.lars import build_probe_optimizer
 from maskfeat.models import build_encoder
-from test_finetune import save_pretrained
 
 
 def test_lars_step_follows_mae_rule():

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from maskfeat.masking import BlockMaskGenerator
+from maskfeat.data.masking import BlockMaskGenerator
 
 
 @pytest.mark.parametrize("grid,ratio,min_patches,expected", [((14, 14), 0.4, 15, 78), ((7, 7), 0.4, 4, 20),

@@ -3,18 +3,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO, cli_env, tiny_pretrain_overrides
 
-from maskfeat.tasks.pretrain import build_config
-from maskfeat.tasks.pretrain_image import build_trainer
 from maskfeat.config import builtin_config
 from maskfeat.engine.checkpoint import load_checkpoint
 from maskfeat.engine.distributed import DistEnv
-
-from helpers import REPO, cli_env, tiny_pretrain_overrides
+from maskfeat.tasks.pretrain import build_config
+from maskfeat.tasks.pretrain_image import build_trainer
 
 MMPRETRAIN_KEYS = {"lr", "data_time", "grad_norm", "loss", "time", "epoch", "iter", "memory", "step"}
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-
 from helpers import REPO
+
 from maskfeat.data.idx import FASHION_MNIST_ROOT
 
 

@@ -9,6 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    ERROR,
+    log_steps,
+    maskfeat,
+    one_error_line,
+    run_trainer,
+    tiny_pretrain_overrides,
+)
 from PIL import Image
 
 from maskfeat.config import resolve_config
@@ -17,8 +25,6 @@ from maskfeat.defaults import PRETRAIN
 from maskfeat.engine import trainer as trainer_module
 from maskfeat.engine.checkpoint import load_checkpoint
 from maskfeat.errors import UserError
-
-from helpers import ERROR, log_steps, maskfeat, one_error_line, run_trainer, tiny_pretrain_overrides
 
 SOLID = (200, 30, 90)      # the colour of the image smaller than the crop
 

@@ -8,17 +8,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import PYTHON, cli_env
 from PIL import Image
+from shard_helpers import make_shards, rewrite_member, tar_samples, write_folder
 
 from maskfeat.config import ConfigError, resolve_config
 from maskfeat.data import build_loader, build_pretrain_dataset, scan_folder
 from maskfeat.data.shard_manifest import read_manifest
-from maskfeat.data.shard_plan import Layout, consumed_batches, epoch_order, samples_per_rank, worker_plan
+from maskfeat.data.shard_plan import (
+    Layout,
+    consumed_batches,
+    epoch_order,
+    samples_per_rank,
+    worker_plan,
+)
 from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
-
-from helpers import PYTHON, cli_env
-from shard_helpers import make_shards, rewrite_member, tar_samples, write_folder
 
 
 # -- the plan -------------------------------------------------------------------------------------------

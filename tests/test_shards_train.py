@@ -10,13 +10,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from eval_helpers import make_folder
+from helpers import REPO, cli_env, log_losses, run_trainer
+from shard_helpers import make_shards, write_folder
 
 from maskfeat.engine.checkpoint import load_checkpoint
 from maskfeat.errors import Interrupted
-
-from helpers import REPO, cli_env, log_losses, run_trainer
-from eval_helpers import make_folder
-from shard_helpers import make_shards, write_folder
 
 SMALL = ["model.img_size=32", "model.patch_size=8", "train.batch_size=4"]
 
@@ -104,7 +103,11 @@ def test_knn_features_from_labelled_shards_equal_the_folders(tmp_path):
     from maskfeat.config import resolve_config
     from maskfeat.defaults import KNN
     from maskfeat.engine.distributed import DistEnv
-    from maskfeat.eval.frozen import build_frozen_features, embed_splits, labelled_datasets
+    from maskfeat.eval.frozen import (
+        build_frozen_features,
+        embed_splits,
+        labelled_datasets,
+    )
 
     root, shards = labelled_folder_and_shards(tmp_path, 4)
     common = ["data.num_workers=0", "data.pin_memory=false", "model.arch=vit-pico", "model.img_size=32",
@@ -156,8 +159,8 @@ def test_video_pretraining_from_shards_equals_the_list_source(tmp_path):
 def test_prepare_cuts_clips_to_the_centred_span(tmp_path):
     import av
 
+    from maskfeat.data import video_clips as C
     from maskfeat.data.prepare import PrepareSpec, prepare
-    from maskfeat.video import clips as C
 
     root = tmp_path / "videos"
     root.mkdir()

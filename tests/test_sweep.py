@@ -8,13 +8,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from eval_helpers import make_folder
+from helpers import REPO, snapshot, tiny_pretrain_overrides
 from PIL import Image
+from test_image_pixel_limit import png_bomb
 
 from maskfeat.cli import main
-
-from helpers import REPO, snapshot, tiny_pretrain_overrides
-from eval_helpers import make_folder
-from test_image_pixel_limit import png_bomb
 
 FINETUNE = "configs/finetune/vit-base-p16_in1k.yaml"
 

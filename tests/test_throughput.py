@@ -8,8 +8,8 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import REPO, eager_and_compiled_losses
+
 from maskfeat.data.images import decode_rgb, skimage_photos
 from maskfeat.models.hog import HOGGenerator
 

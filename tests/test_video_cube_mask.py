@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from maskfeat.data.cube_mask import CubeMaskGenerator
 from maskfeat.models.token_mask import upsample_mask
-from maskfeat.video.cube_mask import CubeMaskGenerator
 
 
 def _achievable(h: int, w: int, area: tuple[float, float], aspect: tuple[float, float]) -> bool:

@@ -7,13 +7,13 @@ import torch
 
 av = pytest.importorskip("av")
 
+from maskfeat.data import video_clips as C  # noqa: E402
+from maskfeat.data.video_annotations import embedded_videos, read_annotations  # noqa: E402
+from maskfeat.data.video_datasets import VideoClassifyDataset, VideoReader  # noqa: E402
+from maskfeat.data.video_decoders import torchcodec_available  # noqa: E402
+from maskfeat.data.video_loader import build_video_loader, build_video_pretrain_dataset  # noqa: E402
 from maskfeat.errors import UserError  # noqa: E402
-from maskfeat.video import clips as C  # noqa: E402
-from maskfeat.video.datasets import (VideoClassifyDataset, VideoReader, embedded_videos,  # noqa: E402
-                                     read_annotations)
-from maskfeat.video.decoders import torchcodec_available  # noqa: E402
 from maskfeat.schema import VIDEO_PRETRAIN  # noqa: E402
-from maskfeat.video.loader import build_video_loader, build_video_pretrain_dataset  # noqa: E402
 
 
 def write_video(path, n_frames: int, h: int = 48, w: int = 64, seed: int = 0, codec: str = "mpeg4"):

@@ -13,14 +13,16 @@ import torch
 av = pytest.importorskip("av")
 
 from helpers import REPO  # noqa: E402
-from maskfeat.config import ConfigError  # noqa: E402
-from maskfeat.data.loader import build_loader  # noqa: E402
-from maskfeat.video import clips as C  # noqa: E402
-from maskfeat.video import decoders as D  # noqa: E402
-from maskfeat.video.datasets import VideoReader, embedded_videos  # noqa: E402
-from maskfeat.schema import VIDEO_PRETRAIN  # noqa: E402
-from maskfeat.video.loader import build_video_pretrain_dataset  # noqa: E402
 from test_video_data import _cfg, bar_row, write_video  # noqa: E402
+
+from maskfeat.config import ConfigError  # noqa: E402
+from maskfeat.data import video_clips as C  # noqa: E402
+from maskfeat.data import video_decoders as D  # noqa: E402
+from maskfeat.data.loader import build_loader  # noqa: E402
+from maskfeat.data.video_annotations import embedded_videos  # noqa: E402
+from maskfeat.data.video_datasets import VideoReader  # noqa: E402
+from maskfeat.data.video_loader import build_video_pretrain_dataset  # noqa: E402
+from maskfeat.schema import VIDEO_PRETRAIN  # noqa: E402
 
 TORCHCODEC = D.torchcodec_available()      # '' when torchcodec and FFmpeg's libraries load
 needs_torchcodec = pytest.mark.skipif(bool(TORCHCODEC), reason=f"torchcodec unavailable: {TORCHCODEC}")

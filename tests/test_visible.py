@@ -11,16 +11,16 @@ from helpers import eager_and_compiled_losses, maskfeat
 
 from maskfeat.cli import main
 from maskfeat.config import ConfigError, resolve_config
+from maskfeat.data.cube_mask import CubeMaskGenerator
+from maskfeat.data.masking import BlockMaskGenerator
 from maskfeat.defaults import PRETRAIN
 from maskfeat.engine.optim import build_optimizer
 from maskfeat.errors import UserError
-from maskfeat.masking import BlockMaskGenerator
 from maskfeat.models import MaskFeat, VisibleMaskFeat, build_pretrain_model
 from maskfeat.models import build_pretrain_model as build_video_model
 from maskfeat.models.decoder import MaskedDecoder, default_heads, sincos_pos_embed
 from maskfeat.models.visible import visible_index
 from maskfeat.schema import VIDEO_PRETRAIN
-from maskfeat.video.cube_mask import CubeMaskGenerator
 
 
 def pico_cfg(*extra, img_size=64):

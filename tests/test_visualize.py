@@ -5,13 +5,18 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_pretrain_overrides
 from skimage.feature import hog as skimage_hog
 
-from helpers import tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.data.images import skimage_photos
 from maskfeat.models.hog import HOGGenerator
-from maskfeat.viz import bin_gradient_angles, glyph_stamps, patches_to_cells, render_glyphs
+from maskfeat.viz import (
+    bin_gradient_angles,
+    glyph_stamps,
+    patches_to_cells,
+    render_glyphs,
+)
 from maskfeat.viz.panels import VISIBLE_TINT, glyph_panel
 
 

@@ -70,9 +70,9 @@ def log_losses(path: Path) -> dict[int, tuple[float, float]]:
 def run_trainer(tmp_path, name, *extra, step_hook=None):
     """An in-process tiny pre-training (``extra``: 'key=value' overrides); ``step_hook(trainer, loss)``
     may replace each step's loss."""
+    from maskfeat.engine.distributed import DistEnv
     from maskfeat.tasks.pretrain import build_config
     from maskfeat.tasks.pretrain_image import build_trainer
-    from maskfeat.engine.distributed import DistEnv
 
     cfg = build_config(None, tiny_pretrain_overrides(tmp_path / name, **dict(e.split("=", 1) for e in extra)))
     trainer = build_trainer(cfg, DistEnv())
@@ -86,9 +86,9 @@ def run_trainer(tmp_path, name, *extra, step_hook=None):
 def eager_and_compiled_losses(tmp_path, batch: dict, *extra: str, steps: int = 3) -> tuple[list, list]:
     """Losses of ``steps`` optimizer steps on one fixed batch, eager and with train.compile=true
     (asserted not to have fallen back), for a vit-pico at 32 px (``extra``: 'key=value' overrides)."""
+    from maskfeat.engine.distributed import DistEnv
     from maskfeat.tasks.pretrain import build_config
     from maskfeat.tasks.pretrain_image import build_trainer
-    from maskfeat.engine.distributed import DistEnv
 
     losses = {}
     for compiled in (False, True):

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import torch
 
+from maskfeat.engine.distributed import cleanup, init_distributed
 from maskfeat.tasks.pretrain import build_config
 from maskfeat.tasks.pretrain_image import build_trainer
-from maskfeat.engine.distributed import cleanup, init_distributed
 
 out = Path(sys.argv[1])
 cfg = build_config(None, sys.argv[2:])

@@ -4,9 +4,9 @@ import json
 import sys
 from pathlib import Path
 
+from maskfeat.engine.distributed import cleanup, init_distributed
 from maskfeat.tasks.pretrain import build_config
 from maskfeat.tasks.pretrain_image import build_trainer
-from maskfeat.engine.distributed import cleanup, init_distributed
 
 out = Path(sys.argv[1])
 cfg = build_config(None, sys.argv[2:])

@@ -14,9 +14,9 @@ import torch
 from torchvision.transforms import v2
 
 from ..data.images import decode_rgb
+from ..data.masking import BlockMaskGenerator
 from ..engine.checkpoint import load_checkpoint
 from ..errors import UserError
-from ..masking import BlockMaskGenerator
 from ..models import build_pretrain_model
 from ..viz.hog_glyphs import patches_to_cells
 from ..viz.panels import draw_panels

@@ -17,9 +17,9 @@ from ..engine.checkpoint import load_checkpoint, save_checkpoint
 from ..errors import UserError
 from ..models import ARCHS, build_pretrain_model
 from ..namemaps import mmpretrain, slowfast
+from ..namemaps.maskfeat import dropped_note, pretraining_only
 from ..namemaps.mmpretrain import ClassifierWeights
 from .arch import VitShape, classifier_config, pretrain_config, read_shape, timm_recipe
-from ..namemaps.maskfeat import dropped_note, pretraining_only
 from .timm_export import maskfeat_encoder_to_timm, save_timm
 
 SOURCES = ("auto", "mmpretrain", "slowfast", "maskfeat")

@@ -115,9 +115,3 @@ class ArrayPretrainDataset(PretrainDataset):
 
     def _read(self, i: int) -> torch.Tensor:
         return array_to_rgb(self.images[i])
-
-
-def idx_pretrain_dataset(data: dict, transform, mask_generator, seed: int) -> ArrayPretrainDataset:
-    """The training split of an IDX data set (data.source idx / fashion-mnist) for pre-training."""
-    images, _ = load_idx_split(data, "train")
-    return ArrayPretrainDataset(images, transform, mask_generator, seed=seed, name=data["source"])

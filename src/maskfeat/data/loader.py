@@ -2,39 +2,32 @@
 from __future__ import annotations
 
 import gc
-from pathlib import Path
 
 from torch.utils.data import DataLoader
 
 from ..engine.device import is_cpu, pin_memory
 from ..errors import UserError
-from ..masking import BlockMaskGenerator
 from .file_index import FileIndex
-from .folder_scan import scan_folder
-from .idx import IDX_SOURCES, idx_pretrain_dataset
-from .images import max_image_pixels, skimage_photos
-from .list_file import read_list_file
-from .pretrain_dataset import DECODE_MODES, PretrainCrop, PretrainDataset, PretrainSample, pretrain_transform
+from .idx import ArrayPretrainDataset
+from .images import max_image_pixels
+from .masking import BlockMaskGenerator
+from .pretrain_dataset import (
+    DECODE_MODES,
+    PretrainCrop,
+    PretrainDataset,
+    PretrainSample,
+    pretrain_transform,
+)
 from .sampler import EpochSampler
 from .shard_source import shard_set
 from .shard_stream import ShardLoader, ShardStream
+from .sources import Want, listing, reader
 
 
 def pretrain_files(data: dict) -> FileIndex:
     """The image files of data.source skimage, folder (root/train_split scanned) or list (ann_file
-    relative to root, its paths relative to root/train_split)."""
-    source = data["source"]
-    if source == "skimage":
-        return FileIndex.from_names(skimage_photos())
-    if not data["root"]:
-        raise UserError(f"data.root: required for data.source={source}")
-    split = data.get("train_split", "")          # the sub-folder of root holding the images ('' = root)
-    if source == "folder":
-        return scan_folder(Path(data["root"]) / split)
-    if source == "list":
-        return read_list_file(data["root"], data["ann_file"], prefix=split)
-    raise UserError(f"data.source: unknown source {source!r}; "
-                    f"choose skimage, folder, list, idx, fashion-mnist or shards")
+    relative to root, its paths relative to root/train_split): the reader table's rows (``sources``)."""
+    return listing(data, "image").files
 
 
 def _cpu_decode_only(data: dict) -> None:
@@ -43,18 +36,16 @@ def _cpu_decode_only(data: dict) -> None:
                         f"not data.source={data['source']}; set data.decode=cpu")
 
 
-def _file_dataset(cfg: dict, transform: PretrainCrop, mask_gen) -> PretrainDataset:
-    data = cfg["data"]
-    embedded = data["source"] == "skimage"
-    return PretrainDataset(pretrain_files(data), transform, mask_gen, seed=cfg["train"]["seed"],
-                           length=data["samples_per_epoch"] if embedded else None, cache=embedded,
+def _listed_dataset(cfg: dict, row, transform: PretrainCrop, mask_gen) -> PretrainDataset:
+    """Files (map-style, decoded here or on the device) or an in-memory array (IDX files)."""
+    data, seed = cfg["data"], cfg["train"]["seed"]
+    listed = row.read(data, Want())
+    if listed.array is not None:
+        _cpu_decode_only(data)
+        return ArrayPretrainDataset(listed.array, transform, mask_gen, seed=seed, name=data["source"])
+    return PretrainDataset(listed.files, transform, mask_gen, seed=seed,
+                           length=data["samples_per_epoch"] if row.bundled else None, cache=row.bundled,
                            decode=data.get("decode", "cpu"), max_pixels=max_image_pixels(data))
-
-
-def _idx_dataset(cfg: dict, transform: PretrainCrop, mask_gen):
-    """Fashion-MNIST / IDX files: images held in memory."""
-    _cpu_decode_only(cfg["data"])
-    return idx_pretrain_dataset(cfg["data"], transform, mask_gen, cfg["train"]["seed"])
 
 
 def _shard_dataset(cfg: dict, transform: PretrainCrop, mask_gen) -> ShardStream:
@@ -66,25 +57,22 @@ def _shard_dataset(cfg: dict, transform: PretrainCrop, mask_gen) -> ShardStream:
     return ShardStream(shards, sample.from_bytes, cfg["train"]["seed"], data["shuffle_buffer"])
 
 
-# data.source -> builder(cfg, crop transform, mask generator) of the pre-training data set
-PRETRAIN_SOURCES = {"skimage": _file_dataset, "folder": _file_dataset, "list": _file_dataset,
-                    "shards": _shard_dataset, **{s: _idx_dataset for s in IDX_SOURCES}}
-
-
 def build_pretrain_dataset(cfg: dict):
-    """A map-style ``PretrainDataset`` (files, IDX arrays) or, for data.source=shards, a ``ShardStream``."""
+    """A map-style ``PretrainDataset`` (files, IDX arrays) or, for data.source=shards, a ``ShardStream``;
+    data.source is a row of the reader table (``sources.READERS``)."""
     data, model, mask = cfg["data"], cfg["model"], cfg["mask"]
     decode = data.get("decode", "cpu")
     if decode not in DECODE_MODES:
         raise UserError(f"data.decode: unknown value {decode!r}; choose cpu or device")
-    if data["source"] not in PRETRAIN_SOURCES:
-        raise UserError(f"data.source: unknown source {data['source']!r}; choose {', '.join(PRETRAIN_SOURCES)}")
+    row = reader(data, "image")
     grid = model["img_size"] // model["patch_size"]
     mask_gen = BlockMaskGenerator((grid, grid), mask_ratio=mask["ratio"],
                                   min_num_patches=mask["min_num_patches"],
                                   min_aspect=mask["min_aspect"], max_aspect=mask["max_aspect"])
     transform = pretrain_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"])
-    return PRETRAIN_SOURCES[data["source"]](cfg, transform, mask_gen)
+    if row.read is None:
+        return _shard_dataset(cfg, transform, mask_gen)
+    return _listed_dataset(cfg, row, transform, mask_gen)
 
 
 class EpochLoader(DataLoader):

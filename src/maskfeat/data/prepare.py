@@ -23,8 +23,16 @@ from .folder_scan import scan_folder
 from .images import decode_rgb_bytes
 from .list_file import read_list_file
 from .shard_manifest import MANIFEST_NAME, Manifest, ShardInfo, write_manifest
-from .shard_writer import Input, done_record, file_size, plan_fingerprint, plan_shards, record_fields, \
-    start_or_resume, write_shard
+from .shard_writer import (
+    Input,
+    done_record,
+    file_size,
+    plan_fingerprint,
+    plan_shards,
+    record_fields,
+    start_or_resume,
+    write_shard,
+)
 
 
 @dataclass
@@ -68,7 +76,7 @@ def list_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
 
 def video_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
     """Kinetics CSV or 'path label' lines; listed files that are missing are skipped and listed."""
-    from ..video.datasets import annotation_entries, labels_of
+    from .video_annotations import annotation_entries, labels_of
 
     if not spec.ann_file:
         raise UserError("--ann-file: required for --input video")
@@ -91,7 +99,7 @@ def check_image(data: bytes, suffix: str) -> tuple[str, bytes]:
 
 def encoder_for(kind: str, spec: PrepareSpec):
     if kind == "video":
-        from ..video.clip_cut import VideoEncoder
+        from .video_clip_cut import VideoEncoder
         return VideoEncoder(spec.clip_frames)
     if spec.clip_frames:
         raise UserError("--clip-frames: only for --input video")

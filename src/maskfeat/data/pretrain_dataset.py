@@ -11,16 +11,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode, RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
-from ..errors import UserError
-from ..masking import BlockMaskGenerator
+from .bad_samples import counted, read_skipping
 from .file_index import FileIndex
-from .images import DEFAULT_MAX_IMAGE_PIXELS, check_pixels, decode_rgb, decode_rgb_bytes, device_jpeg_size
+from .images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    check_pixels,
+    decode_rgb,
+    decode_rgb_bytes,
+    device_jpeg_size,
+)
+from .masking import BlockMaskGenerator
+from .seeding import seeded_sample
 
 DECODE_MODES = ("cpu", "device")
 
@@ -30,8 +36,7 @@ def draw_crop(seed: int, epoch: int, index: int, height: int, width: int, scale,
     """(top, left, h, w, flip) of sample ``index`` in ``epoch`` for an image of ``height`` x ``width``:
     torchvision's RandomResizedCrop.get_params, then the flip draw, under a generator seeded by
     (seed, epoch, index). Needs only the image size, never its pixels."""
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(hash((seed, epoch, index)) & 0x7FFF_FFFF_FFFF)  # CPU only, cheap
+    with seeded_sample(seed, epoch, index):
         dummy = torch.empty(()).expand(3, height, width)          # shape only: no memory behind it
         top, left, h, w = RandomResizedCrop.get_params(dummy, list(scale), list(ratio))
         flip = bool(torch.rand(()) < hflip)
@@ -81,8 +86,8 @@ class PretrainSample:
 
     def add_mask(self, item: dict, index: int, epoch: int) -> dict:
         if self.mask_generator is not None:
-            rng = np.random.default_rng([self.seed, epoch, index])
-            item["mask"] = torch.from_numpy(self.mask_generator(rng))
+            with seeded_sample(self.seed, epoch, index) as rng:
+                item["mask"] = torch.from_numpy(self.mask_generator(rng))
         return item
 
     def from_bytes(self, data: bytes, label: int, index: int, epoch: int) -> dict:
@@ -145,15 +150,8 @@ class PretrainDataset(Dataset):
         return got
 
     def _load(self, index: int, read) -> tuple[object, list[str], int]:
-        bad = []
-        n = len(self.files)
-        for k in range(min(n, 16)):
-            i = (index + k) % n
-            try:
-                return read(i), bad, i
-            except (OSError, ValueError, RuntimeError) as e:
-                bad.append(f"{self.files.path(i)} ({str(e).splitlines()[0][:80]})")
-        raise UserError(f"data: {len(bad)} files in a row failed to decode, e.g. {bad[0]}")
+        got, i, bad = read_skipping(index, len(self.files), read, self.files.path)
+        return got, bad, i
 
     def load(self, index: int) -> tuple[torch.Tensor, list[str]]:
         img, bad, _ = self._load(index, self._read)
@@ -165,7 +163,7 @@ class PretrainDataset(Dataset):
             item = self._encoded_item(index, epoch)
         else:
             img, bad = self.load(index)
-            item = {"images": self.sample.crop(img, index, epoch), "bad": len(bad), "bad_paths": "\n".join(bad)}
+            item = counted({"images": self.sample.crop(img, index, epoch)}, bad)
         return self.sample.add_mask(item, index, epoch)
 
     def _encoded_item(self, index: int, epoch: int) -> dict:
@@ -177,8 +175,7 @@ class PretrainDataset(Dataset):
             data, img = torch.empty(0, dtype=torch.uint8), got
             height, width = img.shape[-2:]
         box = self.transform.draw(self.seed, epoch, index, height, width)
-        item = {"jpeg": data, "box": torch.tensor(box, dtype=torch.int64), "path": self.files.path(i),
-                "bad": len(bad), "bad_paths": "\n".join(bad)}
+        item = counted({"jpeg": data, "box": torch.tensor(box, dtype=torch.int64), "path": self.files.path(i)}, bad)
         if img is not None:
             item["images"] = self.transform.apply(img, box)
         return item

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
 from ..atomic import write_atomic
+from ..errors import UserError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "maskfeat-shards/1"

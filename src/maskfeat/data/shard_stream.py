@@ -13,16 +13,15 @@ one would, given the same number of ranks, workers, batch size and buffer (excep
 sample just after the resume point is replaced by the next good sample, not the previous one).
 
 A sample that cannot be used (undecodable, missing member or label, not in the tar, command
-failed) is named by shard and key, counted in 'bad' / 'bad_paths', and, for training, replaced by
-the last good sample of the worker (its crop and mask still drawn for the bad sample's index), so
-that every rank keeps the same number of batches; 16 bad samples before any good one stop the
-run. For evaluation (``blank`` given) it keeps its place as a blank item with 'valid' False,
-which the evaluation leaves out and counts.
+failed) is named by shard and key and goes through the one bad-sample policy (``bad_samples``:
+``stream_training`` replaces it by the worker's last good sample, ``stream_evaluation`` keeps its
+place as a blank item with 'valid' False).
 """
 from __future__ import annotations
 
 import copy
 import itertools
+from functools import partial
 
 import numpy as np
 import torch
@@ -30,11 +29,16 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..engine.device import pin_memory
 from ..errors import UserError
-from .shard_plan import Layout, consumed_batches, samples_per_rank, shuffle_buffer, worker_batches, worker_plan
+from .bad_samples import stream_evaluation, stream_training
+from .shard_plan import (
+    Layout,
+    consumed_batches,
+    samples_per_rank,
+    shuffle_buffer,
+    worker_batches,
+    worker_plan,
+)
 from .shard_source import RawSample, ShardSet, read_shard
-
-ITEM_ERRORS = (OSError, ValueError, RuntimeError)
-MAX_LEADING_BAD = 16
 
 
 class ShardStream(IterableDataset):
@@ -94,47 +98,11 @@ class ShardStream(IterableDataset):
         return g if self.local is None else int(self.local[g])
 
     def _items(self, samples, epoch: int):
+        """The plan's items under the bad-sample policy (``bad_samples``: training or evaluation)."""
+        named = ((self._index(g), raw, partial(self._name, raw, shard)) for g, raw, shard in samples)
         if self.blank is not None:
-            yield from self._evaluation_items(samples, epoch)
-            return
-        last_good, pending = None, []
-        for g, raw, shard in samples:
-            index = self._index(g)
-            try:
-                if raw.error:
-                    raise ValueError(raw.error)
-                item = self.make(raw.payload, raw.label, index, epoch)
-            except ITEM_ERRORS as e:
-                pending.append((index, f"{self._name(raw, shard)} ({str(e).splitlines()[0][:120]})"))
-                if last_good is None and len(pending) >= MAX_LEADING_BAD:
-                    raise UserError(f"data: {len(pending)} samples in a row are unusable, e.g. {pending[0][1]}")
-                if last_good is not None:
-                    yield from self._substitutes(last_good, pending, epoch)
-                    pending = []
-                continue
-            last_good = raw
-            yield from self._substitutes(raw, pending, epoch)
-            pending = []
-            yield {**item, "index": index, "bad": 0, "bad_paths": ""}
-        if pending:
-            raise UserError(f"data: {len(pending)} samples in a row are unusable, e.g. {pending[0][1]}")
-
-    def _evaluation_items(self, samples, epoch: int):
-        """Every sample in its place: an unusable one as ``blank`` with 'valid' False (never another sample)."""
-        for g, raw, shard in samples:
-            index = self._index(g)
-            try:
-                if raw.error:
-                    raise ValueError(raw.error)
-                yield {**self.make(raw.payload, raw.label, index, epoch), "index": index, "valid": True,
-                       "bad": 0, "bad_paths": ""}
-            except ITEM_ERRORS as e:
-                why = f"{self._name(raw, shard)} ({str(e).splitlines()[0][:120]})"
-                yield {**self.blank(index, epoch), "index": index, "valid": False, "bad": 1, "bad_paths": why}
-
-    def _substitutes(self, good: RawSample, pending: list, epoch: int):
-        for index, why in pending:
-            yield {**self.make(good.payload, good.label, index, epoch), "index": index, "bad": 1, "bad_paths": why}
+            return stream_evaluation(named, self.make, self.blank, epoch)
+        return stream_training(named, self.make, epoch)
 
     def _name(self, raw: RawSample, shard: int) -> str:
         src = f" [{raw.src}]" if raw.src else ""

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError
 from ..atomic import atomic_file, write_atomic
+from ..errors import UserError
 from .shard_manifest import sample_key
 
 STATE_DIR = ".prepare"

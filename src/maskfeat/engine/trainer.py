@@ -19,7 +19,13 @@ from tqdm import tqdm
 
 from ..errors import Interrupted, UserError
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
-from .device import amp_dtype, compile_mode, ddp_device_ids, grad_scaler, peak_memory_mib
+from .device import (
+    amp_dtype,
+    compile_mode,
+    ddp_device_ids,
+    grad_scaler,
+    peak_memory_mib,
+)
 from .distributed import DistEnv, any_rank, barrier
 from .logger import RunLogger, train_text_line, val_text_line
 from .optim import build_optimizer, build_scheduler, current_lr

@@ -1,13 +1,9 @@
 """Shared set-up of the evaluation commands: a frozen pre-trained encoder and labelled loaders."""
 from __future__ import annotations
 
-from ..data.labelled import (
-    LabelledDataset,
-    LabelledSplit,
-    build_labelled_datasets,
-    classification_transform,
-)
+from ..data.labelled import LabelledDataset, LabelledSplit, build_labelled_datasets
 from ..data.loader import build_loader
+from ..data.timm_transforms import classification_transform
 from ..engine.distributed import DistEnv
 from ..models import build_encoder
 from .classifier import Pooled

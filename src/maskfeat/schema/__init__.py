@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from ..config import flatten
 from ..errors import ConfigError
-from .common import DEFAULT_PRETRAINED, IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD  # noqa: F401
+from .common import (  # noqa: F401
+    DEFAULT_PRETRAINED,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    KINETICS_MEAN,
+    KINETICS_STD,
+)
 from .finetune import FINETUNE_JOB
 from .knn import KNN_JOB
 from .linprobe import LINPROBE_JOB

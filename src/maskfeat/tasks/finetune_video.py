@@ -12,12 +12,12 @@ from torch import nn
 from ..config import ConfigError
 from ..config_checks import check_values
 from ..data.loader import build_loader
+from ..data.video_loader import build_video_classify_datasets
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import Trainer
 from ..eval.classifier import VideoMixup, classifier_for
 from ..eval.multiview import ViewEval
 from ..eval.pretrained import load_pretrained
-from ..video.loader import build_video_classify_datasets
 from .pretrain_video import VIDEO_ARCHS
 from .steps import Normalise
 from .training import start_trainer

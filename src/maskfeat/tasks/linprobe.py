@@ -9,6 +9,7 @@ import json
 import torch
 
 from ..config_checks import check_values
+from ..data.features import FeatureDataset
 from ..data.labelled import FeatureDataset
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from ..config_checks import Rule
 from ..data.loader import build_loader
+from ..data.video_loader import build_video_pretrain_dataset
 from ..engine.distributed import DistEnv
 from ..models import ARCHS
 from ..models import build_pretrain_model as build_video_model
 from ..models.mvit import MVIT_ARCHS
-from ..video.loader import build_video_pretrain_dataset
 from .pretrain import PretrainRow, check_pretrain
 
 VIDEO_ARCHS = Rule("one of " + ", ".join(sorted(MVIT_ARCHS)) + " or vit3d-<name> with <name> one of "

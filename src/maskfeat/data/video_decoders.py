@@ -99,7 +99,7 @@ class PyAVVideo:
         self._container, self._stream = self._open()
 
     def _open(self):
-        import av   # optional dependency (pip install 'maskfeat[video]')
+        import av  # optional dependency (pip install 'maskfeat[video]')
 
         try:
             src = self.path

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..masking import top_up
+from .masking import top_up
 
 Block = tuple[int, int, int, int, int, int]   # (front, top, left, t, h, w)
 
