@@ -10,7 +10,6 @@ import torch
 
 from ..config_checks import check_values
 from ..data.features import FeatureDataset
-from ..data.labelled import FeatureDataset
 from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.optim import scaled_lr
