@@ -19,7 +19,8 @@ import torch
 from maskfeat.data.images import decode_rgb, skimage_photos
 from maskfeat.engine.distributed import DistEnv
 from maskfeat.models.hog import HOGGenerator
-from maskfeat.tasks.pretrain import build_config, build_trainer
+from maskfeat.tasks.pretrain import build_config
+from maskfeat.tasks.pretrain_image import build_trainer
 
 
 def photos(size: int, n: int, device) -> torch.Tensor:

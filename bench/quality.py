@@ -48,6 +48,7 @@ from maskfeat.logs import read_log
 from maskfeat.models import build_pretrain_model
 from maskfeat.tasks.linprobe import probe_on_features
 from maskfeat.tasks.steps import PretrainStep
+from maskfeat.tasks.training import start_trainer
 
 FMNIST_MEAN, FMNIST_STD = [0.2860] * 3, [0.3530] * 3
 
@@ -142,7 +143,7 @@ def pretrain(args, variant: str, seed: int, out: Path, budget_s: float, steps: i
         if marks[-1] - t0 > budget_s:
             tr.total_steps = tr.state.step
 
-    trainer = Trainer(cfg, model, loader, env, step, on_step_end=stop_at_budget)
+    trainer = start_trainer(cfg, model, loader, env, step, on_step_end=stop_at_budget)
     t0, w0 = cpu_seconds(), time.perf_counter()
     state = trainer.fit()
     losses = [rec["loss"] for rec in read_log(out / "log.jsonl").values()]

@@ -58,7 +58,8 @@ from maskfeat.data.masking import BlockMaskGenerator
 from maskfeat.engine.distributed import distributed_session, seed_everything
 from maskfeat.engine.optim import build_optimizer
 from maskfeat.models.vit import ARCHS
-from maskfeat.tasks.pretrain import build_config, build_trainer  # noqa: E402
+from maskfeat.tasks.pretrain import build_config
+from maskfeat.tasks.pretrain_image import build_trainer  # noqa: E402
 
 AMP = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
 
