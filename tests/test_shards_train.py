@@ -150,7 +150,8 @@ def test_video_pretraining_from_shards_equals_the_list_source(tmp_path):
     common = ["modality=video", "model.arch=mvitv2-pico", "model.img_size=32", "model.num_frames=4",
               "data.sampling_rate=2", "data.decode_short_side=0", "mask.unit_size=[2,16,16]",
               "mask.min_num_patches=1", "train.batch_size=2", "data.shuffle=false", "train.epochs=1"]
-    run_trainer(tmp_path, "list", *common, "data.source=list", f"data.root={root}", "data.ann_file=train.txt")
+    run_trainer(tmp_path, "list", *common, "data.source=kinetics", f"data.root={root}",
+                "data.ann_file=train.txt")
     run_trainer(tmp_path, "shards", *common, "data.source=shards", f"data.root={tmp_path / 'shards'}")
     a, b = losses(tmp_path / "list" / "log.jsonl"), losses(tmp_path / "shards" / "log.jsonl")
     assert sorted(a) == [1, 2] and a == b

@@ -72,10 +72,10 @@ def run_trainer(tmp_path, name, *extra, step_hook=None):
     may replace each step's loss."""
     from maskfeat.engine.distributed import DistEnv
     from maskfeat.tasks.pretrain import build_config
-    from maskfeat.tasks.pretrain_image import build_trainer
+    from maskfeat.tasks import find_task
 
     cfg = build_config(None, tiny_pretrain_overrides(tmp_path / name, **dict(e.split("=", 1) for e in extra)))
-    trainer = build_trainer(cfg, DistEnv())
+    trainer = find_task("pretrain", cfg["modality"]).impl().build_trainer(cfg, DistEnv())
     if step_hook:
         inner = trainer.step_fn
         trainer.step_fn = lambda model, batch: step_hook(trainer, inner(model, batch))
@@ -88,7 +88,7 @@ def eager_and_compiled_losses(tmp_path, batch: dict, *extra: str, steps: int = 3
     (asserted not to have fallen back), for a vit-pico at 32 px (``extra``: 'key=value' overrides)."""
     from maskfeat.engine.distributed import DistEnv
     from maskfeat.tasks.pretrain import build_config
-    from maskfeat.tasks.pretrain_image import build_trainer
+    from maskfeat.tasks import find_task
 
     losses = {}
     for compiled in (False, True):
@@ -97,7 +97,7 @@ def eager_and_compiled_losses(tmp_path, batch: dict, *extra: str, steps: int = 3
             f"train.compile={str(compiled).lower()}", f"train.output_dir={tmp_path / str(compiled)}",
             "train.progress=false", "data.samples_per_epoch=8", "data.num_workers=0", "optim.warmup_epochs=0",
             "optim.lr=0.05", *extra])
-        trainer = build_trainer(cfg, DistEnv())
+        trainer = find_task("pretrain", cfg["modality"]).impl().build_trainer(cfg, DistEnv())
         run = []
         for _ in range(steps):
             run.append(trainer._forward_backward(batch, sync=True).item())
