@@ -51,7 +51,7 @@ LOADER = {
 }
 SHUFFLE = key(True, None, "false: read in the data set's order (files: index order; shards: manifest's)")
 
-# data.source=shards (see maskfeat.data.shard_stream and README "Large datasets").
+# data.source=shards (see maskfeat.data.shard_stream and docs/pretraining.md "Large datasets").
 SHARDS = {
     "shards": key("", None, "'' = the shards beside the manifest; else a brace pattern, one path / URL per "
                   "shard: '/mnt/in1k/shard-{000000..001023}.tar' or 'pipe:aws s3 cp s3://b/s-{0..9}.tar -'"),
