@@ -6,6 +6,25 @@ from helpers import MMPRETRAIN_FIXTURE, need
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture
+def fashion_mnist():
+    """Fashion-MNIST's IDX files (Debian's dataset-fashion-mnist): a test that needs them skips
+    without them, except under CI, where it fails naming them."""
+    from maskfeat.data import idx
+
+    need(idx.FASHION_MNIST_ROOT.is_dir(),
+         f"Fashion-MNIST in {idx.FASHION_MNIST_ROOT} (apt-get install dataset-fashion-mnist)")
+
+
+@pytest.fixture
+def torchcodec():
+    """torchcodec with FFmpeg's shared libraries: skipped without them, failed under CI."""
+    from maskfeat.video.decoders import torchcodec_available
+
+    why = torchcodec_available()
+    need(not why, f"torchcodec with FFmpeg's shared libraries ({why})")
+
+
 @pytest.fixture(scope="session")
 def mmpretrain_fixture():
     need(MMPRETRAIN_FIXTURE.is_file(), f"fixture {MMPRETRAIN_FIXTURE} (shared/ lies beside the repository)")

@@ -214,7 +214,7 @@ def test_mmpretrain_classifier_to_timm_by_logits(mmpretrain_fixture, tmp_path, c
                             pretrained_cfg_overlay=dict(file=str(dst), num_classes=10), **kwargs).eval()
     assert torch.equal(vit.head.weight, sd[f"{head_name}.weight"])
     x = fx["input_normalized"]
-    enc = mmpretrain_fixture_model(fx).encoder                                        # blocks checked against the fixture
+    enc = mmpretrain_fixture_model(fx).encoder                          # blocks checked against the fixture
     with torch.no_grad():
         if avg:   # mmpretrain: ln2(mean of patch tokens) -> fc, with no ln1
             tokens = enc.blocks(enc._pos_embed(enc.patch_embed(x)))

@@ -73,7 +73,7 @@ def test_random_sigkills_then_resume_match_uninterrupted_run(tmp_path):
     _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
     assert resumed_at(err, out) == ckpts[-1]
-    assert 0 < ckpts[1] < ckpts[2] < ckpts[3] < STEPS, ckpts               # each kill came after a new checkpoint
+    assert 0 < ckpts[1] < ckpts[2] < ckpts[3] < STEPS, ckpts       # each kill came after a new checkpoint
     a, b = load_checkpoint(tmp_path / "ref" / "last.pth"), load_checkpoint(out / "last.pth")
     assert a["step"] == b["step"] == STEPS
     ref_losses = log_losses(tmp_path / "ref" / "log.jsonl")

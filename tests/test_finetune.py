@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from eval_helpers import folder_overrides, make_folder
 from maskfeat.cli import main
 from maskfeat.config import resolve_config
-from maskfeat.data.idx import FASHION_MNIST_ROOT
 from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
 from maskfeat.eval.classifier import CLASSIFIER_DROPPED, CLASSIFIER_NEW, build_classifier
@@ -118,7 +117,7 @@ FMNIST_NORM = ["data.mean=[0.286,0.286,0.286]", "data.std=[0.353,0.353,0.353]"]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FASHION_MNIST_ROOT.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.usefixtures("fashion_mnist")
 def test_pretraining_helps_a_small_labelled_finetune(tmp_path):
     """80 MaskFeat steps on Fashion-MNIST's unlabelled train images, then the same fine-tune
     (400 labels, 6 epochs) from those weights and from a random init: pre-training wins."""

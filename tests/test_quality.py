@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from helpers import REPO
-from maskfeat.data.idx import FASHION_MNIST_ROOT
 
 
 def load_bench():
@@ -16,7 +15,7 @@ def load_bench():
     return mod
 
 
-@pytest.mark.skipif(not FASHION_MNIST_ROOT.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.usefixtures("fashion_mnist")
 def test_quality_bench_smoke(tmp_path, capsys):
     bench = load_bench()
     out = tmp_path / "bq"
@@ -31,13 +30,14 @@ def test_quality_bench_smoke(tmp_path, capsys):
     assert 1 <= rows["hog"]["steps"] < 20 and 1 <= rows["pixel"]["steps"] < 20
     for r in rows.values():
         assert r["train_samples"] == 300 and r["test_samples"] == 200
-        assert 5.0 <= r["knn_top1"] <= 100.0 and 5.0 <= r["probe_top1"] <= 100.0
+        # 10 classes: chance is 10%; measured k-NN 34-36%, probe 24-26% (200 test images: +-3%)
+        assert 25.0 <= r["knn_top1"] <= 100.0 and 15.0 <= r["probe_top1"] <= 100.0, r
     assert report["checks"]["seed0_hog_knn_gain"] == pytest.approx(rows["hog"]["knn_top1"] - rows["random"]["knn_top1"])
     table = capsys.readouterr().out
     assert "k-NN" in table and "seed 0: MaskFeat-HOG k-NN - random init" in table
 
 
-@pytest.mark.skipif(not FASHION_MNIST_ROOT.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.usefixtures("fashion_mnist")
 def test_quality_bench_visible_variant_at_equal_minutes(tmp_path, capsys):
     bench = load_bench()
     out = tmp_path / "bq"
@@ -55,7 +55,7 @@ def test_quality_bench_visible_variant_at_equal_minutes(tmp_path, capsys):
         assert 1 <= r["steps"] <= r["scheduled_steps"]
         # the budget holds, to a step or two and the run's fixed costs (loader start, checkpoint, loss plot)
         assert r["pretrain_min"] * 60 <= share * 60 + 2 * r["step_cpu_s"] + 1.0
-        assert 5.0 <= r["knn_top1"] <= 100.0
+        assert 25.0 <= r["knn_top1"] <= 100.0, r                  # chance 10%; measured 35-40%
     ckpt = torch.load(rows["visible@0.75"]["checkpoint"], weights_only=True)
     assert ckpt["config"]["model"]["encoder"] == "visible" and ckpt["config"]["mask"]["ratio"] == 0.75
     diff = report["checks"]["seed0_visible@0.75_minus_hog"]

@@ -1,6 +1,7 @@
 """Training that survives bad data, faults and untrusted input: odd and broken image files,
 bad paths and values (exit 2, one line, nothing written), non-finite runs between two logs,
 and an unwritable output folder or a full disk (torchrun cases: test_robustness_torchrun.py)."""
+import errno
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from maskfeat.cli import main
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, decode_rgb
 from maskfeat.defaults import PRETRAIN
@@ -249,25 +251,34 @@ def test_non_finite_run_ending_between_two_logs_still_stops_the_run(tmp_path, n_
 # -- 6. unwritable output folder, full disk --------------------------------------------------------
 
 @pytest.mark.parametrize("where", ["read-only folder", "under a file"])
-def test_unwritable_output_dir_is_one_line_exit_2_before_training(tmp_path, where):
+def test_unwritable_output_dir_is_one_line_exit_2_before_training(tmp_path, where, monkeypatch, capsys):
     if where == "read-only folder":
-        if os.geteuid() == 0:
-            pytest.skip("root writes into a 0o555 folder anyway")
         parent = tmp_path / "ro"
         parent.mkdir()
         parent.chmod(0o555)
+        if os.geteuid() == 0:                  # root writes into a 0o555 folder: refuse as the kernel would
+            real_mkdir = os.mkdir
+
+            def mkdir(path, *a, **k):
+                if Path(path).parent == parent:
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+                return real_mkdir(path, *a, **k)
+
+            monkeypatch.setattr(os, "mkdir", mkdir)
     else:                                      # fails for root too: a path through a regular file
         parent = tmp_path / "file.txt"
         parent.write_text("x")
     out = parent / "run"
     try:
-        r = maskfeat("pretrain", *tiny_pretrain_overrides(out))
+        rc = main(["pretrain", *tiny_pretrain_overrides(out)])
     finally:
+        monkeypatch.undo()
         if parent.is_dir():
             parent.chmod(0o755)
-    assert r.returncode == 2, r.stderr[-3000:]
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(ERROR + f"train.output_dir: cannot write to {out} ("), r.stderr
+    err = capsys.readouterr().err
+    assert rc == 2, err[-3000:]
+    reason = "Permission denied" if where == "read-only folder" else "Not a directory"
+    assert err.strip() == ERROR + f"train.output_dir: cannot write to {out} ({reason})", err
     assert not out.exists() and not list(tmp_path.rglob("log.jsonl"))
 
 

@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-av = pytest.importorskip("av")
+import av
 
 from maskfeat.errors import UserError  # noqa: E402
 from maskfeat.video import clips as C  # noqa: E402
 from maskfeat.video.datasets import (VideoClassifyDataset, VideoReader, embedded_videos,  # noqa: E402
                                      read_annotations)
-from maskfeat.video.decoders import torchcodec_available  # noqa: E402
 from maskfeat.video.defaults import VIDEO_PRETRAIN  # noqa: E402
 from maskfeat.video.loader import build_video_loader, build_video_pretrain_dataset  # noqa: E402
 
@@ -105,9 +104,9 @@ def _cfg(tmp_path, **data):
 
 
 @pytest.mark.parametrize("decoder", ["torchcodec", "pyav"])
-def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path, decoder):
-    if decoder == "torchcodec" and torchcodec_available():
-        pytest.skip(f"torchcodec unavailable: {torchcodec_available()}")
+def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path, decoder, request):
+    if decoder == "torchcodec":
+        request.getfixturevalue("torchcodec")
     write_video(tmp_path / "good.mp4", 30)
     write_video(tmp_path / "short.mp4", 5)
     (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)

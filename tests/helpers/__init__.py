@@ -38,7 +38,8 @@ def mmpretrain_fixture_model(fx: dict):
     from maskfeat.hog import HOGGenerator
     from maskfeat.models import MaskFeat, build_encoder
 
-    model = MaskFeat(build_encoder("vit-tiny", img_size=224, depth=2), HOGGenerator(gaussian_window=16)).eval()
+    model = MaskFeat(build_encoder("vit-tiny", img_size=224, depth=2), HOGGenerator(gaussian_window=16))
+    model.eval()
     model.load_state_dict(mmpretrain_to_maskfeat(fx["state_dict"]), strict=True)
     return model
 
