@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from helpers import MMPRETRAIN_FIXTURE, need
+from helpers import MMPRETRAIN_FIXTURE, need, tiny_pretrain_overrides
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -29,3 +29,14 @@ def torchcodec():
 def mmpretrain_fixture():
     need(MMPRETRAIN_FIXTURE.is_file(), f"fixture {MMPRETRAIN_FIXTURE} (shared/ lies beside the repository)")
     return torch.load(MMPRETRAIN_FIXTURE, weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One finished 16-step tiny pre-training run (``tiny_pretrain_overrides``) for the whole session:
+    read it, or copy it before changing anything in it."""
+    from maskfeat.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    assert main(["pretrain", *tiny_pretrain_overrides(out)]) == 0
+    return out

@@ -7,23 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from eval_helpers import folder_overrides, make_folder
+from helpers import save_pretrained
 from maskfeat.cli import main
-from maskfeat.config import resolve_config
-from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
 from maskfeat.eval.classifier import CLASSIFIER_DROPPED, CLASSIFIER_NEW, build_classifier
 from maskfeat.eval.pretrained import load_encoder_into, read_pretrained
-from maskfeat.models import build_pretrain_model
-
-
-def save_pretrained(path, arch="vit-pico", img_size=32, patch=16, seed=0):
-    """A checkpoint in the layout `maskfeat pretrain` writes ('model' + 'config')."""
-    cfg = resolve_config(PRETRAIN, None, [f"model.arch={arch}", f"model.img_size={img_size}",
-                                          f"model.patch_size={patch}"])
-    torch.manual_seed(seed)
-    model = build_pretrain_model(cfg)
-    torch.save({"model": model.state_dict(), "config": cfg, "step": 5}, path)
-    return model
 
 
 def test_encoder_loads_into_timm_classifier_same_features(tmp_path):

@@ -11,7 +11,7 @@ from maskfeat.defaults import LINPROBE
 from maskfeat.eval.classifier import LinearProbe, Pooled
 from maskfeat.eval.lars import build_probe_optimizer
 from maskfeat.models import build_encoder
-from test_finetune import save_pretrained
+from helpers import save_pretrained
 
 
 def test_lars_step_follows_mae_rule():

@@ -1,23 +1,15 @@
 """bench/quality.py end to end on a sliver of Fashion-MNIST (the full bench is run by hand)."""
-import importlib.util
 import json
 
 import pytest
 import torch
 
-from helpers import REPO
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_quality", REPO / "bench" / "quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from helpers import load_bench
 
 
 @pytest.mark.usefixtures("fashion_mnist")
 def test_quality_bench_smoke(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("quality")
     out = tmp_path / "bq"
     code = bench.main(["--seeds", "0", "--variants", "random", "hog", "pixel", "--steps", "20", "--batch", "16",
                        "--budget-min", "0.002", "--train-subset", "300", "--test-subset", "200", "--probe-epochs", "1",
@@ -39,7 +31,7 @@ def test_quality_bench_smoke(tmp_path, capsys):
 
 @pytest.mark.usefixtures("fashion_mnist")
 def test_quality_bench_visible_variant_at_equal_minutes(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("quality")
     out = tmp_path / "bq"
     code = bench.main(["--seeds", "0", "--variants", "hog", "visible@0.75", "--schedule", "minutes", "--steps", "5",
                        "--batch", "16", "--budget-min", "0.03", "--calibrate-steps", "4", "--train-subset", "300",

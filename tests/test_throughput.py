@@ -1,6 +1,5 @@
 """The fast paths give the reference numbers: compiled HOG, compiled training step, and the
 throughput benchmark runs end to end on CPU (its figures are printed, never asserted)."""
-import importlib.util
 import json
 import math
 import warnings
@@ -9,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import REPO, eager_and_compiled_losses
+from helpers import eager_and_compiled_losses, load_bench
 from maskfeat.data.images import decode_rgb, skimage_photos
 from maskfeat.hog import HOGGenerator
 
@@ -85,15 +84,8 @@ def test_compiled_training_step_gives_the_eager_losses(tmp_path):
         assert abs(a - b) < 3e-7, (eager, comp)
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_throughput", REPO / "bench" / "throughput.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_throughput_bench_runs_on_cpu_and_writes_its_table(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("throughput")
     out = tmp_path / "tp.json"
     rc = bench.main(["--arch", "vit-pico", "--img-size", "64", "--batch", "4", "--steps", "3", "--warmup", "1",
                      "--compile", "eager", "--device", "cpu", "--data", str(tmp_path / "jpegs"), "--make-data", "10",
@@ -139,7 +131,7 @@ def test_throughput_bench_runs_on_cpu_and_writes_its_table(tmp_path, capsys):
 
 
 def test_throughput_bench_flops_only(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("throughput")
     rc = bench.main(["--arch", "vit-pico", "--img-size", "64", "--flops-only", "--visible-ratios", "0.5",
                      "--compile", "eager", "--device", "cpu", "--json", str(tmp_path / "f.json")])
     assert rc == 0

@@ -123,9 +123,9 @@ def test_embedded_finetune_end_to_end(tmp_path):
                         "train.progress=false")
     m = execute(TASKS["finetune", "video"], cfg)
     assert m["clips"] == 8 and m["videos"] == 4
-    # accuracies over these 8 clips and 4 videos: whole counts of them (a clip lost or counted twice fails)
-    assert (m["clip_top1"] * 8 / 100) == pytest.approx(round(m["clip_top1"] * 8 / 100), abs=1e-6)
-    assert (m["video_top1"] * 4 / 100) == pytest.approx(round(m["video_top1"] * 4 / 100), abs=1e-6)
+    # seeded: after one epoch on 8 clips the model gets none of the 8 test clips right (the metric's
+    # arithmetic is checked on known logits above); a change in the data, model or loop changes this
+    assert m["clip_top1"] == 0.0 and m["video_top1"] == 0.0
     saved = json.loads((tmp_path / "ft" / "eval.json").read_text())
     assert saved["video_top1"] == m["video_top1"] and (tmp_path / "ft" / "last.pth").is_file()
 

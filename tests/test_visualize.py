@@ -7,7 +7,6 @@ import pytest
 import torch
 from skimage.feature import hog as skimage_hog
 
-from helpers import tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.data.images import skimage_photos
 from maskfeat.hog import HOGGenerator
@@ -92,11 +91,9 @@ def test_prediction_panel_shows_masked_patches_only():
     np.testing.assert_array_equal(rgb[:12, :12, 0], render_glyphs(hist.mean(0), 6)[:12, :12])
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vis_run")
-    assert main(["pretrain", *tiny_pretrain_overrides(out)]) == 0
-    return out / "last.pth"
+@pytest.fixture
+def checkpoint(tiny_run):
+    return tiny_run / "last.pth"
 
 
 def test_visualize_writes_one_png_per_image(checkpoint, tmp_path, capsys):

@@ -4,9 +4,13 @@
 """
 import hashlib
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
+
+import torch
 
 from maskfeat.logs import read_log
 
@@ -138,3 +142,44 @@ def snapshot(folder: Path) -> dict:
     """{relative path: sha256} of every file under ``folder`` (hidden ones included)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# -- files that tests feed to the commands ---------------------------------------------------------
+
+def save_pretrained(path, arch="vit-pico", img_size=32, patch=16, seed=0):
+    """A checkpoint in the layout `maskfeat pretrain` writes ('model' + 'config')."""
+    from maskfeat.config import resolve_config
+    from maskfeat.defaults import PRETRAIN
+    from maskfeat.models import build_pretrain_model
+
+    cfg = resolve_config(PRETRAIN, None, [f"model.arch={arch}", f"model.img_size={img_size}",
+                                          f"model.patch_size={patch}"])
+    torch.manual_seed(seed)
+    model = build_pretrain_model(cfg)
+    torch.save({"model": model.state_dict(), "config": cfg, "step": 5}, path)
+    return model
+
+
+def png_bomb(width=100_000, height=100_000) -> bytes:
+    """A valid PNG header (IHDR) claiming width x height RGB pixels, with a few bytes of data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+class Evil:
+    """Pickled, it runs code when loaded (a checkpoint that must be refused)."""
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def load_bench(name: str):
+    """bench/<name>.py as a module (the benches are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
