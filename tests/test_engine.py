@@ -5,12 +5,14 @@ import signal
 
 import pytest
 import torch
-from helpers import log_losses, run_trainer
+from helpers import Evil, log_losses, run_trainer, tiny_pretrain_overrides
 
 from maskfeat.engine.checkpoint import load_checkpoint, save_checkpoint
+from maskfeat.engine.distributed import DistEnv
 from maskfeat.engine.optim import build_optimizer, build_scheduler
-from maskfeat.engine.trainer import amp_dtype
+from maskfeat.engine.trainer import Trainer, amp_dtype
 from maskfeat.errors import Interrupted, UserError
+from maskfeat.tasks.pretrain import build_config, build_trainer
 
 
 def mmengine_chained_lrs(base: float, f: float, warmup: int, total: int, eta_min: float) -> list[float]:
@@ -95,11 +97,6 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
 
 
-class Evil:
-    def __reduce__(self):
-        return (os.system, ("echo pwned > /dev/null",))
-
-
 def test_checkpoint_carrying_code_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
@@ -111,12 +108,32 @@ def test_checkpoint_carrying_code_is_refused(tmp_path):
         load_checkpoint(tmp_path / "trunc.pth")
 
 
-def test_gradient_accumulation_matches_the_full_batch(tmp_path):
-    full = run_trainer(tmp_path, "full", "train.batch_size=8", "train.max_steps=1")
-    accum = run_trainer(tmp_path, "accum", "train.batch_size=4", "train.accum_steps=2", "train.max_steps=1")
-    assert full.global_batch == accum.global_batch == 8
+def test_gradient_accumulation_matches_the_full_batch(tmp_path, monkeypatch):
+    """Batch 4 x accum 2 against batch 8: the gradient handed to each of 3 optimizer steps equals the
+    full batch's within 1e-5 of its largest entry (measured 5e-7), and with no warmup the weights move
+    by > 1e-4 (measured 1.9e-4) yet end within 1e-7 (measured 1.5e-8). (Adam's first step and clipping
+    do not see the gradient's scale, so comparing the weights after one warmup step proves nothing.)"""
+    grads = []
+    inner = Trainer._optimizer_step
+
+    def record_grads(trainer):
+        grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
+        return inner(trainer)
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", record_grads)
+    common = ("train.max_steps=3", "optim.warmup_epochs=0")
+    full = run_trainer(tmp_path, "full", "train.batch_size=8", *common)
+    accum = run_trainer(tmp_path, "accum", "train.batch_size=4", "train.accum_steps=2", *common)
+    assert full.global_batch == accum.global_batch == 8 and len(grads) == 6
+    for step, (a, b) in enumerate(zip(grads[:3], grads[3:])):
+        assert a.keys() == b.keys() and len(a) > 10
+        for n in a:
+            assert (a[n] - b[n]).abs().max() <= 1e-5 * a[n].abs().max(), (step, n)
+    start = build_trainer(build_config(None, tiny_pretrain_overrides(tmp_path / "start")), DistEnv()).model
+    moved = max((w - w0).abs().max().item() for w, w0 in zip(full.model.parameters(), start.parameters()))
+    assert moved > 1e-4
     for (n, a), b in zip(full.model.state_dict().items(), accum.model.state_dict().values()):
-        assert torch.allclose(a, b, atol=1e-6), n
+        assert torch.allclose(a, b, rtol=0, atol=1e-7), n
 
 
 def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):

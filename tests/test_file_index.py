@@ -1,13 +1,13 @@
 """The lean file index (issue 13): what the datasets hold, the folder scan's order against the
 pathlib scan it replaces, symbolic links, the list-file parser against the line rules, and the
 memory bench on a small list."""
-import importlib.util
 import os
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_bench
 from PIL import Image
 
 from maskfeat.config import resolve_config
@@ -16,7 +16,6 @@ from maskfeat.data.labelled_splits import load_split
 from maskfeat.defaults import KNN, PRETRAIN
 from maskfeat.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 
 
@@ -202,9 +201,7 @@ def test_file_index_from_names_and_subset_keep_odd_names():
 
 
 def test_index_memory_bench_runs_on_a_small_list(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_index_memory", REPO / "bench" / "index_memory.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("index_memory")
     assert bench.main(["--lines", "3000", "--per-worker", "64", "--workers", "2", "--batch", "32", "--img-size", "32",
                        "--settle", "0.2", "--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -6,11 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from eval_helpers import folder_overrides, make_folder
+from helpers import save_pretrained
 
 from maskfeat.cli import main
-from maskfeat.config import resolve_config
-from maskfeat.data.idx import FASHION_MNIST_ROOT
-from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
 from maskfeat.eval.classifier import (
     CLASSIFIER_DROPPED,
@@ -18,17 +16,6 @@ from maskfeat.eval.classifier import (
     build_classifier,
 )
 from maskfeat.eval.pretrained import load_encoder_into, read_pretrained
-from maskfeat.models import build_pretrain_model
-
-
-def save_pretrained(path, arch="vit-pico", img_size=32, patch=16, seed=0):
-    """A checkpoint in the layout `maskfeat pretrain` writes ('model' + 'config')."""
-    cfg = resolve_config(PRETRAIN, None, [f"model.arch={arch}", f"model.img_size={img_size}",
-                                          f"model.patch_size={patch}"])
-    torch.manual_seed(seed)
-    model = build_pretrain_model(cfg)
-    torch.save({"model": model.state_dict(), "config": cfg, "step": 5}, path)
-    return model
 
 
 def test_encoder_loads_into_timm_classifier_same_features(tmp_path):
@@ -122,7 +109,7 @@ FMNIST_NORM = ["data.mean=[0.286,0.286,0.286]", "data.std=[0.353,0.353,0.353]"]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FASHION_MNIST_ROOT.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.usefixtures("fashion_mnist")
 def test_pretraining_helps_a_small_labelled_finetune(tmp_path):
     """80 MaskFeat steps on Fashion-MNIST's unlabelled train images, then the same fine-tune
     (400 labels, 6 epochs) from those weights and from a random init: pre-training wins."""

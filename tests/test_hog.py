@@ -11,7 +11,7 @@ def test_matches_mmpretrain_fixture(mmpretrain_fixture):
     f = mmpretrain_fixture
     out = HOGGenerator(nbins=9, cell_size=8, patch_size=16, gaussian_window=16)(f["input_normalized"])
     assert out.shape == (2, 196, 108)
-    assert (out - f["hog_target"]).abs().max().item() <= 1e-5
+    assert (out - f["hog_target"]).abs().max().item() <= 5e-7        # measured 2.4e-7
     kernel = f["state_dict"]["target_generator.gaussian_kernel"]
     assert torch.allclose(gaussian_kernel(16, 8.0), kernel, atol=1e-8)
 

@@ -10,12 +10,7 @@ from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
 
 from maskfeat.cli import main
 from maskfeat.config import resolve_config
-from maskfeat.data.idx import (
-    FASHION_MNIST_ROOT,
-    find_idx_split,
-    load_idx_split,
-    read_idx,
-)
+from maskfeat.data.idx import find_idx_split, load_idx_split, read_idx
 from maskfeat.data.labelled import LabelledDataset
 from maskfeat.data.labelled_splits import load_split
 from maskfeat.data.loader import build_pretrain_dataset
@@ -88,7 +83,7 @@ def test_cli_names_the_package_when_fashion_mnist_is_missing(tmp_path, capsys):
     assert "apt-get install dataset-fashion-mnist" in err[-1] and "Traceback" not in "".join(err)
 
 
-@pytest.mark.skipif(not FASHION_MNIST_ROOT.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.usefixtures("fashion_mnist")
 def test_fashion_mnist_is_the_real_thing():
     x, y = load_idx_split({"source": "fashion-mnist", "root": ""}, "train")
     xt, yt = load_idx_split({"source": "fashion-mnist", "root": ""}, "val")

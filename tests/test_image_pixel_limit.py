@@ -3,10 +3,10 @@ pixels is refused from its header, before any decoding, and skipped like any unr
 every path that decodes (pre-training on the CPU and with device decoding, labelled data, visualize)."""
 import io
 import struct
-import zlib
 
 import numpy as np
 import pytest
+from helpers import png_bomb
 from PIL import Image
 
 from maskfeat.config import resolve_config
@@ -19,14 +19,6 @@ from maskfeat.defaults import FINETUNE, KNN, LINPROBE, PRETRAIN
 from maskfeat.errors import UserError
 
 PIL_LIMIT = Image.MAX_IMAGE_PIXELS
-
-
-def png_bomb(width=100_000, height=100_000) -> bytes:
-    """A valid PNG header (IHDR) claiming width x height RGB pixels, with a few bytes of data."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def jpeg_bomb(size=65_000) -> bytes:

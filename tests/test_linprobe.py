@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 from eval_helpers import folder_overrides, make_folder
-from test_finetune import save_pretrained
+from helpers import save_pretrained
 from torch import nn
 
 from maskfeat.cli import main

@@ -3,10 +3,18 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, cli_env, tiny_pretrain_overrides
+from helpers import (
+    REPO,
+    cli_env,
+    log_steps,
+    maskfeat,
+    run_trainer,
+    tiny_pretrain_overrides,
+)
 
 from maskfeat.config import builtin_config
 from maskfeat.engine.checkpoint import load_checkpoint
@@ -15,11 +23,6 @@ from maskfeat.tasks.pretrain import build_config
 from maskfeat.tasks.pretrain_image import build_trainer
 
 MMPRETRAIN_KEYS = {"lr", "data_time", "grad_norm", "loss", "time", "epoch", "iter", "memory", "step"}
-
-
-def maskfeat(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "maskfeat", *args], capture_output=True, text=True,
-                          env=cli_env(), timeout=300, **kw)
 
 
 def test_pretrain_end_to_end_outputs(tmp_path):
@@ -44,9 +47,7 @@ def test_unknown_key_is_a_one_line_error_with_exit_2(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == ("maskfeat pretrain: error: command line: unknown config key 'optim.lrr' "
                                 "(did you mean 'optim.lr'?)")
-    assert not (tmp_path / "x").exists()
-    r = maskfeat("pretrain", "data.source=folder", f"data.root={tmp_path / 'nope'}")
-    assert r.returncode == 2 and "folder not found" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()           # the other config errors, in process: test_sweep
 
 
 def test_sigterm_writes_checkpoint_and_resume_continues(tmp_path):
@@ -71,20 +72,69 @@ def test_sigterm_writes_checkpoint_and_resume_continues(tmp_path):
     assert steps[-2:] == [step + 1, step + 2] and steps[:-2] == list(range(1, step + 1))
 
 
-def test_torchrun_two_gloo_processes_end_with_identical_weights(tmp_path):
-    args = tiny_pretrain_overrides(tmp_path / "run", **{"train.batch_size": 4})
+def torchrun_pretrain(out: Path, *extra: str) -> dict:
+    """A 2-process gloo run of the tiny pre-training at batch 4 a rank (``extra``: more overrides), by
+    tests/helpers/ddp_pretrain_weights.py: [rank 0's, rank 1's] weights, steps' losses and lrs."""
+    args = tiny_pretrain_overrides(out, **{"train.batch_size": 4}) + list(extra)
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        str(REPO / "tests" / "helpers" / "ddp_pretrain_weights.py"), str(tmp_path), *args],
+                        str(REPO / "tests" / "helpers" / "ddp_pretrain_weights.py"), str(out), *args],
                        capture_output=True, text=True, env=cli_env(), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    w0, w1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
-    assert w0["step"] == w1["step"] == 16            # 64 samples / (4 x 2 ranks) x 2 epochs
+    return [torch.load(out / f"rank{k}.pt") for k in (0, 1)] + [r.stderr]
+
+
+@pytest.fixture(scope="module")
+def ddp_2x4(tmp_path_factory):
+    """An uninterrupted 2 x 4 run: 64 samples / (4 x 2 ranks) x 2 epochs = 16 steps."""
+    return torchrun_pretrain(tmp_path_factory.mktemp("ddp") / "run")
+
+
+def test_torchrun_2x4_equals_one_process_at_batch_8_step_by_step(ddp_2x4, tmp_path):
+    """Ranks see disjoint halves of the samples the single process sees at each step (DistributedSampler
+    strides one permutation; crops and masks are seeded by (seed, epoch, index)), so the mean of the two
+    ranks' losses is the batch-8 loss (measured within 2.2e-8; the ranks' own differ by 7e-3), the lr of
+    every step is the same, peaking at optim.lr x 8 / 256 (the lr scales with the global batch, world size
+    included), and the weights end within 1e-7 (measured 7.5e-9)."""
+    w0, w1, _ = ddp_2x4
+    assert w0["step"] == w1["step"] == 16 and w0["global_batch"] == 8
     for k in w0["model"]:
         assert torch.equal(w0["model"][k], w1["model"][k]), k
-    first = build_trainer(build_config(None, tiny_pretrain_overrides(tmp_path / "fresh")), DistEnv()).model
-    assert not torch.equal(first.head.weight, w0["model"]["head.weight"])  # it did train
-    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()   # rank 0 alone wrote it
-    assert [json.loads(x)["step"] for x in log] == list(range(1, 17))
+    single = {}
+
+    def record(trainer, loss):
+        single[trainer.state.step + 1] = (loss.item(), trainer.optimizer.param_groups[0]["lr"])
+        return loss
+
+    trainer = run_trainer(tmp_path, "single", step_hook=record)
+    assert sorted(single) == sorted(w0["steps"]) == sorted(w1["steps"]) == list(range(1, 17))
+    for step, (loss, lr) in single.items():
+        assert (w0["steps"][step][0] + w1["steps"][step][0]) / 2 == pytest.approx(loss, abs=2e-7), step
+        assert w0["steps"][step][1] == w1["steps"][step][1] == pytest.approx(lr, rel=1e-12), step
+    o = trainer.cfg["optim"]
+    peak = o["lr"] * 8 / o["base_batch_size"]
+    assert max(lr for _, lr in single.values()) == pytest.approx(peak, rel=1e-12)
+    for k, v in trainer.model.state_dict().items():
+        assert torch.allclose(v, w0["model"][k], rtol=0, atol=1e-7), k        # measured 7.5e-9
+    assert not torch.equal(trainer.model.head.weight, build_trainer(build_config(
+        None, tiny_pretrain_overrides(tmp_path / "fresh")), DistEnv()).model.head.weight)   # it did train
+
+
+def test_torchrun_resume_equals_the_uninterrupted_run(ddp_2x4, tmp_path):
+    """2 processes stopped at step 6 (mid-epoch), then resumed to the end: every rank's loss at steps
+    7-16 and the final weights equal the uninterrupted 2-process run's."""
+    out = tmp_path / "run"
+    first = torchrun_pretrain(out, "train.max_steps=6")
+    assert first[0]["step"] == 6 and sorted(first[1]["steps"]) == list(range(1, 7))
+    w0, w1, err = torchrun_pretrain(out, "train.resume=auto")
+    assert f"resumed from {out / 'last.pth'} at step 6" in err
+    for rank, (ref, got) in enumerate(zip(ddp_2x4[:2], (w0, w1))):
+        assert sorted(got["steps"]) == list(range(7, 17)) and got["step"] == 16
+        for step, (loss, lr) in got["steps"].items():
+            assert loss == pytest.approx(ref["steps"][step][0], abs=1e-7), (rank, step)
+            assert lr == pytest.approx(ref["steps"][step][1], rel=1e-12), (rank, step)
+        for k, v in ref["model"].items():
+            assert torch.allclose(v, got["model"][k], rtol=0, atol=1e-6), (rank, k)
+    assert log_steps(out / "log.jsonl") == list(range(1, 17))         # rank 0 alone wrote it
 
 
 @pytest.mark.slow

@@ -1,24 +1,14 @@
 """bench/quality.py end to end on a sliver of Fashion-MNIST (the full bench is run by hand)."""
-import importlib.util
 import json
 
 import pytest
 import torch
-from helpers import REPO
-
-from maskfeat.data.idx import FASHION_MNIST_ROOT
+from helpers import load_bench
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_quality", REPO / "bench" / "quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.mark.skipif(not FASHION_MNIST_ROOT.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.usefixtures("fashion_mnist")
 def test_quality_bench_smoke(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("quality")
     out = tmp_path / "bq"
     code = bench.main(["--seeds", "0", "--variants", "random", "hog", "pixel", "--steps", "20", "--batch", "16",
                        "--budget-min", "0.002", "--train-subset", "300", "--test-subset", "200", "--probe-epochs", "1",
@@ -31,15 +21,16 @@ def test_quality_bench_smoke(tmp_path, capsys):
     assert 1 <= rows["hog"]["steps"] < 20 and 1 <= rows["pixel"]["steps"] < 20
     for r in rows.values():
         assert r["train_samples"] == 300 and r["test_samples"] == 200
-        assert 5.0 <= r["knn_top1"] <= 100.0 and 5.0 <= r["probe_top1"] <= 100.0
+        # 10 classes: chance is 10%; measured k-NN 34-36%, probe 24-26% (200 test images: +-3%)
+        assert 25.0 <= r["knn_top1"] <= 100.0 and 15.0 <= r["probe_top1"] <= 100.0, r
     assert report["checks"]["seed0_hog_knn_gain"] == pytest.approx(rows["hog"]["knn_top1"] - rows["random"]["knn_top1"])
     table = capsys.readouterr().out
     assert "k-NN" in table and "seed 0: MaskFeat-HOG k-NN - random init" in table
 
 
-@pytest.mark.skipif(not FASHION_MNIST_ROOT.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.usefixtures("fashion_mnist")
 def test_quality_bench_visible_variant_at_equal_minutes(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("quality")
     out = tmp_path / "bq"
     code = bench.main(["--seeds", "0", "--variants", "hog", "visible@0.75", "--schedule", "minutes", "--steps", "5",
                        "--batch", "16", "--budget-min", "0.03", "--calibrate-steps", "4", "--train-subset", "300",
@@ -55,7 +46,7 @@ def test_quality_bench_visible_variant_at_equal_minutes(tmp_path, capsys):
         assert 1 <= r["steps"] <= r["scheduled_steps"]
         # the budget holds, to a step or two and the run's fixed costs (loader start, checkpoint, loss plot)
         assert r["pretrain_min"] * 60 <= share * 60 + 2 * r["step_cpu_s"] + 1.0
-        assert 5.0 <= r["knn_top1"] <= 100.0
+        assert 25.0 <= r["knn_top1"] <= 100.0, r                  # chance 10%; measured 35-40%
     ckpt = torch.load(rows["visible@0.75"]["checkpoint"], weights_only=True)
     assert ckpt["config"]["model"]["encoder"] == "visible" and ckpt["config"]["mask"]["ratio"] == 0.75
     diff = report["checks"]["seed0_visible@0.75_minus_hog"]

@@ -13,12 +13,10 @@ from maskfeat.cli import main
 from maskfeat.engine.checkpoint import load_checkpoint
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished tiny pre-training run (16 steps)."""
-    out = tmp_path_factory.mktemp("finished") / "run"
-    assert main(["pretrain", *tiny_pretrain_overrides(out)]) == 0
-    return out
+@pytest.fixture
+def finished(tiny_run):
+    """A finished tiny pre-training run (16 steps), shared by the session: only read."""
+    return tiny_run
 
 
 @pytest.fixture

@@ -129,7 +129,7 @@ def test_knn_features_from_labelled_shards_equal_the_folders(tmp_path):
 
 
 def _video_annotations(root, n: int = 4) -> None:
-    from test_video_data import write_video
+    from helpers.video import write_video
 
     lines = []
     for i in range(n):

@@ -9,26 +9,20 @@ import numpy as np
 import pytest
 import torch
 from eval_helpers import make_folder
-from helpers import REPO, snapshot, tiny_pretrain_overrides
+from helpers import REPO, Evil, png_bomb, snapshot, tiny_pretrain_overrides
 from PIL import Image
-from test_image_pixel_limit import png_bomb
 
 from maskfeat.cli import main
 
 FINETUNE = "configs/finetune/vit-base-p16_in1k.yaml"
 
 
-class Evil:
-    def __reduce__(self):
-        return (print, ("pwned",))
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_run):
     """Everything the cases point at: a finished run (the folder that must not change), files."""
     root = tmp_path_factory.mktemp("sweep")
     run = root / "run"
-    assert main(["pretrain", *tiny_pretrain_overrides(run)]) == 0
+    shutil.copytree(tiny_run, run)
     w = {"root": root, "run": run, "ckpt": run / "last.pth"}
     other = root / "other"
     assert main(["pretrain", *tiny_pretrain_overrides(other, **{"model.img_size": 32, "train.max_steps": 1})]) == 0

@@ -1,6 +1,5 @@
 """The fast paths give the reference numbers: compiled HOG, compiled training step, and the
 throughput benchmark runs end to end on CPU (its figures are printed, never asserted)."""
-import importlib.util
 import json
 import math
 import warnings
@@ -8,7 +7,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import REPO, eager_and_compiled_losses
+from helpers import eager_and_compiled_losses, load_bench
 
 from maskfeat.data.images import decode_rgb, skimage_photos
 from maskfeat.models.hog import HOGGenerator
@@ -44,12 +43,12 @@ def test_eager_and_compiled_hog_equal_the_scatter_reference():
     ref = scatter_reference(hog, x)
     eager = hog(x)
     assert eager.shape == (4, 16, 108)
-    assert (eager - ref).abs().max().item() < 1e-5          # measured ~2e-7
+    assert (eager - ref).abs().max().item() < 1e-6          # measured 1.8e-7
     assert ref.abs().sum() > 10                              # not an all-zero comparison
     fused = HOGGenerator().set_impl("compiled")
     assert fused._compiled is not None
     out = fused(x)
-    assert (out - ref).abs().max().item() < 1e-4            # the issue's bound; measured ~2e-7
+    assert (out - ref).abs().max().item() < 1e-6            # measured 1.8e-7 (1.2e-7 from the eager HOG)
     assert fused._compiled is not None                       # it really ran compiled, no fallback
 
 
@@ -74,25 +73,19 @@ def test_hog_impl_auto_is_eager_on_cpu_and_a_failed_compile_falls_back(monkeypat
 
 
 def test_compiled_training_step_gives_the_eager_losses(tmp_path):
-    """Three optimizer steps on one fixed batch: forward, backward and AdamW compiled vs eager."""
+    """Three optimizer steps on one fixed batch: forward, backward and AdamW compiled vs eager, equal
+    within 3e-7 (measured 3e-8): dropping weight decay moves step 2 by 9.4e-7, gradient clipping by 1.3e-5."""
     x = photo_batch(32).mul(58).add(120).clamp(0, 255).to(torch.uint8)
     mask = torch.zeros(4, 2, 2, dtype=torch.bool)
     mask[:, 0, 1] = mask[1:, 1, 0] = True
     eager, comp = eager_and_compiled_losses(tmp_path, {"images": x, "mask": mask})
     assert eager[2] < eager[0]                                # the steps really train (lr 0.05)
     for a, b in zip(eager, comp):
-        assert abs(a - b) < 1e-3, (eager, comp)             # measured ~1e-7
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_throughput", REPO / "bench" / "throughput.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+        assert abs(a - b) < 3e-7, (eager, comp)
 
 
 def test_throughput_bench_runs_on_cpu_and_writes_its_table(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("throughput")
     out = tmp_path / "tp.json"
     rc = bench.main(["--arch", "vit-pico", "--img-size", "64", "--batch", "4", "--steps", "3", "--warmup", "1",
                      "--compile", "eager", "--device", "cpu", "--data", str(tmp_path / "jpegs"), "--make-data", "10",
@@ -138,7 +131,7 @@ def test_throughput_bench_runs_on_cpu_and_writes_its_table(tmp_path, capsys):
 
 
 def test_throughput_bench_flops_only(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("throughput")
     rc = bench.main(["--arch", "vit-pico", "--img-size", "64", "--flops-only", "--visible-ratios", "0.5",
                      "--compile", "eager", "--device", "cpu", "--json", str(tmp_path / "f.json")])
     assert rc == 0

@@ -4,10 +4,8 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("av")
-
-from maskfeat.cli import main  # noqa: E402
-from maskfeat.config import builtin_config  # noqa: E402
+from maskfeat.cli import main
+from maskfeat.config import builtin_config
 
 
 def test_pretrain_dispatches_on_modality_and_trains(tmp_path):

@@ -1,41 +1,17 @@
 """Video decoding, clip sampling, Kinetics-style annotations and the clip datasets."""
 import warnings
 
+import av
 import numpy as np
 import pytest
 import torch
-
-av = pytest.importorskip("av")
+from helpers.video import bar_row, video_cfg, write_video  # noqa: E402
 
 from maskfeat.data import video_clips as C  # noqa: E402
 from maskfeat.data.video_annotations import embedded_videos, read_annotations  # noqa: E402
 from maskfeat.data.video_datasets import VideoClassifyDataset, VideoReader  # noqa: E402
-from maskfeat.data.video_decoders import torchcodec_available  # noqa: E402
 from maskfeat.data.video_loader import build_video_loader, build_video_pretrain_dataset  # noqa: E402
 from maskfeat.errors import UserError  # noqa: E402
-from maskfeat.schema import VIDEO_PRETRAIN  # noqa: E402
-
-
-def write_video(path, n_frames: int, h: int = 48, w: int = 64, seed: int = 0, codec: str = "mpeg4"):
-    """A video (mpeg4 in .mp4 unless told) whose frame k shows a bright bar at row 2k mod h (so
-    frames are identifiable)."""
-    rng = np.random.default_rng(seed)
-    with av.open(str(path), "w") as out:
-        s = out.add_stream(codec, rate=25)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"qscale": "1"}
-        for k in range(n_frames):
-            img = (rng.random((h, w, 3)) * 40).astype(np.uint8)
-            img[(2 * k) % h] = 255
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(pkt)
-        for pkt in s.encode():
-            out.mux(pkt)
-    return path
-
-
-def bar_row(frame: torch.Tensor) -> int:
-    return int(frame.float().mean(dim=(0, 2)).argmax())          # (3, H, W) -> brightest row
 
 
 def test_embedded_clips_are_scikit_videos_mp4s():
@@ -95,25 +71,16 @@ def test_list_and_kinetics_csv_annotations(tmp_path):
         read_annotations(tmp_path, "nope.txt")
 
 
-def _cfg(tmp_path, **data):
-    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in VIDEO_PRETRAIN.items()}
-    cfg["model"].update(num_frames=8, img_size=32)
-    cfg["mask"].update(unit_size=[2, 16, 16], min_num_patches=1)
-    cfg["data"].update(dict(num_workers=0, sampling_rate=2, decode_short_side=0), **data)
-    cfg["train"].update(batch_size=3, seed=5)
-    return cfg
-
-
 @pytest.mark.parametrize("decoder", ["torchcodec", "pyav"])
-def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path, decoder):
-    if decoder == "torchcodec" and torchcodec_available():
-        pytest.skip(f"torchcodec unavailable: {torchcodec_available()}")
+def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path, decoder, request):
+    if decoder == "torchcodec":
+        request.getfixturevalue("torchcodec")
     write_video(tmp_path / "good.mp4", 30)
     write_video(tmp_path / "short.mp4", 5)
     (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "ann.txt").write_text("short.mp4 0\nbroken.mp4 1\nempty.mp4 1\ngood.mp4 2\n")
-    cfg = _cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="ann.txt", video_decoder=decoder)
+    cfg = video_cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="ann.txt", video_decoder=decoder)
     ds = build_video_pretrain_dataset(cfg)
     assert ds.reader.decoder == decoder
     with warnings.catch_warnings():
@@ -126,14 +93,14 @@ def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path, decoder):
     assert ds[(3, 0)]["bad"] == 0
     # all bad -> one clear error
     (tmp_path / "bad.txt").write_text("short.mp4 0\nbroken.mp4 1\n")
-    cfg = _cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="bad.txt", video_decoder=decoder)
+    cfg = video_cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="bad.txt", video_decoder=decoder)
     with pytest.raises(UserError, match="unreadable or too short"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         build_video_pretrain_dataset(cfg)[(0, 0)]
 
 
 def test_pretrain_items_are_seeded_per_sample_and_batched(tmp_path):
-    cfg = _cfg(tmp_path, samples_per_epoch=6, decode_short_side=48)
+    cfg = video_cfg(tmp_path, samples_per_epoch=6, decode_short_side=48)
     ds = build_video_pretrain_dataset(cfg)
     a, b, c = ds[(4, 1)], ds[(4, 1)], ds[(4, 2)]
     assert torch.equal(a["images"], b["images"]) and torch.equal(a["mask"], b["mask"])

@@ -1,19 +1,16 @@
 """torchcodec against PyAV: the same frames chosen and the same pixels; PyAV as the fallback;
 the data.video_decoder / data.decode keys; the loader benchmark at a tiny size. (Bad files are
 skipped and counted with either decoder: test_video_data.)"""
-import importlib.util
 import json
 import sys
 import warnings
 
+import av  # noqa: F401  (PyAV writes the test videos: a test dependency, never skipped)
 import numpy as np
 import pytest
 import torch
-
-av = pytest.importorskip("av")
-
-from helpers import REPO  # noqa: E402
-from test_video_data import _cfg, bar_row, write_video  # noqa: E402
+from helpers import load_bench  # noqa: E402
+from helpers.video import bar_row, video_cfg, write_video  # noqa: E402
 
 from maskfeat.config import ConfigError  # noqa: E402
 from maskfeat.data import video_clips as C  # noqa: E402
@@ -25,7 +22,7 @@ from maskfeat.data.video_loader import build_video_pretrain_dataset  # noqa: E40
 from maskfeat.schema import VIDEO_PRETRAIN  # noqa: E402
 
 TORCHCODEC = D.torchcodec_available()      # '' when torchcodec and FFmpeg's libraries load
-needs_torchcodec = pytest.mark.skipif(bool(TORCHCODEC), reason=f"torchcodec unavailable: {TORCHCODEC}")
+needs_torchcodec = pytest.mark.usefixtures("torchcodec")     # skips outside CI, fails in CI
 
 
 class Recorder:
@@ -212,7 +209,7 @@ def test_device_decoding_picks_the_training_gpu(tmp_path, monkeypatch):
         def close(self):
             pass
     monkeypatch.setitem(D.DECODERS, "torchcodec", Fake)
-    cfg = _cfg(tmp_path, decode="device", samples_per_epoch=3)
+    cfg = video_cfg(tmp_path, decode="device", samples_per_epoch=3)
     ds = build_video_pretrain_dataset(cfg)
     assert ds.device == "cuda:1" and ds.reader.device == "cuda:1"
     monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: self)          # no GPU to move to
@@ -258,9 +255,7 @@ def test_header_frame_count_rule_is_shared():
 
 @needs_torchcodec
 def test_data_throughput_bench_runs_at_a_tiny_size(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_data_throughput", REPO / "bench" / "data_throughput.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("data_throughput")
     out = tmp_path / "dt.json"
     rc = bench.main(["--workers", "0", "--rounds", "2", "--batches", "1", "--batch", "2", "--repeat", "4",
                      "--clips", "carphone_distorted", "--short-side", "0",

@@ -124,7 +124,10 @@ def test_embedded_finetune_end_to_end(tmp_path):
                         "train.epochs=1", "train.batch_size=4", f"train.output_dir={tmp_path / 'ft'}",
                         "train.progress=false")
     m = execute(TASKS["finetune", "video"], cfg)
-    assert m["clips"] == 8 and m["videos"] == 4 and 0 <= m["clip_top1"] <= 100
+    assert m["clips"] == 8 and m["videos"] == 4
+    # seeded: after one epoch on 8 clips the model gets none of the 8 test clips right (the metric's
+    # arithmetic is checked on known logits above); a change in the data, model or loop changes this
+    assert m["clip_top1"] == 0.0 and m["video_top1"] == 0.0
     saved = json.loads((tmp_path / "ft" / "eval.json").read_text())
     assert saved["video_top1"] == m["video_top1"] and (tmp_path / "ft" / "last.pth").is_file()
 

@@ -5,7 +5,6 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_pretrain_overrides
 from skimage.feature import hog as skimage_hog
 
 from maskfeat.cli import main
@@ -97,11 +96,9 @@ def test_prediction_panel_shows_masked_patches_only():
     np.testing.assert_array_equal(rgb[:12, :12, 0], render_glyphs(hist.mean(0), 6)[:12, :12])
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vis_run")
-    assert main(["pretrain", *tiny_pretrain_overrides(out)]) == 0
-    return out / "last.pth"
+@pytest.fixture
+def checkpoint(tiny_run):
+    return tiny_run / "last.pth"
 
 
 def test_visualize_writes_one_png_per_image(checkpoint, tmp_path, capsys):

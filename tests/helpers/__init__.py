@@ -4,15 +4,49 @@
 """
 import hashlib
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
+
+import torch
 
 from maskfeat.logs import read_log
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 MMPRETRAIN_FIXTURE = FIXTURES / "mmpretrain_maskfeat_vit-tiny2.pth"
+
+
+def in_ci() -> bool:
+    """Whether the suite runs in CI (``CI`` set, as GitHub/GitLab set it), where nothing may skip quietly."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def need(ok: bool, what: str) -> None:
+    """Skip the calling test when ``what`` (a dependency: a package, a fixture file) is missing, but fail
+    under CI, where a skipped test would leave the run green."""
+    if ok:
+        return
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"CI: {what} is missing (a test dependency; under CI a missing one fails)", pytrace=False)
+    pytest.skip(f"{what} is missing")
+
+
+def mmpretrain_fixture_model(fx: dict):
+    """mmpretrain's 2-layer ViT-tiny of the fixture (not one of our ARCHS), weights converted, eval mode."""
+    from maskfeat.hog import HOGGenerator
+
+    from maskfeat.convert import mmpretrain_to_maskfeat
+    from maskfeat.models import MaskFeat, build_encoder
+
+    model = MaskFeat(build_encoder("vit-tiny", img_size=224, depth=2), HOGGenerator(gaussian_window=16))
+    model.eval()
+    model.load_state_dict(mmpretrain_to_maskfeat(fx["state_dict"]), strict=True)
+    return model
 
 
 def tiny_pretrain_overrides(out_dir, **extra) -> list[str]:
@@ -71,8 +105,8 @@ def run_trainer(tmp_path, name, *extra, step_hook=None):
     """An in-process tiny pre-training (``extra``: 'key=value' overrides); ``step_hook(trainer, loss)``
     may replace each step's loss."""
     from maskfeat.engine.distributed import DistEnv
-    from maskfeat.tasks.pretrain import build_config
     from maskfeat.tasks import find_task
+    from maskfeat.tasks.pretrain import build_config
 
     cfg = build_config(None, tiny_pretrain_overrides(tmp_path / name, **dict(e.split("=", 1) for e in extra)))
     trainer = find_task("pretrain", cfg["modality"]).impl().build_trainer(cfg, DistEnv())
@@ -87,8 +121,8 @@ def eager_and_compiled_losses(tmp_path, batch: dict, *extra: str, steps: int = 3
     """Losses of ``steps`` optimizer steps on one fixed batch, eager and with train.compile=true
     (asserted not to have fallen back), for a vit-pico at 32 px (``extra``: 'key=value' overrides)."""
     from maskfeat.engine.distributed import DistEnv
-    from maskfeat.tasks.pretrain import build_config
     from maskfeat.tasks import find_task
+    from maskfeat.tasks.pretrain import build_config
 
     losses = {}
     for compiled in (False, True):
@@ -111,3 +145,44 @@ def snapshot(folder: Path) -> dict:
     """{relative path: sha256} of every file under ``folder`` (hidden ones included)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# -- files that tests feed to the commands ---------------------------------------------------------
+
+def save_pretrained(path, arch="vit-pico", img_size=32, patch=16, seed=0):
+    """A checkpoint in the layout `maskfeat pretrain` writes ('model' + 'config')."""
+    from maskfeat.config import resolve_config
+    from maskfeat.defaults import PRETRAIN
+    from maskfeat.models import build_pretrain_model
+
+    cfg = resolve_config(PRETRAIN, None, [f"model.arch={arch}", f"model.img_size={img_size}",
+                                          f"model.patch_size={patch}"])
+    torch.manual_seed(seed)
+    model = build_pretrain_model(cfg)
+    torch.save({"model": model.state_dict(), "config": cfg, "step": 5}, path)
+    return model
+
+
+def png_bomb(width=100_000, height=100_000) -> bytes:
+    """A valid PNG header (IHDR) claiming width x height RGB pixels, with a few bytes of data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+class Evil:
+    """Pickled, it runs code when loaded (a checkpoint that must be refused)."""
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def load_bench(name: str):
+    """bench/<name>.py as a module (the benches are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
