@@ -10,15 +10,23 @@ from .errors import exit_code
 # name -> (module implementing add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("maskfeat.commands.pretrain", "MaskFeat pre-training (default: tiny ViT on bundled photos)"),
-    "finetune": ("maskfeat.commands.finetune", "fine-tune a pre-trained ViT classifier (layer decay, RandAugment, Mixup, EMA)"),
-    "linprobe": ("maskfeat.commands.linprobe", "linear probe (BatchNorm + Linear) on frozen features, LARS or SGD"),
+    "finetune": ("maskfeat.commands.finetune",
+                 "fine-tune a pre-trained ViT classifier (layer decay, RandAugment, Mixup, EMA)"),
+    "linprobe": ("maskfeat.commands.linprobe",
+                 "linear probe (BatchNorm + Linear) on frozen features, LARS or SGD"),
     "knn": ("maskfeat.commands.knn", "weighted k-NN top-1 / top-5 of frozen features (cosine, k=20, T=0.07)"),
-    "compare-loss": ("maskfeat.commands.compare_loss", "compare a loss curve with a reference (MRE / MAE by step, PASS/FAIL, PNG)"),
+    "compare-loss": ("maskfeat.commands.compare_loss",
+                     "compare a loss curve with a reference (MRE / MAE by step, PASS/FAIL, PNG)"),
     "check-port": ("maskfeat.commands.check_port", "first N steps on a device vs a reference loss curve"),
-    "visualize": ("maskfeat.commands.visualize", "PNG per image: input, mask, HOG target and predicted HOG as glyphs"),
-    "convert": ("maskfeat.commands.convert", "convert checkpoints: mmpretrain / SlowFast -> maskfeat, any -> timm safetensors"),
-    "prepare": ("maskfeat.commands.prepare", "write WebDataset shards + manifest (folder, list file, Kinetics CSV) for data.source=shards"),
-    "run": ("maskfeat.commands.run", "model-zoo front end: --config --launcher pytorch --nproc-per-node --cfg-options"),
+    "visualize": ("maskfeat.commands.visualize",
+                  "PNG per image: input, mask, HOG target and predicted HOG as glyphs"),
+    "convert": ("maskfeat.commands.convert",
+                "convert checkpoints: mmpretrain / SlowFast -> maskfeat, any -> timm safetensors"),
+    "prepare": ("maskfeat.commands.prepare",
+                "write WebDataset shards + manifest (folder, list file, Kinetics CSV) "
+                "for data.source=shards"),
+    "run": ("maskfeat.commands.run",
+            "model-zoo front end: --config --launcher pytorch --nproc-per-node --cfg-options"),
 }
 
 

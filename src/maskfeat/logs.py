@@ -119,7 +119,8 @@ def read_log(path: str | Path) -> dict[int, dict]:
 
 
 def _parse_jsonl(text: str, path: Path) -> LossCurve:
-    return _finish({step: float(rec["loss"]) for step, rec in parse_records(text, path).items()}, "jsonl", path)
+    return _finish({step: float(rec["loss"]) for step, rec in parse_records(text, path).items()},
+                   "jsonl", path)
 
 
 def _parse_csv(text: str, path: Path) -> LossCurve:

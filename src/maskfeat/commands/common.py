@@ -9,7 +9,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, default_hint: str) -> 
                         help=f"recipe file (default: {default_hint}); also a shipped name such as "
                              "pretrain/maskfeat_vit-base-p16_in1k")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="dotted overrides, e.g. optim.lr=1e-3 data.root=/data/imagenet train.resume=auto")
+                        help="dotted overrides, e.g. optim.lr=1e-3 data.root=/data/imagenet "
+                             "train.resume=auto")
 
 
 def task_command(job: str, default_hint: str):

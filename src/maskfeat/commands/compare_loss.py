@@ -19,7 +19,8 @@ from ..viz.loss_curve import plot_comparison
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_log", metavar="RUN_LOG",
                    help="our log.jsonl or tee'd output, mmengine json / text, TCAPPDLL lines, step,loss CSV")
-    p.add_argument("reference_log", metavar="REFERENCE_LOG", help="the curve to compare against (same formats)")
+    p.add_argument("reference_log", metavar="REFERENCE_LOG",
+                   help="the curve to compare against (same formats)")
     p.add_argument("--rule", default="abs",
                    help="verdict for the exit code: abs (two-sided, default) or signed (model zoos' loss.py)")
     p.add_argument("--align", default="step",

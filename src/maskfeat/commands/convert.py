@@ -15,13 +15,15 @@ from ..convert.pipeline import SOURCES, TARGETS, convert
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="INPUT", help="checkpoint to convert")
-    p.add_argument("output", metavar="OUTPUT", help="file to write (.pth for maskfeat, .safetensors for timm)")
+    p.add_argument("output", metavar="OUTPUT",
+                   help="file to write (.pth for maskfeat, .safetensors for timm)")
     p.add_argument("--from", dest="source", choices=SOURCES, default="auto",
                    help="origin of INPUT (default: told from its keys)")
     p.add_argument("--to", dest="target", choices=TARGETS, default=None,
                    help="format of OUTPUT (default: timm for .safetensors, else maskfeat)")
     p.add_argument("--num-heads", type=int, default=None,
-                   help="attention heads (weights do not record it; default: the maskfeat arch of that width)")
+                   help="attention heads (weights do not record it; "
+                        "default: the maskfeat arch of that width)")
     p.add_argument("--no-verify", action="store_true", help="skip loading the timm export back into timm")
 
 

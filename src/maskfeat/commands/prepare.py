@@ -9,22 +9,26 @@ from ..data.prepare import INPUTS, PrepareSpec, prepare
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, choices=list(INPUTS),
-                        help="folder: an image tree (class sub-folders or flat); list: an mmpretrain list file; "
-                             "video: Kinetics CSV or 'path label' lines")
-    parser.add_argument("--root", required=True, help="the input folder (list / video: paths are relative to it)")
+                        help="folder: an image tree (class sub-folders or flat); "
+                             "list: an mmpretrain list file; video: Kinetics CSV or 'path label' lines")
+    parser.add_argument("--root", required=True,
+                        help="the input folder (list / video: paths are relative to it)")
     parser.add_argument("--ann-file", default="", help="list / video: the list file or annotations")
-    parser.add_argument("--out", required=True, help="output folder (an interrupted prepare into it continues)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (an interrupted prepare into it continues)")
     parser.add_argument("--shard-mb", type=float, default=512.0,
                         help="target shard size in MB of input files (default 512; 0 = no limit)")
     parser.add_argument("--shard-samples", type=int, default=0,
                         help="at most this many samples per shard (0 = no limit)")
-    parser.add_argument("--procs", type=int, default=min(8, os.cpu_count() or 1), help="processes writing shards")
+    parser.add_argument("--procs", type=int, default=min(8, os.cpu_count() or 1),
+                        help="processes writing shards")
     parser.add_argument("--clip-frames", type=int, default=0,
                         help="video: keep the centred span of this many frames, re-encoded with H.264 CRF 18 "
                              "(0 = store each file as it is)")
     parser.add_argument("--shuffle-seed", type=int, default=-1,
-                        help="write the inputs in a random order drawn with this seed (recommended for class-sorted "
-                             "training folders such as ImageNet's); -1 = in input order (default)")
+                        help="write the inputs in a random order drawn with this seed (recommended for "
+                             "class-sorted training folders such as ImageNet's); "
+                             "-1 = in input order (default)")
     parser.add_argument("--prefix", default="shard", help="shard file names: <prefix>-000000.tar, ...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -76,7 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="none: one process; pytorch: torch.distributed (torchrun)")
     p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
                    help="processes to start with --launcher pytorch (default: GPUs, or 1 on CPU)")
-    p.add_argument("--amp", action="store_true", help="mixed precision (train.amp: bf16 on GPUs that have it, else fp16)")
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision (train.amp: bf16 on GPUs that have it, else fp16)")
     p.add_argument("--device", default=None, metavar="TYPE", help="train.device (shorthand)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
                    help="resume from PATH, or from the latest checkpoint of the work dir when no PATH")
@@ -148,7 +149,8 @@ def translate(args: argparse.Namespace, world: int) -> list[str]:
     cfg = resolve_task(args.job, args.config, out, aliases=aliases)[1]
     if args.amp and cfg["train"]["amp"] not in ("bf16", "fp16"):
         out.append("train.amp=auto")
-    if any(k.split("=", 1)[0].strip() == MM_LR for k in args.cfg_options) and "optim.base_batch_size" not in given:
+    if (any(k.split("=", 1)[0].strip() == MM_LR for k in args.cfg_options)
+            and "optim.base_batch_size" not in given):
         t = cfg["train"]
         out.append(f"optim.base_batch_size={t['batch_size'] * t['accum_steps'] * world}")
     return out

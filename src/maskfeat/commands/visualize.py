@@ -23,12 +23,15 @@ from ..viz.panels import draw_panels
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a maskfeat pre-training checkpoint (last.pth, epoch_N.pth)")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a maskfeat pre-training checkpoint (last.pth, epoch_N.pth)")
     p.add_argument("images", metavar="IMAGES", nargs="+", help="image files")
     p.add_argument("--out-dir", default="maskfeat_vis", help="where the PNGs go (default: ./maskfeat_vis)")
     p.add_argument("--seed", type=int, default=0, help="mask seed; image i uses seed + i (default 0)")
-    p.add_argument("--mask-ratio", type=float, default=None, help="share of patches masked (default: the config's)")
-    p.add_argument("--cell-px", type=int, default=12, help="pixels per HOG cell in the glyph panels (default 12)")
+    p.add_argument("--mask-ratio", type=float, default=None,
+                   help="share of patches masked (default: the config's)")
+    p.add_argument("--cell-px", type=int, default=12,
+                   help="pixels per HOG cell in the glyph panels (default 12)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
 
 
@@ -37,7 +40,8 @@ def load_pretrained(path: str, device: str = "cpu") -> tuple[torch.nn.Module, di
     ckpt = load_checkpoint(path)
     missing = [k for k in ("model", "config") if k not in ckpt]
     if missing:
-        raise UserError(f"{path}: not a maskfeat pre-training checkpoint (no {', '.join(repr(k) for k in missing)} key)")
+        raise UserError(f"{path}: not a maskfeat pre-training checkpoint "
+                        f"(no {', '.join(repr(k) for k in missing)} key)")
     cfg = ckpt["config"]
     try:
         model = build_pretrain_model(cfg)
@@ -99,12 +103,14 @@ def run(args: argparse.Namespace) -> int:
     model, cfg = load_pretrained(args.checkpoint, args.device)
     m, hog_cfg = cfg["model"], cfg["hog"]
     if m.get("target", "hog") != "hog":
-        raise UserError(f"{args.checkpoint}: the model predicts '{m['target']}', visualize draws HOG predictions only")
+        raise UserError(f"{args.checkpoint}: the model predicts '{m['target']}', "
+                        "visualize draws HOG predictions only")
     img_size, patch = int(m["img_size"]), int(m["patch_size"])
     grid = (img_size // patch, img_size // patch)
     mk = cfg.get("mask", {})
     ratio = args.mask_ratio if args.mask_ratio is not None else mk.get("ratio", 0.4)
-    masker = BlockMaskGenerator(input_size=grid, mask_ratio=ratio, min_num_patches=mk.get("min_num_patches", 4),
+    masker = BlockMaskGenerator(input_size=grid, mask_ratio=ratio,
+                                min_num_patches=mk.get("min_num_patches", 4),
                                 min_aspect=mk.get("min_aspect", 0.3), max_aspect=mk.get("max_aspect"))
     nbins, k = int(hog_cfg["nbins"]), patch // int(hog_cfg["cell_size"])
     inputs = [preprocess(path, img_size, cfg["data"]["mean"], cfg["data"]["std"]) for path in args.images]

@@ -45,7 +45,8 @@ class VitShape:
         return None
 
 
-def read_shape(sd: dict[str, torch.Tensor], num_heads: int | None = None, where: str = "checkpoint") -> VitShape:
+def read_shape(sd: dict[str, torch.Tensor], num_heads: int | None = None,
+               where: str = "checkpoint") -> VitShape:
     """Shape of a ViT from timm-named encoder weights (no prefix)."""
     try:
         proj = sd["patch_embed.proj.weight"]                                  # (D, C, p, p)
@@ -66,7 +67,8 @@ def read_shape(sd: dict[str, torch.Tensor], num_heads: int | None = None, where:
         exact = [a for a in same_width if a["depth"] == depth]
         pick = exact or same_width
         if not pick:
-            raise UserError(f"{where}: cannot tell the number of heads of width {embed_dim}; give --num-heads")
+            raise UserError(f"{where}: cannot tell the number of heads of width {embed_dim}; "
+                            "give --num-heads")
         num_heads = pick[0]["num_heads"]
     if embed_dim % num_heads:
         raise UserError(f"{where}: width {embed_dim} is not divisible by {num_heads} heads")
@@ -77,7 +79,8 @@ def pretrain_config(shape: VitShape, gaussian_window: int, where: str = "checkpo
     """A full pre-training config (defaults.PRETRAIN) whose model section builds ``shape``."""
     arch = shape.arch()
     if arch is None:
-        known = ", ".join(f"{n} ({a['embed_dim']}x{a['depth']}, {a['num_heads']} heads)" for n, a in ARCHS.items())
+        known = ", ".join(f"{n} ({a['embed_dim']}x{a['depth']}, {a['num_heads']} heads)"
+                          for n, a in ARCHS.items())
         raise UserError(f"{where}: no maskfeat arch has width {shape.embed_dim}, depth {shape.depth}, "
                         f"{shape.num_heads} heads, MLP ratio {shape.mlp_ratio:g} (known: {known}); "
                         f"'--to timm' converts any shape")

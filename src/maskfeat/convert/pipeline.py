@@ -57,7 +57,8 @@ def read_mmpretrain(ckpt: dict, where: str) -> Weights:
 
 
 def read_slowfast(ckpt: dict, where: str) -> Weights:
-    return Weights("slowfast", pretrain=slowfast.slowfast_to_maskfeat(slowfast.unwrap(ckpt)), gaussian_window=0)
+    return Weights("slowfast", pretrain=slowfast.slowfast_to_maskfeat(slowfast.unwrap(ckpt)),
+                   gaussian_window=0)
 
 
 def read_maskfeat(ckpt: dict, where: str) -> Weights:
@@ -106,7 +107,8 @@ def verify_timm(path: Path, shape: VitShape, timm_kwargs_name: tuple[str, dict],
     strict_load(model, load_file(str(path)), f"{path}: timm {name} does not take these weights")
     if reference is None:
         return None
-    x = torch.randn(1, shape.in_chans, shape.img_size, shape.img_size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(1, shape.in_chans, shape.img_size, shape.img_size,
+                    generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         diff = (model.forward_features(x) - reference.eval().forward_features(x)).abs().max().item()
     if diff > 1e-4:
@@ -121,7 +123,8 @@ def _heads_from_config(cfg: dict | None) -> int | None:
 
 # -- writers: Weights -> file -----------------------------------------------------------------
 
-def _write_classifier(w: Weights, src: Path, dst: Path, target: str, num_heads: int | None, verify: bool) -> list[str]:
+def _write_classifier(w: Weights, src: Path, dst: Path, target: str, num_heads: int | None,
+                      verify: bool) -> list[str]:
     c, where = w.classifier, str(src)
     shape = read_shape(c.state_dict, num_heads, where)
     lines = [f"classifier: {shape.embed_dim}x{shape.depth}, {c.num_classes} classes, pool {c.global_pool}"]
@@ -130,7 +133,8 @@ def _write_classifier(w: Weights, src: Path, dst: Path, target: str, num_heads: 
             call = save_timm(c.state_dict, shape, tmp, c.global_pool, c.fc_norm, c.final_norm, c.num_classes,
                              source=w.source, load_path=dst)
             if verify:
-                verify_timm(tmp, shape, timm_recipe(shape, c.global_pool, c.fc_norm, c.num_classes, c.final_norm))
+                verify_timm(tmp, shape,
+                            timm_recipe(shape, c.global_pool, c.fc_norm, c.num_classes, c.final_norm))
         return lines + [f"wrote {dst}", f"load with: {call}"]
     if not c.final_norm:   # finetune has fc_norm (avg) or norm (token)
         raise UserError(f"{where}: a classifier without a final norm has no maskfeat finetune "
@@ -139,14 +143,16 @@ def _write_classifier(w: Weights, src: Path, dst: Path, target: str, num_heads: 
 
     cfg = classifier_config(shape, c.global_pool, c.num_classes, where)
     m = cfg["model"]
-    strict_load(build_classifier(m["arch"], m["img_size"], m["patch_size"], m["num_classes"], m["global_pool"]),
+    strict_load(build_classifier(m["arch"], m["img_size"], m["patch_size"], m["num_classes"],
+                                 m["global_pool"]),
                 c.state_dict, f"{where}: converted classifier does not fit {m['arch']}")
     save_checkpoint({"model": c.state_dict, "config": cfg, "converted_from": f"{w.source}:{src}"}, dst)
     return lines + [f"wrote {dst} (a maskfeat finetune checkpoint: timm VisionTransformer names, "
                     f"model.arch {m['arch']}, global_pool {c.global_pool})"]
 
 
-def _write_pretrain(w: Weights, src: Path, dst: Path, target: str, num_heads: int | None, verify: bool) -> list[str]:
+def _write_pretrain(w: Weights, src: Path, dst: Path, target: str, num_heads: int | None,
+                    verify: bool) -> list[str]:
     where = str(src)
     num_heads = num_heads or _heads_from_config(w.config)
     encoder = maskfeat_encoder_to_timm(w.pretrain)
@@ -155,13 +161,16 @@ def _write_pretrain(w: Weights, src: Path, dst: Path, target: str, num_heads: in
              f"patch {shape.patch_size}, {shape.img_size} px"]
     if target == "maskfeat":
         cfg = pretrain_config(shape, w.gaussian_window, where)
-        strict_load(build_pretrain_model(cfg), w.pretrain, f"{where}: converted weights do not fit {cfg['model']['arch']}")
+        strict_load(build_pretrain_model(cfg), w.pretrain,
+                    f"{where}: converted weights do not fit {cfg['model']['arch']}")
         save_checkpoint({"model": w.pretrain, "config": cfg, "converted_from": f"{w.source}:{src}"}, dst)
-        return lines + [f"wrote {dst} (model.arch {cfg['model']['arch']}, hog.gaussian_window {w.gaussian_window})"]
+        return lines + [f"wrote {dst} (model.arch {cfg['model']['arch']}, "
+                        f"hog.gaussian_window {w.gaussian_window})"]
     reference = None
     if verify and w.config is not None:
         reference = build_pretrain_model(w.config).encoder
-        reference.load_state_dict({k[len("encoder."):]: v for k, v in w.pretrain.items() if k.startswith("encoder.")})
+        reference.load_state_dict({k[len("encoder."):]: v for k, v in w.pretrain.items()
+                                   if k.startswith("encoder.")})
     if note := dropped_note(pretraining_only(w.pretrain)):
         lines.append(note)
     with atomic_path(dst) as tmp:

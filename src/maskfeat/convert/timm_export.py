@@ -1,7 +1,8 @@
 """Ours -> a safetensors file that ``timm.create_model(..., pretrained=True)`` loads.
 
 Pre-training checkpoints give the encoder only (timm names, without ``mask_token``, the
-HOG head and, of a model.encoder=visible run, the decoder): load with ``num_classes=0``. Classifier weights keep ``head`` / ``fc_norm``.
+HOG head and, of a model.encoder=visible run, the decoder): load with ``num_classes=0``.
+Classifier weights keep ``head`` / ``fc_norm``.
 """
 from __future__ import annotations
 

@@ -7,4 +7,5 @@ from .pretrain_dataset import PretrainDataset, pretrain_transform
 from .sampler import EpochSampler
 
 __all__ = ["FileIndex", "decode_rgb", "read_list_file", "scan_folder", "skimage_photos", "build_loader",
-           "build_pretrain_dataset", "build_pretrain_loader", "PretrainDataset", "pretrain_transform", "EpochSampler"]
+           "build_pretrain_dataset", "build_pretrain_loader", "PretrainDataset", "pretrain_transform",
+           "EpochSampler"]

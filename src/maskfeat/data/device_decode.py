@@ -82,9 +82,9 @@ def check_device_decode(device: torch.device) -> None:
     except (TypeError, RuntimeError, ValueError) as e:
         reason = _short(e, 120)
     if reason:
-        raise UserError(f"data.decode=device: torchvision {torchvision.__version__} cannot decode a batch of JPEGs "
-                        f"on {device} ({reason}); it needs torchvision>=0.19 (built with nvJPEG for a GPU), "
-                        f"or set data.decode=cpu")
+        raise UserError(f"data.decode=device: torchvision {torchvision.__version__} cannot decode a batch "
+                        f"of JPEGs on {device} ({reason}); it needs torchvision>=0.19 "
+                        f"(built with nvJPEG for a GPU), or set data.decode=cpu")
 
 
 def _short(e: Exception, limit: int = 80) -> str:
@@ -143,7 +143,8 @@ class DeviceDecoder:
                 results.append(decode_rgb_bytes(data.numpy().tobytes()).to(self.device))
                 self.stats["cpu_fallback"] += 1
             except ValueError as e:
-                results.append(f"undecodable: decode_jpeg on {self.device.type}: {device_error}; CPU: {_short(e)}")
+                results.append(f"undecodable: decode_jpeg on {self.device.type}: {device_error}; "
+                               f"CPU: {_short(e)}")
                 self.stats["failed"] += 1
         return results
 

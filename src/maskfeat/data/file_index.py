@@ -62,8 +62,9 @@ class FileIndex:
         starts, ends = self.offsets[keep], self.offsets[keep + 1]
         offsets = np.zeros(len(keep) + 1, dtype=np.int64)
         np.cumsum(ends - starts, out=offsets[1:])
-        blob = self.blob[ranges_mask(starts, ends, len(self.blob))] if _is_sorted(keep) else \
-            np.concatenate([self.blob[s:e] for s, e in zip(starts.tolist(), ends.tolist())] or [self.blob[:0]])
+        blob = (self.blob[ranges_mask(starts, ends, len(self.blob))] if _is_sorted(keep) else
+                np.concatenate([self.blob[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
+                               or [self.blob[:0]]))
         return FileIndex(self.root, blob, offsets, self.labels[keep], self.classes, self.notes)
 
     @property
@@ -80,7 +81,7 @@ def _is_sorted(keep: np.ndarray) -> bool:
 
 def ranges_mask(starts: np.ndarray, ends: np.ndarray, n: int) -> np.ndarray:
     """bool (n,): True inside any of the disjoint, ascending ranges [starts[k], ends[k])."""
-    full = ends > starts                          # non-empty ranges: their starts, and their ends, are distinct
+    full = ends > starts                          # non-empty ranges: their starts (and ends) are distinct
     delta = np.zeros(n + 1, dtype=np.int8)        # the running sum is 0 or 1: int8 holds it
     delta[starts[full]] += 1
     delta[ends[full]] -= 1

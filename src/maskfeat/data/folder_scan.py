@@ -130,5 +130,6 @@ def _class_indices(found: list[str], classes: Sequence[str] | None, root: Path, 
     unknown = [name for name in found if name not in position]
     if unknown:
         raise UserError(f"{key}: class folder {unknown[0]!r} of {root} is not a class of the train split "
-                        f"({len(classes)} classes: {', '.join(list(classes)[:5])}{', ...' if len(classes) > 5 else ''})")
+                        f"({len(classes)} classes: {', '.join(list(classes)[:5])}"
+                        f"{', ...' if len(classes) > 5 else ''})")
     return [position[name] for name in found]

@@ -19,8 +19,10 @@ from .file_index import FileIndex
 from .pretrain_dataset import PretrainDataset
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_HINT = ("install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), "
-                      f"which puts it in {FASHION_MNIST_ROOT}, or set data.root to a folder holding the IDX files")
+FASHION_MNIST_HINT = ("install Debian's package dataset-fashion-mnist "
+                      "(apt-get install dataset-fashion-mnist), "
+                      f"which puts it in {FASHION_MNIST_ROOT}, "
+                      "or set data.root to a folder holding the IDX files")
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot"]
 IDX_SOURCES = ("idx", "fashion-mnist")
@@ -69,7 +71,8 @@ def idx_root(data: dict) -> Path:
         return Path(data["root"])
     if data["source"] == "fashion-mnist":
         return FASHION_MNIST_ROOT
-    raise UserError("data.root: required for data.source=idx (a folder of <split>-images-idx3-ubyte[.gz] files)")
+    raise UserError("data.root: required for data.source=idx "
+                    "(a folder of <split>-images-idx3-ubyte[.gz] files)")
 
 
 def find_idx_split(root: str | Path, split: str, hint: str = "") -> tuple[Path, Path]:
@@ -89,7 +92,8 @@ def load_idx_split(data: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
     images_path, labels_path = find_idx_split(idx_root(data), split, hint)
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
-        raise UserError(f"{images_path}: expected uint8 images (N, H, W[, C]), got {images.dtype} {images.shape}")
+        raise UserError(f"{images_path}: expected uint8 images (N, H, W[, C]), "
+                        f"got {images.dtype} {images.shape}")
     if labels.ndim != 1 or len(labels) != len(images):
         raise UserError(f"{labels_path}: {labels.shape} labels for {len(images)} images")
     return images, labels.astype(np.int64)

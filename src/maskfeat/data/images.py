@@ -31,7 +31,8 @@ def skimage_photos() -> list[Path]:
     root = Path(str(resources.files("skimage") / "data"))
     paths = [root / name for name in SKIMAGE_PHOTOS if (root / name).is_file()]
     if not paths:
-        raise UserError(f"no bundled photos found in {root}; reinstall scikit-image (pip install scikit-image)")
+        raise UserError(f"no bundled photos found in {root}; "
+                        "reinstall scikit-image (pip install scikit-image)")
     return paths
 
 
@@ -93,11 +94,12 @@ def _decode_with_pil(data: bytes, max_pixels: int) -> torch.Tensor:
         raise ValueError("cannot decode image: not an image format PIL can identify") from None
     except ImageTooLarge:
         raise
-    except Image.DecompressionBombError as e:             # PIL refuses twice its own limit before we see the size
+    except Image.DecompressionBombError as e:   # PIL refuses twice its own limit before we see the size
         raise ImageTooLarge(_bomb_message(str(e), max_pixels)) from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ValueError(f"cannot decode image: {e}") from None
-    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3).permute(2, 0, 1).contiguous()
+    hwc = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3)
+    return hwc.permute(2, 0, 1).contiguous()
 
 
 def _bomb_message(pil_message: str, max_pixels: int) -> str:
@@ -109,12 +111,12 @@ def _bomb_message(pil_message: str, max_pixels: int) -> str:
 
 # JPEG start-of-frame markers: SOF0-3, 5-7 (Huffman), 9-11, 13-15 (arithmetic); C4 / C8 / CC are not frames.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_DEVICE_SOF = (0xC0, 0xC1, 0xC2)      # baseline, extended sequential and progressive Huffman: what nvJPEG decodes
+_DEVICE_SOF = (0xC0, 0xC1, 0xC2)   # baseline, extended sequential, progressive Huffman: what nvJPEG decodes
 
 
 def jpeg_header(data: bytes) -> tuple[int, int, int, int, int, int] | None:
-    """(height, width, components, SOF marker, sample precision, offset of the first SOS) from a JPEG's header,
-    read from the markers alone (no decoding); None if ``data`` is not a well-formed JPEG header."""
+    """(height, width, components, SOF marker, sample precision, offset of the first SOS) from a JPEG's
+    header, read from the markers alone (no decoding); None if ``data`` is not a well-formed JPEG header."""
     if data[:3] != b"\xff\xd8\xff":
         return None
     n, i, frame = len(data), 2, None

@@ -128,7 +128,8 @@ def build_pretrain_loader(dataset, cfg: dict, rank: int, world: int, device):
         return build_loader(dataset, batch_size, cfg["data"], rank, world, seed)
     from .device_decode import DeviceDecodedLoader, DeviceDecoder, EncodedCollate
 
-    decoder = DeviceDecoder(cfg["model"]["img_size"], device)    # checks the torchvision API before any worker starts
+    # checks the torchvision API before any worker starts
+    decoder = DeviceDecoder(cfg["model"]["img_size"], device)
     loader = build_loader(dataset, batch_size, cfg["data"], rank, world, seed,
                           collate_fn=EncodedCollate(cfg["model"]["img_size"]))
     return DeviceDecodedLoader(loader, decoder)

@@ -44,10 +44,12 @@ class BlockMaskGenerator:
         max_aspect = self.max_aspect or 1.0 / self.min_aspect
         self.log_aspect = (math.log(self.min_aspect), math.log(max_aspect))
 
-    def _try_block(self, mask: np.ndarray, remaining: int, rng: np.random.Generator, blocks: list | None) -> int:
+    def _try_block(self, mask: np.ndarray, remaining: int, rng: np.random.Generator,
+                   blocks: list | None) -> int:
         height, width = self.input_size
         for _ in range(10):
-            area = self.min_num_patches + (remaining - self.min_num_patches) * rng.random()  # U(min, remaining)
+            # U(min, remaining)
+            area = self.min_num_patches + (remaining - self.min_num_patches) * rng.random()
             aspect = math.exp(rng.uniform(*self.log_aspect))
             h = int(round(math.sqrt(area * aspect)))
             w = int(round(math.sqrt(area / aspect)))
@@ -68,7 +70,8 @@ class BlockMaskGenerator:
         """One (height, width) bool mask with exactly ``num_masking_patches`` True cells."""
         return self.generate(rng)[0]
 
-    def generate(self, rng: np.random.Generator | None = None, record: bool = False) -> tuple[np.ndarray, list]:
+    def generate(self, rng: np.random.Generator | None = None,
+                 record: bool = False) -> tuple[np.ndarray, list]:
         """The mask and, with ``record``, the accepted blocks (top, left, h, w, drawn area/aspect)."""
         rng = rng if rng is not None else np.random.default_rng()
         mask = np.zeros(self.input_size, dtype=bool)

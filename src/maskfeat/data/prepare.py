@@ -45,7 +45,7 @@ class PrepareSpec:
     shard_samples: int = 0   # at most this many samples per shard (0 = no limit)
     procs: int = 1
     clip_frames: int = 0     # video: keep the centred span of this many frames, re-encoded (0 = whole file)
-    shuffle_seed: int = -1   # >= 0: write the inputs in a random order (class-sorted folders); -1 = input order
+    shuffle_seed: int = -1   # >= 0: write the inputs in a random order (class-sorted folders); -1: as given
     prefix: str = "shard"
     progress: bool = True
 
@@ -88,7 +88,8 @@ def video_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]
 
 
 # --input -> (kind, inputs in order with labels, class names, inputs skipped before writing)
-INPUTS = {"folder": ("image", folder_inputs), "list": ("image", list_inputs), "video": ("video", video_inputs)}
+INPUTS = {"folder": ("image", folder_inputs), "list": ("image", list_inputs),
+          "video": ("video", video_inputs)}
 
 
 def check_image(data: bytes, suffix: str) -> tuple[str, bytes]:
@@ -130,7 +131,8 @@ def prepare(spec: PrepareSpec) -> Manifest:
     try:
         inputs, classes, skipped = gather(spec)
     except UserError as e:                      # the readers name config keys; here they are options
-        raise UserError(str(e).replace("data.root:", "--root:").replace("data.ann_file:", "--ann-file:")) from None
+        raise UserError(str(e).replace("data.root:", "--root:")
+                        .replace("data.ann_file:", "--ann-file:")) from None
     if spec.shuffle_seed >= 0:
         inputs = [inputs[i] for i in np.random.default_rng(spec.shuffle_seed).permutation(len(inputs))]
     out = Path(spec.out)
@@ -150,7 +152,8 @@ def prepare(spec: PrepareSpec) -> Manifest:
         bar.close()
         if pool is not None:
             pool.terminate()
-    return _finish(out, kind, [records[t.name] for t in tasks], classes, skipped, len(inputs) + len(skipped), settings)
+    return _finish(out, kind, [records[t.name] for t in tasks], classes, skipped,
+                   len(inputs) + len(skipped), settings)
 
 
 def _finish(out: Path, kind: str, records: list[dict], classes, skipped, n_inputs: int, settings) -> Manifest:

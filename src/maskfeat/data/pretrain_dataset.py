@@ -92,7 +92,8 @@ class PretrainSample:
 
     def from_bytes(self, data: bytes, label: int, index: int, epoch: int) -> dict:
         """A shard's sample (an image file's bytes; the label is not used) -> {'images', 'mask'}."""
-        return self.add_mask({"images": self.crop(decode_rgb_bytes(data, self.max_pixels), index, epoch)}, index, epoch)
+        return self.add_mask({"images": self.crop(decode_rgb_bytes(data, self.max_pixels), index, epoch)},
+                             index, epoch)
 
 
 class PretrainDataset(Dataset):
@@ -112,9 +113,9 @@ class PretrainDataset(Dataset):
     are decoded and cropped here as in the CPU path: their item has 'images' and an empty 'jpeg'.
     """
 
-    def __init__(self, files: FileIndex | Sequence, transform: PretrainCrop, mask_generator: BlockMaskGenerator | None,
-                 seed: int = 0, length: int | None = None, cache: bool = False, decode: str = "cpu",
-                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+    def __init__(self, files: FileIndex | Sequence, transform: PretrainCrop,
+                 mask_generator: BlockMaskGenerator | None, seed: int = 0, length: int | None = None,
+                 cache: bool = False, decode: str = "cpu", max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
         self.files = files if isinstance(files, FileIndex) else FileIndex.from_names(files)
@@ -175,7 +176,8 @@ class PretrainDataset(Dataset):
             data, img = torch.empty(0, dtype=torch.uint8), got
             height, width = img.shape[-2:]
         box = self.transform.draw(self.seed, epoch, index, height, width)
-        item = counted({"jpeg": data, "box": torch.tensor(box, dtype=torch.int64), "path": self.files.path(i)}, bad)
+        item = counted({"jpeg": data, "box": torch.tensor(box, dtype=torch.int64),
+                        "path": self.files.path(i)}, bad)
         if img is not None:
             item["images"] = self.transform.apply(img, box)
         return item

@@ -88,7 +88,8 @@ def read_manifest(path: str | Path) -> Manifest:
                      {int(k): int(v) for k, v in raw.get("label_counts", {}).items()},
                      list(raw.get("skipped", [])), int(raw.get("inputs", 0)), dict(raw.get("source", {})))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise UserError(f"data.manifest: {path} is not a maskfeat shard manifest ({type(e).__name__}: {e})") from None
+        raise UserError(f"data.manifest: {path} is not a maskfeat shard manifest "
+                        f"({type(e).__name__}: {e})") from None
     if m.kind not in KINDS or not m.shards or min(m.counts) < 0:
         raise UserError(f"data.manifest: {path} lists no shards or has a bad kind / sample count")
     return m

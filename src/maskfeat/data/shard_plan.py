@@ -36,7 +36,8 @@ def shard_order(num_shards: int, seed: int, epoch: int, shuffle: bool) -> np.nda
     return np.random.default_rng([seed, epoch, 0x5A4D]).permutation(num_shards)
 
 
-def epoch_order(counts: np.ndarray, keep: np.ndarray | None, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+def epoch_order(counts: np.ndarray, keep: np.ndarray | None, seed: int, epoch: int,
+                shuffle: bool) -> np.ndarray:
     """Global indices of the epoch's kept samples in reading order (``keep``: bool per sample, None = all)."""
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
     order = shard_order(len(counts), seed, epoch, shuffle)

@@ -64,7 +64,8 @@ def resolve_shards(root: str, pattern: str, manifest_path: str, allow_pipe: bool
         urls = [str(path.parent / n) for n in names]
     else:
         if len(urls) != len(names):
-            raise ConfigError(f"{key}: {pattern!r} gives {len(urls)} URLs, the manifest lists {len(names)} shards")
+            raise ConfigError(f"{key}: {pattern!r} gives {len(urls)} URLs, "
+                              f"the manifest lists {len(names)} shards")
         wrong = next((i for i, (u, n) in enumerate(zip(urls, names)) if n not in u), None)
         if wrong is not None:
             raise ConfigError(f"{key}: URL {urls[wrong]!r} does not name shard {names[wrong]!r} "
@@ -173,6 +174,6 @@ def shard_set(data: dict, kind: str, split: str = "") -> ShardSet:
         pattern, manifest = pattern.replace("{split}", split), manifest.replace("{split}", split)
     shards = resolve_shards(root, pattern, manifest, data["allow_pipe"])
     if shards.manifest.kind != kind:
-        raise UserError(f"data.source=shards: the shards of {root or manifest} hold {shards.manifest.kind} samples, "
-                        f"this command needs {kind} samples")
+        raise UserError(f"data.source=shards: the shards of {root or manifest} "
+                        f"hold {shards.manifest.kind} samples, this command needs {kind} samples")
     return shards

@@ -42,7 +42,8 @@ from .shard_source import RawSample, ShardSet, read_shard
 
 
 class ShardStream(IterableDataset):
-    """Items ``make(payload bytes, label, index, epoch)`` plus 'index', 'bad' and 'bad_paths' (see the module doc).
+    """Items ``make(payload bytes, label, index, epoch)`` plus 'index', 'bad' and 'bad_paths' (see the
+    module doc).
 
     ``keep``: bool per manifest sample (a subset) or None; ``split``: what the labelled commands ask of
     a data set's split (``num_classes``), or None."""
@@ -51,7 +52,8 @@ class ShardStream(IterableDataset):
                  split=None, blank=None):
         self.shards, self.make, self.seed, self.buffer = shards, make, seed, buffer
         self.keep, self.split = keep, split
-        self.blank = blank        # evaluation: blank(index, epoch) keeps an unusable sample's place, 'valid' False
+        # evaluation: blank(index, epoch) keeps an unusable sample's place, 'valid' False
+        self.blank = blank
         self.local = None if keep is None else np.cumsum(keep) - 1      # global -> index in the subset
         self.layout: Layout | None = None
         self._state = torch.zeros(2, dtype=torch.int64)                   # epoch, samples to skip
@@ -91,7 +93,8 @@ class ShardStream(IterableDataset):
                 continue
             shard = int(shard_of[run[0]])
             wanted = plan[run]
-            for g, raw in zip(wanted.tolist(), read_shard(self.shards, shard, (wanted - offsets[shard]).tolist())):
+            for g, raw in zip(wanted.tolist(),
+                              read_shard(self.shards, shard, (wanted - offsets[shard]).tolist())):
                 yield g, raw, shard
 
     def _index(self, g: int) -> int:

@@ -120,7 +120,8 @@ def start_or_resume(out_dir: Path, fingerprint: str, settings: dict) -> None:
             p.unlink()
         return
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        raise UserError(f"--out: {out_dir} is not empty and holds no maskfeat prepare; choose an empty folder")
+        raise UserError(f"--out: {out_dir} is not empty and holds no maskfeat prepare; "
+                        "choose an empty folder")
     try:
         state.mkdir(parents=True, exist_ok=True)
         write_atomic(plan, json.dumps({"fingerprint": fingerprint, "settings": settings}).encode())

@@ -19,8 +19,10 @@ def classification_transform(data: dict, img_size: int, train: bool, aug: dict |
         return create_transform(is_training=False, crop_pct=data["crop_pct"], **common)
     aug = aug or {}
     common["img_size"] = common.pop("input_size")
-    return transforms_imagenet_train(         # what create_transform(is_training=True) calls, + force_color_jitter
+    # what create_transform(is_training=True) calls, + force_color_jitter
+    return transforms_imagenet_train(
         scale=tuple(aug.get("scale", (0.08, 1.0))), ratio=tuple(aug.get("ratio", (3 / 4, 4 / 3))),
         hflip=aug.get("hflip", 0.5), auto_augment=aug.get("auto_augment") or None,
-        color_jitter=aug.get("color_jitter") or None, force_color_jitter=True, re_prob=aug.get("re_prob", 0.0),
+        color_jitter=aug.get("color_jitter") or None, force_color_jitter=True,
+        re_prob=aug.get("re_prob", 0.0),
         re_mode=aug.get("re_mode", "pixel"), re_count=aug.get("re_count", 1), **common)

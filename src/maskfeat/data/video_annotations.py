@@ -87,8 +87,8 @@ def read_annotations(root: str | Path, ann_file: str | Path) -> tuple[list[Path]
     missing = [listed for p, _, listed in entries if p is None]
     entries = [e for e in entries if e[0] is not None]
     if not entries:
-        raise UserError(f"data.ann_file: none of the {len(missing)} videos listed in {ann} exist under {root}, "
-                        f"e.g. {missing[0]}")
+        raise UserError(f"data.ann_file: none of the {len(missing)} videos listed in {ann} "
+                        f"exist under {root}, e.g. {missing[0]}")
     if missing:
         warnings.warn(f"{ann}: {len(missing)} listed videos are missing under {root} and are skipped, "
                       f"e.g. {missing[0]}", stacklevel=2)

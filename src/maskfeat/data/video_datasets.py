@@ -66,8 +66,8 @@ class VideoClipSample:
     flipped, and its cube mask, every choice seeded by (seed, epoch, index). Files
     (``VideoPretrainDataset``) and shards make items with it."""
 
-    def __init__(self, transform, mask_generator: CubeMaskGenerator, num_frames: int, rate: int, seed: int = 0,
-                 short_side: int = 0, decoder: str = C.DEFAULT_DECODER):
+    def __init__(self, transform, mask_generator: CubeMaskGenerator, num_frames: int, rate: int,
+                 seed: int = 0, short_side: int = 0, decoder: str = C.DEFAULT_DECODER):
         self.transform, self.mask_generator = transform, mask_generator
         self.num_frames, self.rate, self.seed, self.short_side = num_frames, rate, seed, short_side
         self.decoder = decoder
@@ -82,7 +82,8 @@ class VideoClipSample:
 
     def from_bytes(self, data: bytes, label: int, index: int, epoch: int) -> dict:
         """A shard's sample (a video file's bytes; the label is not used)."""
-        return self(lambda choose: (C.read_clip(data, choose, self.short_side, self.decoder), None), index, epoch)[0]
+        return self(lambda choose: (C.read_clip(data, choose, self.short_side, self.decoder), None),
+                    index, epoch)[0]
 
 
 class VideoPretrainDataset(Dataset):

@@ -11,9 +11,9 @@ again from the true count.
 * ``torchcodec``: seeks (exact mode: by the frame index its scan of the file builds) to the key
   frame before the first wanted frame, and again whenever a later wanted frame lies past another
   key frame, decoding forward from there; on the CPU or, with ``device='cuda:k'``, on NVDEC.
-  FFmpeg threads: ``ffmpeg_threads``. Frames are bitwise equal to PyAV's at full size; ``short_side`` resizes after decoding
-  (bilinear, antialiased, as torchvision does), which differs from PyAV's YUV-space swscale resize
-  by about one grey level on average.
+  FFmpeg threads: ``ffmpeg_threads``. Frames are bitwise equal to PyAV's at full size; ``short_side``
+  resizes after decoding (bilinear, antialiased, as torchvision does), which differs from PyAV's
+  YUV-space swscale resize by about one grey level on average.
 
 torchcodec missing (not installed, or FFmpeg's shared libraries not loadable) -> PyAV for every
 file, with one warning per process; torchcodec unable to open or decode a file -> PyAV for that
@@ -267,7 +267,8 @@ def decoding_device(data: dict, train_device: str = "auto") -> str:
     if place == "cpu":
         return "cpu"
     if name != "torchcodec":
-        raise ConfigError(f"data.decode=device needs data.video_decoder=torchcodec ({name} decodes on the CPU only)")
+        raise ConfigError(f"data.decode=device needs data.video_decoder=torchcodec "
+                          f"({name} decodes on the CPU only)")
     if data["num_workers"] > 0:
         raise ConfigError("data.decode=device decodes videos in the main process (CUDA cannot run in forked "
                           f"DataLoader workers): set data.num_workers=0 (it is {data['num_workers']})")
@@ -293,7 +294,8 @@ def check_device_decoding(device: str) -> None:
         from torchcodec.decoders import VideoDecoder
         from torchcodec.encoders import VideoEncoder
 
-        probe = VideoEncoder(torch.zeros((2, 3, 128, 128), dtype=torch.uint8), frame_rate=25).to_tensor(format="mp4")
+        probe = VideoEncoder(torch.zeros((2, 3, 128, 128), dtype=torch.uint8),
+                             frame_rate=25).to_tensor(format="mp4")
         decoder = VideoDecoder(probe, device=device)
         frames = decoder.get_frames_at([0, 1]).data
     except (ImportError, RuntimeError, ValueError) as e:
@@ -304,7 +306,8 @@ def check_device_decoding(device: str) -> None:
                           f"frames on {frames.device}; set data.decode=cpu")
     fallback = getattr(decoder, "cpu_fallback", None)
     if fallback:
-        warnings.warn(f"data.decode=device: torchcodec decodes on the CPU, not NVDEC ({fallback})", stacklevel=2)
+        warnings.warn(f"data.decode=device: torchcodec decodes on the CPU, not NVDEC ({fallback})",
+                      stacklevel=2)
 
 
 def _warn_once(key, message: str) -> None:

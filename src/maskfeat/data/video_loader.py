@@ -50,8 +50,8 @@ def _reader(cfg: dict, paths) -> VideoReader:
     data = cfg["data"]
     device = decoding_device(data, cfg["train"]["device"])
     cache = data["cache"] or reader(data, "video").bundled
-    return VideoReader(paths, short_side=data["decode_short_side"], cache=cache, decoder=data["video_decoder"],
-                       device=device)
+    return VideoReader(paths, short_side=data["decode_short_side"], cache=cache,
+                       decoder=data["video_decoder"], device=device)
 
 
 def _clip_sample(cfg: dict) -> VideoClipSample:
@@ -71,9 +71,11 @@ def _file_pretrain_dataset(cfg: dict) -> VideoPretrainDataset:
 
 
 def _shard_pretrain_dataset(cfg: dict) -> ShardStream:
-    """Video shards written by ``maskfeat prepare --input video``, streamed (see maskfeat.data.shard_stream)."""
+    """Video shards written by ``maskfeat prepare --input video``, streamed (see
+    maskfeat.data.shard_stream)."""
     shards = shard_set(cfg["data"], kind="video")
-    return ShardStream(shards, _clip_sample(cfg).from_bytes, cfg["train"]["seed"], cfg["data"]["shuffle_buffer"])
+    return ShardStream(shards, _clip_sample(cfg).from_bytes, cfg["train"]["seed"],
+                       cfg["data"]["shuffle_buffer"])
 
 
 def build_video_pretrain_dataset(cfg: dict):
@@ -115,8 +117,9 @@ def build_video_classify_datasets(cfg: dict) -> tuple[VideoClassifyDataset, Vide
                                  model["img_size"], transform=transform, seed=seed,
                                  length=data["samples_per_epoch"] if embedded else None,
                                  frame_range=EMBEDDED_TRAIN_RANGE if embedded else (0.0, 1.0))
-    test = VideoClassifyDataset(_reader(cfg, val_paths), val_labels, model["num_frames"], data["sampling_rate"],
-                                model["img_size"], temporal_views=data["test_temporal_views"],
+    test = VideoClassifyDataset(_reader(cfg, val_paths), val_labels, model["num_frames"],
+                                data["sampling_rate"], model["img_size"],
+                                temporal_views=data["test_temporal_views"],
                                 spatial_views=data["test_spatial_views"], seed=seed,
                                 frame_range=EMBEDDED_VAL_RANGE if embedded else (0.0, 1.0))
     return train, test, classes or [str(i) for i in range(max(labels) + 1)]

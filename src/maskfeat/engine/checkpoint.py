@@ -56,7 +56,8 @@ def set_rng_state(state: dict, device: torch.device | None = None) -> str | None
     note when the device RNG state was saved on another device type (it is then left as it is)."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached"]))
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     return set_device_rng_state(state, device if device is not None else torch.device("cpu"))

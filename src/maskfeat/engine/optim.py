@@ -54,7 +54,8 @@ class WarmupCosine:
         if i < w:
             return self.base * (f + (1.0 - f) * i / (w - 1) if w > 1 else f)
         t = min(i, self.total) - w
-        return self.min_lr + (self.base - self.min_lr) * (1.0 + math.cos(math.pi * t / max(1, self.total - w))) / 2
+        return (self.min_lr
+                + (self.base - self.min_lr) * (1.0 + math.cos(math.pi * t / max(1, self.total - w))) / 2)
 
     def step_update(self, i: int) -> None:
         value = self.lr_at(i)

@@ -30,7 +30,8 @@ from .distributed import DistEnv, any_rank
 
 LOCK_NAME = ".run.lock"
 # what the Trainer and the tasks write into a run folder (removed by train.overwrite=true)
-RUN_FILES = ("last.pth", "best.pth", "log.jsonl", "loss_curve.png", "config.yaml", "metrics.json", "eval.json")
+RUN_FILES = ("last.pth", "best.pth", "log.jsonl", "loss_curve.png", "config.yaml", "metrics.json",
+             "eval.json")
 RUN_GLOBS = ("epoch_*.pth",)
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "step", "epoch", "iter_in_epoch", "rng")
 
@@ -68,7 +69,8 @@ class RunLock:
             self._take(open(self.path, "a+"))
         self.file.seek(0)
         self.file.truncate()
-        self.file.write(f"PID {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        self.file.write(f"PID {os.getpid()} on {socket.gethostname()}, "
+                        f"started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         self.file.flush()
 
     def release(self) -> None:
@@ -104,7 +106,8 @@ def read_training_checkpoint(path: Path, model_state: dict, map_location) -> dic
     missing = [k for k in TRAINING_KEYS if k not in ckpt]
     if missing:
         raise UserError(f"train.resume: {path} is {describe(ckpt)}, not a training checkpoint (no "
-                        f"{', '.join(repr(k) for k in missing[:3])}; expected a last.pth / epoch_N.pth of a run)")
+                        f"{', '.join(repr(k) for k in missing[:3])}; "
+                        "expected a last.pth / epoch_N.pth of a run)")
     theirs = ckpt["model"]
     for name, t in model_state.items():
         if name not in theirs:
@@ -142,15 +145,16 @@ def plan_start(folder: Path, resume: str, overwrite: bool, model_state: dict, to
                             f"({held[0].name}); choose another train.output_dir or set train.overwrite=true")
     elif held and not overwrite:
         step = load_checkpoint(last).get("step", "?") if last.is_file() else "?"
-        raise UserError(f"train.output_dir: {folder} holds a run ({held[0].name}, step {step}); train.resume=auto "
-                        "continues it, train.overwrite=true starts over, or choose another train.output_dir")
+        raise UserError(f"train.output_dir: {folder} holds a run ({held[0].name}, step {step}); "
+                        "train.resume=auto continues it, train.overwrite=true starts over, "
+                        "or choose another train.output_dir")
     else:       # from scratch: an earlier start's logs without a checkpoint, or train.overwrite
         return Start(clear_folder=True)
     ckpt = read_training_checkpoint(path, model_state, map_location)
     if ckpt["step"] >= total_steps:
-        raise NothingToDo(f"{folder}: already finished at step {ckpt['step']} of {total_steps} ({path.name}); "
-                          "nothing to do, nothing written (train.overwrite=true starts over, more train.epochs "
-                          "continue it)")
+        raise NothingToDo(f"{folder}: already finished at step {ckpt['step']} of {total_steps} "
+                          f"({path.name}); nothing to do, nothing written (train.overwrite=true starts over, "
+                          "more train.epochs continue it)")
     return Start(ckpt, path)
 
 

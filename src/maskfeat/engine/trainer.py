@@ -77,7 +77,8 @@ class Trainer:
 
         self.global_batch = self.batch * env.world * self.accum
         # build_optim(model, optim_cfg, global_batch, layer_decay): another optimizer (e.g. LARS)
-        self.optimizer = (build_optim or build_optimizer)(self.model, cfg["optim"], self.global_batch, layer_decay)
+        self.optimizer = (build_optim or build_optimizer)(self.model, cfg["optim"], self.global_batch,
+                                                          layer_decay)
         self.fused = bool(self.optimizer.defaults.get("fused"))
         self.scheduler = build_scheduler(self.optimizer, cfg["optim"], self.iters_per_epoch, self.epochs)
         self.dtype = amp_dtype(t["amp"], env.device)
@@ -113,7 +114,8 @@ class Trainer:
         self.ddp = wrapped if env.distributed else None
         # the note (if any) is said by attach, after the run folder's messages
         mode, self._compile_note = compile_mode(t.get("compile_mode", "default"), env.device)
-        self.fwd = torch.compile(wrapped, mode=None if mode == "default" else mode) if t["compile"] else wrapped
+        self.fwd = (torch.compile(wrapped, mode=None if mode == "default" else mode) if t["compile"]
+                    else wrapped)
         self._eager = wrapped
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -133,7 +135,8 @@ class Trainer:
             try:
                 save_checkpoint(self.state_dict(), path)
             except OSError as e:
-                self.logger.info(f"warning: checkpoint write to {path} failed ({e.strerror}); previous file kept")
+                self.logger.info(f"warning: checkpoint write to {path} failed ({e.strerror}); "
+                                 "previous file kept")
                 path = None
         barrier(self.env)
         return path
@@ -213,7 +216,8 @@ class Trainer:
         limit = self.cfg["data"].get("max_bad_fraction", 1.0)
         if self.samples_seen >= 200 and self.bad_seen > limit * self.samples_seen:
             raise UserError(f"data: {self.bad_seen} of {self.samples_seen} images failed to decode "
-                            f"(> data.max_bad_fraction={limit}), e.g. {', '.join(sorted(self.logger.warned)[:3])}")
+                            f"(> data.max_bad_fraction={limit}), "
+                            f"e.g. {', '.join(sorted(self.logger.warned)[:3])}")
 
     # -- the loop ------------------------------------------------------------------------------
     def _handle_signal(self, signum, frame):
@@ -231,7 +235,8 @@ class Trainer:
                   "data": deque(maxlen=t["log_interval"])}
         stopped_by = None
         try:
-            while self.state.epoch < self.epochs and self.state.step < self.total_steps and stopped_by is None:
+            while (self.state.epoch < self.epochs and self.state.step < self.total_steps
+                   and stopped_by is None):
                 stopped_by = self._run_epoch(window, bar)
                 if stopped_by:
                     break
@@ -249,8 +254,9 @@ class Trainer:
             name = signal.Signals(self._stop_signal).name if self._stop_signal else "a signal on another rank"
             raise Interrupted(self._stop_signal or signal.SIGTERM,
                               f"stopped by {name} at step {self.state.step}; checkpoint "
-                              f"{self.output_dir / 'last.pth'} written; run the same command again to continue "
-                              "(train.resume=auto)", say=self.env.is_main)
+                              f"{self.output_dir / 'last.pth'} written; "
+                              "run the same command again to continue (train.resume=auto)",
+                              say=self.env.is_main)
         return self.state
 
     def _run_epoch(self, window: dict, bar) -> str | None:

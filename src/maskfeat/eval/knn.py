@@ -47,7 +47,8 @@ def extract_features(model: nn.Module, loader, env: DistEnv, amp_dtype: torch.dt
     model.eval()
     dev = env.device
     idx, feats, labels, valid, found = [], [], [], [], {}
-    for batch in tqdm(loader, desc=desc, disable=not (progress and env.is_main), leave=False, mininterval=2.0):
+    for batch in tqdm(loader, desc=desc, disable=not (progress and env.is_main), leave=False,
+                      mininterval=2.0):
         x = batch["images"].to(dev, non_blocking=True)
         with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             feats.append(model(x).float())                                   # (B, D)

@@ -50,5 +50,5 @@ def evaluate(model: nn.Module, loader, env: DistEnv, input_key: str = "images",
     per_sample = gather_by_index(torch.cat(idx), torch.cat(res), total, env)      # (N, 4)
     per_sample = per_sample[per_sample[:, 3] > 0, :3]
     top1, top5, loss = per_sample.mean(dim=0).tolist() if len(per_sample) else (0.0, 0.0, float("nan"))
-    return {"top1": 100.0 * top1, "top5": 100.0 * top5, "loss": loss, "samples": len(per_sample), "total": total,
-            "unreadable": gather_unreadable(found, env)}
+    return {"top1": 100.0 * top1, "top5": 100.0 * top5, "loss": loss, "samples": len(per_sample),
+            "total": total, "unreadable": gather_unreadable(found, env)}

@@ -78,8 +78,9 @@ def _encoder_state(obj: dict, path: Path) -> tuple[dict[str, torch.Tensor], dict
 
 def _read_image(path: Path) -> PretrainedEncoder:
     if not path.is_file():
-        raise UserError(f"model.pretrained: checkpoint not found: {path} (run `maskfeat pretrain` first, or give "
-                        "model.pretrained='' with model.arch, model.img_size and model.patch_size for a random init)")
+        raise UserError(f"model.pretrained: checkpoint not found: {path} (run `maskfeat pretrain` first, "
+                        "or give model.pretrained='' with model.arch, model.img_size and model.patch_size "
+                        "for a random init)")
     ckpt = load_checkpoint(path)
     cfg = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else None
     state, dropped = _encoder_state(ckpt, path)
@@ -170,8 +171,8 @@ def _video_shape_error(pre: PretrainedEncoder, key: str, theirs: tuple, ours: tu
 
 
 def _video_fit_error(pre: PretrainedEncoder, missing: list[str], unexpected: list[str]) -> str:
-    return (f"model.pretrained: {pre.path} lacks {len(missing)} encoder weights of this model, e.g. {min(missing)} "
-            "(another model.arch?)")
+    return (f"model.pretrained: {pre.path} lacks {len(missing)} encoder weights of this model, "
+            f"e.g. {min(missing)} (another model.arch?)")
 
 
 @dataclass(frozen=True)

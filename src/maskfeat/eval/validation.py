@@ -24,7 +24,8 @@ class EpochEval:
     Unreadable val files are left out of the numbers, named once (the first time they are met),
     counted in the printed line, and stop the run beyond data.max_bad_fraction."""
 
-    def __init__(self, loader, env, tracker: BestTracker, ema=None, interval: int = 1, input_key: str = "images"):
+    def __init__(self, loader, env, tracker: BestTracker, ema=None, interval: int = 1,
+                 input_key: str = "images"):
         self.loader, self.env, self.tracker, self.ema, self.interval = loader, env, tracker, ema, interval
         self.input_key = input_key
         self.history: list[dict] = []
@@ -42,7 +43,8 @@ class EpochEval:
             return None
         m = evaluate(trainer.model, self.loader, self.env, self.input_key, trainer.dtype)
         self._check_unreadable(m, trainer.cfg["data"].get("max_bad_fraction", 1.0))
-        out = {"val_top1": m["top1"], "val_top5": m["top5"], "val_loss": m["loss"], "val_samples": m["samples"]}
+        out = {"val_top1": m["top1"], "val_top5": m["top5"], "val_loss": m["loss"],
+               "val_samples": m["samples"]}
         if m["unreadable"]:
             out["val_unreadable"] = len(m["unreadable"])
         if self.ema is not None:

@@ -66,7 +66,8 @@ def unwrap(ckpt: dict) -> dict[str, torch.Tensor]:
 
 
 def is_classifier(state_dict: dict[str, torch.Tensor]) -> bool:
-    return any(k.startswith("head.") for k in state_dict) and not any(k.startswith("neck.fc.") for k in state_dict)
+    return (any(k.startswith("head.") for k in state_dict)
+            and not any(k.startswith("neck.fc.") for k in state_dict))
 
 
 def mmpretrain_to_maskfeat(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -77,7 +78,8 @@ def mmpretrain_to_maskfeat(state_dict: dict[str, torch.Tensor]) -> dict[str, tor
     """
     out = {"encoder." + k: v for k, v in _backbone(state_dict).items()}
     if "encoder.fc_norm.weight" in out:
-        raise UserError("backbone.ln2 found: this is a classifier backbone (avg_featmap), not MaskFeat pre-training")
+        raise UserError("backbone.ln2 found: this is a classifier backbone (avg_featmap), "
+                        "not MaskFeat pre-training")
     for key, value in state_dict.items():
         if key.startswith("neck.fc."):
             out["head." + key[len("neck.fc."):]] = value

@@ -42,10 +42,12 @@ def slowfast_to_maskfeat(state_dict: dict[str, torch.Tensor]) -> dict[str, torch
                             "(pred_head.*) are supported")
         raise UserError("no 'pred_head.projections.0.weight': not a SlowFast MaskFeat checkpoint")
     if "pred_head.projections.1.weight" in state_dict:
-        raise UserError("several prediction heads (MASK.PRETRAIN_DEPTH with more than one depth) are not supported")
+        raise UserError("several prediction heads (MASK.PRETRAIN_DEPTH with more than one depth) "
+                        "are not supported")
     proj = state_dict.get("patch_embed.proj.weight")
     if proj is not None and proj.dim() == 5:
-        raise UserError("a video (Conv3d patch embedding) MViT: only the image ViT (MVIT.PATCH_2D) is supported")
+        raise UserError("a video (Conv3d patch embedding) MViT: "
+                        "only the image ViT (MVIT.PATCH_2D) is supported")
     out: dict[str, torch.Tensor] = {}
     qkv_parts: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
     for key, value in state_dict.items():
@@ -53,8 +55,8 @@ def slowfast_to_maskfeat(state_dict: dict[str, torch.Tensor]) -> dict[str, torch
                 or key.startswith("pred_head.projections.0."):
             continue
         if _UNSUPPORTED.search(key):
-            raise UserError(f"SlowFast weight '{key}' belongs to an MViT feature (pooling, relative positions, "
-                            f"separate embeddings) that a plain ViT does not have")
+            raise UserError(f"SlowFast weight '{key}' belongs to an MViT feature (pooling, "
+                            "relative positions, separate embeddings) that a plain ViT does not have")
         if key in _TOP or _BLOCK.match(key):
             out["encoder." + key] = value
             continue

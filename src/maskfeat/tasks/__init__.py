@@ -41,7 +41,8 @@ TASKS: dict[tuple[str, str], Task] = {(t.job, t.modality): t for t in (
 def find_task(job: str, modality: str) -> Task:
     if (job, modality) not in TASKS:
         known = sorted(m for j, m in TASKS if j == job)
-        raise ConfigError(f"modality: {modality!r} is not a modality of maskfeat {job}; choose {' or '.join(known)}")
+        raise ConfigError(f"modality: {modality!r} is not a modality of maskfeat {job}; "
+                          f"choose {' or '.join(known)}")
     return TASKS[(job, modality)]
 
 
@@ -71,7 +72,8 @@ def _other_job(job: str, modality: str, path: str, recipe: dict) -> ConfigError 
             resolve_config(task.schema, path, (), recipe=recipe)
         except ConfigError:
             continue
-        return ConfigError(f"{path} is a {other} recipe, not a {job} one: run `maskfeat {other} --config {path}`")
+        return ConfigError(f"{path} is a {other} recipe, not a {job} one: "
+                           f"run `maskfeat {other} --config {path}`")
     return None
 
 

@@ -46,7 +46,8 @@ def run(cfg: dict, env: DistEnv) -> dict:
     val_loader = eval_loader(val_set, t["batch_size"], cfg["data"], env, seed)
     seed_everything(seed, env.rank)                         # distinct augmentation / mixup streams per rank
     mixup = build_mixup(cfg["aug"], num_classes)
-    step = ClassificationStep(build_criterion(cfg["aug"]["label_smoothing"], mixup is not None), env.device, mixup)
+    step = ClassificationStep(build_criterion(cfg["aug"]["label_smoothing"], mixup is not None), env.device,
+                              mixup)
     tracker = BestTracker()
     ema = ModelEmaV3(model.to(env.device), decay=m["ema_decay"]) if m["ema"] else None
     extra = {"best": tracker} if ema is None else {"ema": ema, "best": tracker}
@@ -55,7 +56,8 @@ def run(cfg: dict, env: DistEnv) -> dict:
     layer_decay = cfg["optim"]["layer_decay"]
     trainer = start_trainer(cfg, model, loader, env, step, on_epoch_end=on_epoch, extra_state=extra,
                             layer_decay=layer_decay if 0 < layer_decay < 1 else None, on_step_end=on_step)
-    env.print_main(f"finetune {arch} {img}px: " + (loaded.summary(pre.path) if loaded else "random init (no model.pretrained)"))
+    env.print_main(f"finetune {arch} {img}px: "
+                   + (loaded.summary(pre.path) if loaded else "random init (no model.pretrained)"))
     trainer.logger.info(f"maskfeat finetune: {arch} {img}px, {num_classes} classes, {len(train_set)} train / "
                         f"{len(val_set)} val, {trainer.iters_per_epoch} steps/epoch x {t['epochs']} epochs, "
                         f"global batch {trainer.global_batch}, device {env.device} -> {trainer.output_dir}")

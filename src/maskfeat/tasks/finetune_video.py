@@ -30,8 +30,10 @@ class FinetuneStep:
         self.normalise = Normalise(data["mean"], data["std"], device)
         self.device = device
         mixing = data["mixup"] > 0 or data["cutmix"] > 0
-        self.mixup = VideoMixup(num_classes, data["mixup"], data["cutmix"], data["label_smoothing"]) if mixing else None
-        self.loss = SoftTargetCrossEntropy() if mixing else nn.CrossEntropyLoss(label_smoothing=data["label_smoothing"])
+        self.mixup = (VideoMixup(num_classes, data["mixup"], data["cutmix"], data["label_smoothing"])
+                      if mixing else None)
+        self.loss = (SoftTargetCrossEntropy() if mixing
+                     else nn.CrossEntropyLoss(label_smoothing=data["label_smoothing"]))
 
     def __call__(self, model, batch: dict) -> torch.Tensor:
         x = self.normalise(batch["images"])                               # (B, 3, T, H, W)
@@ -56,7 +58,8 @@ def build_finetune_trainer(cfg: dict, env: DistEnv) -> tuple[Trainer, ViewEval]:
         raise ConfigError(f"model.num_classes {num_classes} < {len(classes)} labels in the annotations")
     seed_everything(seed)
     model = classifier_for("video", cfg["model"], num_classes)
-    report = load_pretrained(model, cfg["model"]["pretrained"], "video") if cfg["model"]["pretrained"] else None
+    report = (load_pretrained(model, cfg["model"]["pretrained"], "video") if cfg["model"]["pretrained"]
+              else None)
     loader = build_loader(train_set, cfg["train"]["batch_size"], cfg["data"], env.rank, env.world, seed)
     seed_everything(seed, env.rank)
     step = FinetuneStep({**cfg["data"], **cfg["aug"]}, num_classes, env.device)
@@ -65,8 +68,9 @@ def build_finetune_trainer(cfg: dict, env: DistEnv) -> tuple[Trainer, ViewEval]:
                             on_epoch_end=views)
     if report is not None:
         trainer.logger.info(f"pretrained {cfg['model']['pretrained']}: missing {report.missing}, unexpected "
-                            f"{report.unexpected}, interpolated {report.interpolated}, ignored {len(report.ignored)} "
-                            f"pre-training-only keys ({report.dropped or 'none dropped'})")
+                            f"{report.unexpected}, interpolated {report.interpolated}, "
+                            f"ignored {len(report.ignored)} pre-training-only keys "
+                            f"({report.dropped or 'none dropped'})")
     trainer.logger.info(f"maskfeat finetune (video): {cfg['model']['arch']} {cfg['model']['num_frames']}x"
                         f"{cfg['model']['img_size']}px, {num_classes} classes, {len(train_set)} clips/epoch, "
                         f"test {len(test_set)} views -> {trainer.output_dir}")

@@ -34,13 +34,16 @@ def knn_metrics(cfg: dict, env: DistEnv) -> dict:
                                       amp_dtype(ev["amp"], env.device, "eval.amp"), ev["progress"])
     env.print_main(report)                            # once the data has passed its checks
     t_feat = time.perf_counter() - t0
-    metrics = knn_accuracy(*feats["train"], *feats["val"], num_classes, cfg["knn"]["k"], cfg["knn"]["temperature"])
+    metrics = knn_accuracy(*feats["train"], *feats["val"], num_classes, cfg["knn"]["k"],
+                           cfg["knn"]["temperature"])
     metrics.update(feature_dim=int(feats["train"][0].shape[1]), feature_seconds=round(t_feat, 2),
                    world=env.world, pretrained=cfg["model"]["pretrained"], pool=cfg["model"]["pool"],
                    train_total=feats["train"].total, test_total=feats["val"].total,
-                   unreadable={split: sorted(f.unreadable.values()) for split, f in feats.items() if f.unreadable})
+                   unreadable={split: sorted(f.unreadable.values()) for split, f in feats.items()
+                               if f.unreadable})
     if ev["save_features"] and env.is_main:
-        torch.save({f"{split}_{kind}": t.cpu() for split, pair in feats.items() for kind, t in zip(("features", "labels"), pair)},
+        torch.save({f"{split}_{kind}": t.cpu() for split, pair in feats.items()
+                    for kind, t in zip(("features", "labels"), pair)},
                    Path(ev["output_dir"]) / "features.pth")
     return metrics
 
@@ -51,7 +54,8 @@ def run(cfg: dict, env: DistEnv) -> dict:
         check_writable(out)
     metrics = knn_metrics(cfg, env)
     env.print_main(f"k-NN (k={metrics['k']}, T={metrics['temperature']}): top-1 {metrics['top1']:.2f}  "
-                   f"top-5 {metrics['top5']:.2f}  {coverage(metrics['test_samples'], metrics['test_total'], 'val')}; "
+                   f"top-5 {metrics['top5']:.2f}  "
+                   f"{coverage(metrics['test_samples'], metrics['test_total'], 'val')}; "
                    f"neighbours {coverage(metrics['train_samples'], metrics['train_total'], 'train')} "
                    f"({env.world} process(es)) -> {out / 'knn.json'}")
     if env.is_main:

@@ -51,12 +51,14 @@ def _train(cfg: dict, env, model, loader, val_loader, key: str, num_classes: int
     peak = scaled_lr(cfg["optim"], trainer.global_batch)
     trainer.logger.info(f"maskfeat linprobe: {cfg['model']['pool']} token, {num_classes} classes, "
                         f"{len(loader.dataset)} train / {len(val_loader.dataset)} val"
-                        f"{' (cached features)' if key == 'features' else ''}, {trainer.iters_per_epoch} steps/epoch "
+                        f"{' (cached features)' if key == 'features' else ''}, "
+                        f"{trainer.iters_per_epoch} steps/epoch "
                         f"x {t['epochs']} epochs, {cfg['optim']['name']} lr {peak:.3g}")
     trainer.fit()
     result = {"best_top1": tracker.best, "best_epoch": tracker.best_epoch, "history": on_epoch.history,
               "last_top1": on_epoch.history[-1]["val_top1"] if on_epoch.history else None,
-              "steps": trainer.state.step, "pool": cfg["model"]["pool"], "pretrained": cfg["model"]["pretrained"],
+              "steps": trainer.state.step, "pool": cfg["model"]["pool"],
+              "pretrained": cfg["model"]["pretrained"],
               "cached_features": key == "features"}
     if env.is_main:
         (trainer.output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -80,8 +82,9 @@ def run(cfg: dict, env: DistEnv) -> dict:
     seed_everything(seed)
     features, img_size, report = build_frozen_features(cfg["model"], env)
     if data["cache_features"]:
-        feats, num_classes = embed_splits(features, labelled_datasets(data, img_size, seed), data, t["batch_size"],
-                                          env, seed, amp_dtype(t["amp"], env.device), t["progress"])
+        feats, num_classes = embed_splits(features, labelled_datasets(data, img_size, seed), data,
+                                          t["batch_size"], env, seed, amp_dtype(t["amp"], env.device),
+                                          t["progress"])
         env.print_main(report)                        # once the data has passed its checks
         return probe_on_features(cfg, env, feats, cfg["model"]["num_classes"] or num_classes)
     train_set, val_set = labelled_datasets(data, img_size, seed, train_aug=cfg["aug"])

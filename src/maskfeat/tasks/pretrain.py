@@ -28,7 +28,8 @@ def check_pretrain(cfg: dict, arch: Rule) -> None:
     check_values(cfg, {"model.arch": arch})
     m = cfg["model"]
     if m["img_size"] % m["patch_size"]:
-        raise UserError(f"model.img_size {m['img_size']} is not divisible by model.patch_size {m['patch_size']}")
+        raise UserError(f"model.img_size {m['img_size']} is not divisible by "
+                        f"model.patch_size {m['patch_size']}")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ def build_trainer(cfg: dict, env: DistEnv, row: PretrainRow) -> Trainer:
         raise ConfigError(str(e)) from None
     dataset, loader = row.build_data(cfg, env)
     seed_everything(seed, env.rank)            # distinct streams per rank from here on
-    step = PretrainStep(cfg["data"]["mean"], cfg["data"]["std"], env.device, decoder=getattr(loader, "decoder", None))
+    step = PretrainStep(cfg["data"]["mean"], cfg["data"]["std"], env.device,
+                        decoder=getattr(loader, "decoder", None))
     trainer = start_trainer(cfg, model, loader, env, step)
     trainer.logger.info(f"maskfeat pretrain: {cfg['model']['arch']} {cfg['model']['img_size']}px, "
                         f"{len(dataset)} samples/epoch, {trainer.iters_per_epoch} steps/epoch x "

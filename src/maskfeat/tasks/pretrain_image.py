@@ -20,8 +20,9 @@ def validate(cfg: dict) -> None:
                         f"(model.img_size {m['img_size']}, model.patch_size {m['patch_size']})")
     world = int(os.environ.get("WORLD_SIZE", "1"))   # torchrun's, known before any process group
     if data["source"] == "skimage" and data["samples_per_epoch"] < t["batch_size"] * t["accum_steps"] * world:
-        raise UserError(f"data.samples_per_epoch: {data['samples_per_epoch']} samples are fewer than one global batch "
-                        f"(train.batch_size {t['batch_size']} x train.accum_steps {t['accum_steps']} x {world} processes)")
+        raise UserError(f"data.samples_per_epoch: {data['samples_per_epoch']} samples are fewer than "
+                        f"one global batch (train.batch_size {t['batch_size']} x "
+                        f"train.accum_steps {t['accum_steps']} x {world} processes)")
 
 
 def build_model(cfg: dict, device):

@@ -12,7 +12,8 @@ from .pretrain import PretrainRow, check_pretrain
 
 VIDEO_ARCHS = Rule("one of " + ", ".join(sorted(MVIT_ARCHS)) + " or vit3d-<name> with <name> one of "
                    + ", ".join(a.removeprefix("vit-") for a in ARCHS),
-                   lambda a: a in MVIT_ARCHS or (a.startswith("vit3d-") and "vit-" + a.removeprefix("vit3d-") in ARCHS))
+                   lambda a: a in MVIT_ARCHS
+                   or (a.startswith("vit3d-") and "vit-" + a.removeprefix("vit3d-") in ARCHS))
 
 
 def validate(cfg: dict) -> None:

@@ -38,7 +38,8 @@ def glyph_stamps(nbins: int, cell_px: int) -> np.ndarray:
 
 
 def render_glyphs(hist: np.ndarray | torch.Tensor, cell_px: int = 12) -> np.ndarray:
-    """Per-cell histograms (nbins, Hc, Wc), values >= 0 (1 = full brightness) -> image (Hc*px, Wc*px) in [0, 1].
+    """Per-cell histograms (nbins, Hc, Wc), values >= 0 (1 = full brightness) -> image (Hc*px, Wc*px)
+    in [0, 1].
 
     Negative values (a regression head may predict them) count as 0.
     """
