@@ -31,6 +31,7 @@ RENAMED = {
     "data.random_erasing": "aug.re_prob",
     "data.rand_augment_ops": "aug.rand_augment_ops",
     "data.rand_augment_magnitude": "aug.rand_augment_magnitude",
+    "data.ann_file": "data.train_ann_file",      # the labelled jobs (video fine-tuning, as the image ones)
 }
 
 

@@ -40,7 +40,8 @@ def exit_code(prog: str, fn: Callable[[], int | None]) -> int:
     """Run ``fn``; a ``UserError`` (config errors included) becomes ``prog: error: <one line>`` on
     stderr and exit status 2, a run stopped by SIGTERM / SIGINT exits 143 / 130 (128 + signal) and
     a finished run started again exits 0. Every entry point (``maskfeat``, ``run_maskfeat.py``) goes
-    through here."""
+    through here. ``DataWarning``s print as one plain line."""
+    plain_warnings()
     try:
         return int(fn() or 0)
     except UserError as e:
@@ -53,3 +54,22 @@ def exit_code(prog: str, fn: Callable[[], int | None]) -> int:
         if e.say:
             print(f"{prog}: {e}", file=sys.stderr)
         return 128 + e.signum
+
+
+class DataWarning(UserWarning):
+    """Something about the data the user should know (files skipped, a split folder chosen): shown
+    as one plain line ``warning: <message>`` (``plain_warnings``), not Python's source-line form."""
+
+
+def plain_warnings() -> None:
+    """Show ``DataWarning``s as one plain line; other warnings keep Python's format."""
+    import warnings
+
+    original = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None):
+        if issubclass(category, DataWarning):
+            return f"warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+    if getattr(warnings.formatwarning, "__name__", "") != "fmt":
+        warnings.formatwarning = fmt

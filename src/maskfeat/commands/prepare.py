@@ -13,7 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "list: an mmpretrain list file; video: Kinetics CSV or 'path label' lines")
     parser.add_argument("--root", required=True,
                         help="the input folder (list / video: paths are relative to it)")
-    parser.add_argument("--ann-file", default="", help="list / video: the list file or annotations")
+    parser.add_argument("--ann-file", default="",
+                        help="list / video: the list file or annotations, relative to --root")
+    parser.add_argument("--split", default="",
+                        help="the sub-folder of --root holding the images / videos (list / video: their "
+                             "paths are relative to it), e.g. train; '' = --root (default)")
     parser.add_argument("--out", required=True,
                         help="output folder (an interrupted prepare into it continues)")
     parser.add_argument("--shard-mb", type=float, default=512.0,
@@ -35,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = PrepareSpec(args.input, args.root, args.out, args.ann_file, args.shard_mb, args.shard_samples,
-                       args.procs, args.clip_frames, args.shuffle_seed, args.prefix, not args.no_progress)
+                       args.procs, args.clip_frames, args.shuffle_seed, args.prefix, not args.no_progress,
+                       split=args.split)
     m = prepare(spec)
     print(f"maskfeat prepare: {m.total} samples in {len(m.shards)} shards, {len(m.skipped)} inputs skipped "
           f"-> {args.out}/manifest.json")

@@ -133,3 +133,13 @@ def _class_indices(found: list[str], classes: Sequence[str] | None, root: Path, 
                         f"({len(classes)} classes: {', '.join(list(classes)[:5])}"
                         f"{', ...' if len(classes) > 5 else ''})")
     return [position[name] for name in found]
+
+
+SPLIT_FOLDERS = ("train", "val", "test")
+
+
+def split_folders(root: str | Path) -> list[str]:
+    """The split sub-folders (train, val, test) of ``root`` when it holds train/ and val/ or test/ (the
+    ImageFolder / ImageNet layout as downloaded); else []."""
+    found = [name for name in SPLIT_FOLDERS if os.path.isdir(os.path.join(root, name))]
+    return found if "train" in found and len(found) > 1 else []

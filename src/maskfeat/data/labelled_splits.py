@@ -8,10 +8,17 @@ val_subset (0 = all), max_image_pixels.
 Class folders: the train split's sorted folder names define the class indices and the val split's
 folders are mapped to them by name (``load_splits``), so a val split that lacks a class keeps the
 right labels; a val folder that is not a train class, or an image lying outside the class folders,
-is a one-line error.
+is a one-line error. Integer labels (list files) in the val split that the train split lacks are
+counted and named in a one-line warning (``note_unseen_labels``; the class count covers them, as
+for video).
 """
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
+
+from ..errors import DataWarning
 from .sources import Listing, Want, listing
 
 LabelledSplit = Listing          # a labelled split is a listing whose samples all have labels
@@ -32,4 +39,20 @@ def load_split(data: dict, which: str, classes: list[str] | None = None) -> List
 def load_splits(data: dict) -> tuple[Listing, Listing]:
     """(train, val): the val split's class folders take the train split's class indices, by name."""
     train = load_split(data, "train")
-    return train, load_split(data, "val", classes=train.classes or None)
+    val = load_split(data, "val", classes=train.classes or None)
+    key = "data.val_ann_file" if data["source"] == "list" else "data.val_split"
+    note_unseen_labels(train.labels, val.labels, key)
+    return train, val
+
+
+def note_unseen_labels(train_labels, val_labels, key: str) -> int:
+    """Warn (one line naming ``key``) when val labels are absent from the train labels: they are
+    counted (the class count covers them) but the classifier never saw them. Returns their count."""
+    train_labels, val_labels = np.asarray(train_labels), np.asarray(val_labels)
+    unseen = np.setdiff1d(val_labels, train_labels)
+    n = int(np.isin(val_labels, unseen).sum())
+    if n:
+        warnings.warn(DataWarning(f"{key}: {n} val samples have labels the train split lacks (e.g. "
+                                  f"{int(unseen[0])}; {len(unseen)} such labels): counted, never predicted "
+                                  "right"), stacklevel=2)
+    return n

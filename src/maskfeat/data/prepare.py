@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import UserError
-from .folder_scan import scan_folder
+from .folder_scan import scan_folder, split_folders
 from .images import decode_rgb_bytes
 from .list_file import read_list_file
 from .shard_manifest import MANIFEST_NAME, Manifest, ShardInfo, write_manifest
@@ -48,6 +48,7 @@ class PrepareSpec:
     shuffle_seed: int = -1   # >= 0: write the inputs in a random order (class-sorted folders); -1: as given
     prefix: str = "shard"
     progress: bool = True
+    split: str = ""          # the sub-folder of root holding the inputs (list / video: paths relative to it)
 
 
 def _inputs_of(root: Path, paths, labels) -> list[Input]:
@@ -64,14 +65,19 @@ def _files_of(files) -> tuple[list[str], list[int]]:
 
 
 def folder_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
-    files = scan_folder(spec.root)
+    found = [] if spec.split else split_folders(spec.root)
+    if found:
+        raise UserError(f"--split: {spec.root} holds the split folders {', '.join(found)}; give "
+                        "--split train (or --root <that folder>)")
+    files = scan_folder(Path(spec.root) / spec.split)
     return _inputs_of(Path(spec.root), *_files_of(files)), files.classes, []
 
 
 def list_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
     if not spec.ann_file:
         raise UserError("--ann-file: required for --input list")
-    return _inputs_of(Path(spec.root), *_files_of(read_list_file(spec.root, spec.ann_file))), [], []
+    return _inputs_of(Path(spec.root), *_files_of(read_list_file(spec.root, spec.ann_file,
+                                                                   prefix=spec.split))), [], []
 
 
 def video_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
@@ -80,7 +86,7 @@ def video_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]
 
     if not spec.ann_file:
         raise UserError("--ann-file: required for --input video")
-    entries = annotation_entries(spec.root, spec.ann_file)
+    entries = annotation_entries(spec.root, spec.ann_file, prefix=spec.split)
     present = [(p, label) for p, label, _ in entries if p is not None]
     missing = [{"input": listed, "reason": "listed but not found"} for p, _, listed in entries if p is None]
     labels, classes = labels_of([label for _, label in present])

@@ -9,6 +9,7 @@ is one reader function and one row.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,9 +18,9 @@ import numpy as np
 from PIL import Image
 from torchvision.transforms.v2.functional import to_pil_image
 
-from ..errors import UserError
+from ..errors import DataWarning, UserError
 from .file_index import FileIndex
-from .folder_scan import scan_folder
+from .folder_scan import scan_folder, split_folders
 from .idx import FASHION_MNIST_CLASSES, load_idx_split
 from .images import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -110,7 +111,7 @@ def _folder(data: dict, want: Want) -> Listing:
     when given, else by sorted name), an image outside them is an error."""
     split = data.get(f"{want.which}_split", "")          # the sub-folder of root with the images ('' = root)
     if not want.labelled:
-        return _of_files(data, want, scan_folder(Path(_root(data)) / split), [])
+        return _of_files(data, want, scan_folder(Path(_root(data)) / (split or _train_of(data))), [])
     folder = Path(_root(data)).absolute() / split
     files = scan_folder(folder, classes=want.classes)
     if not files.classes:
@@ -122,6 +123,18 @@ def _folder(data: dict, want: Want) -> Listing:
                         f"{folder} ({len(stray)} such image(s)); a labelled image's class is its folder: "
                         "move or remove them")
     return _of_files(data, want, files, files.classes)
+
+
+def _train_of(data: dict) -> str:
+    """Pre-training on a root holding train/ and val/ (or test/): train/ only, said in one line (the
+    evaluation commands measure on val/: the encoder must not have seen it)."""
+    found = split_folders(data["root"])
+    if found:
+        names = ", ".join(found)
+        warnings.warn(DataWarning(f"data.train_split: {data['root']} holds the split folders {names}; "
+                                  "pre-training reads train/ only (data.train_split=train)"), stacklevel=2)
+        return "train"
+    return ""
 
 
 def _list_file(data: dict, want: Want) -> Listing:
@@ -146,8 +159,11 @@ def _skimage(data: dict, want: Want) -> Listing:
 
 
 def _video_list(data: dict, want: Want) -> Listing:
-    """Kinetics CSV or 'path label' lines (data.<ann_key>) under root (see ``video_annotations``)."""
-    paths, labels, classes = read_annotations(_root(data), data[want.ann_key])
+    """Kinetics CSV or 'path label' lines (data.<ann_key>, relative to root) of videos under
+    root/<data.<which>_split> (see ``video_annotations``)."""
+    key = f"data.{want.ann_key}"
+    paths, labels, classes = read_annotations(_root(data), data[want.ann_key], key=key,
+                                              prefix=data.get(f"{want.which}_split", ""))
     return Listing(f"kinetics:{data[want.ann_key]}", np.asarray(labels, np.int64), classes,
                    files=FileIndex.from_names(paths, labels))
 

