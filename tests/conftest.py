@@ -18,7 +18,7 @@ def fashion_mnist():
 @pytest.fixture
 def torchcodec():
     """torchcodec with FFmpeg's shared libraries: skipped without them, failed under CI."""
-    from maskfeat.video.decoders import torchcodec_available
+    from maskfeat.data.video_decoders import torchcodec_available
 
     why = torchcodec_available()
     need(not why, f"torchcodec with FFmpeg's shared libraries ({why})")

@@ -38,7 +38,7 @@ def need(ok: bool, what: str) -> None:
 
 def mmpretrain_fixture_model(fx: dict):
     """mmpretrain's 2-layer ViT-tiny of the fixture (not one of our ARCHS), weights converted, eval mode."""
-    from maskfeat.hog import HOGGenerator
+    from maskfeat.models.hog import HOGGenerator
 
     from maskfeat.convert import mmpretrain_to_maskfeat
     from maskfeat.models import MaskFeat, build_encoder
