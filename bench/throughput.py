@@ -3,7 +3,7 @@
     python bench/throughput.py                      # GPU: ViT-B/16, 224 px, batch 256; CPU: vit-mini, 112 px, batch 32
     python bench/throughput.py --amp bf16,fp16 --compile eager,compiled
     python bench/throughput.py --arch vit-base --img-size 224 --flops-only   # FLOP table only (cheap on a CPU)
-    python bench/throughput.py --arch vit-base --img-size 224 --batch 2 --grad-ckpt   # activation memory, ckpt off/on
+    python bench/throughput.py --arch vit-base --img-size 224 --batch 2 --grad-ckpt   # memory, ckpt off/on
     python bench/throughput.py --data /tmp/jpegs --make-data 4096 --workers 16 --decode cpu,device
 
 Step mode times, on one in-memory batch (uint8 images and block masks already on the device),
@@ -233,7 +233,8 @@ def run_memory_mode(args, env, out_root: Path) -> list[dict]:
         peak = peak_memory_gib(env.device) - base if env.device.type == "cuda" else None
         rows.append({"grad_checkpointing": on, "saved_MiB_per_image": saved / args.batch / 2**20,
                      "peak_GiB": peak, "batch": args.batch})
-        print(f"grad_checkpointing={on}: activations saved for backward {saved / args.batch / 2**20:.1f} MiB/image"
+        print(f"grad_checkpointing={on}: activations saved for backward "
+              f"{saved / args.batch / 2**20:.1f} MiB/image"
               + (f", peak {peak:.2f} GiB" if peak is not None else ""), flush=True)
         del trainer
     return rows
@@ -398,7 +399,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--visible-ratios", default="0.4,0.75",
                    help="comma list of mask ratios for model.encoder=visible rows ('' = the full encoder only)")
     p.add_argument("--grad-ckpt", action="store_true",
-                   help="memory mode: saved-activation bytes / peak memory without and with grad checkpointing")
+                   help="memory mode: saved-activation bytes / peak memory, grad checkpointing off and on")
     p.add_argument("--flops-only", action="store_true", help="FLOPs (and nothing timed): cheap for ViT-B on a CPU")
     p.add_argument("--json", default="work_dirs/bench_throughput.json")
     args = p.parse_args(argv)

@@ -358,8 +358,9 @@ def test_timm_dir_finetuned_classifier_gives_same_logits(tmp_path, capsys):
         for p in clf.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     (tmp_path / "run").mkdir()
-    torch.save({"model": clf.state_dict(), "config": cfg, "step": 40, "epoch": 2}, tmp_path / "run" / "best.pth")
-    (tmp_path / "run" / "log.jsonl").write_text('{"epoch": 1, "val_top1": 40.0}\n{"epoch": 2, "val_top1": 35.5}\n')
+    run_dir = tmp_path / "run"
+    torch.save({"model": clf.state_dict(), "config": cfg, "step": 40, "epoch": 2}, run_dir / "best.pth")
+    (run_dir / "log.jsonl").write_text('{"epoch": 1, "val_top1": 40.0}\n{"epoch": 2, "val_top1": 35.5}\n')
     dst = tmp_path / "ft-dir"
     rc, out, _ = run(capsys, tmp_path / "run" / "best.pth", dst, "--to", "timm-dir")
     assert rc == 0 and "checked: timm local-dir logits equal ours" in out
@@ -369,5 +370,6 @@ def test_timm_dir_finetuned_classifier_gives_same_logits(tmp_path, capsys):
     with torch.no_grad():
         assert (net(x) - clf(x)).abs().max() < 1e-5
     card = (dst / "README.md").read_text()
-    assert "| validation top-1, last / best epoch | 35.50 / 40.00 |" in card and "| steps / epochs done | 40 / 2 |" in card
+    assert "| validation top-1, last / best epoch | 35.50 / 40.00 |" in card
+    assert "| steps / epochs done | 40 / 2 |" in card
     assert "fine-tuned classifier" in card and "- image-classification" in card

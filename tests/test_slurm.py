@@ -53,9 +53,9 @@ def final_weights(folder) -> dict:
 
 @pytest.mark.slow
 def test_two_srun_tasks_train_like_torchrun(tmp_path):
-    """~70 s on 2 shared cores: 2 'srun' tasks (variables set by hand, gloo) vs --launcher pytorch, 2 processes."""
-    cmd = [PYTHON, "run_maskfeat.py", "--config", BASE, "--launcher", "slurm", "--work-dir", str(tmp_path / "slurm"),
-           "--cfg-options", *TINY]
+    """~70 s on 2 shared cores: 2 'srun' tasks (variables set by hand, gloo) vs --launcher pytorch."""
+    cmd = [PYTHON, "run_maskfeat.py", "--config", BASE, "--launcher", "slurm",
+           "--work-dir", str(tmp_path / "slurm"), "--cfg-options", *TINY]
     port = str(free_port())
     procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=dict(cli_env(), SLURM_PROCID=str(r), SLURM_NTASKS="2", SLURM_LOCALID=str(r),

@@ -17,12 +17,14 @@ from ..convert.pipeline import SOURCES, TARGETS, convert
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="INPUT", help="checkpoint to convert")
-    p.add_argument("output", metavar="OUTPUT", help="file to write (.pth for maskfeat, .safetensors for timm; a folder for timm-dir)")
+    p.add_argument("output", metavar="OUTPUT",
+                   help="file to write (.pth for maskfeat, .safetensors for timm; a folder for timm-dir)")
     p.add_argument("--from", dest="source", choices=SOURCES, default="auto",
                    help="origin of INPUT (default: told from its keys)")
     p.add_argument("--to", dest="target", choices=TARGETS, default=None,
                    help="format of OUTPUT (default: timm for .safetensors, else maskfeat)")
-    p.add_argument("--overwrite", action="store_true", help="timm-dir: replace an existing non-empty OUTPUT folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="timm-dir: replace an existing non-empty OUTPUT folder")
     p.add_argument("--license", dest="license_name", default="other",
                    help="timm-dir: licence field of the model card and config (default: other)")
     p.add_argument("--num-heads", type=int, default=None,

@@ -58,9 +58,9 @@ def run_figures(folder: Path) -> dict:
 
 def _settings(cfg: dict) -> list[tuple[str, object]]:
     """The recipe's key settings, as (dotted key, value), those present in ``cfg``."""
-    keys = ("modality", "model.arch", "model.img_size", "model.patch_size", "model.target", "model.global_pool",
-            "model.num_classes", "model.pretrained", "mask.ratio", "hog.nbins", "hog.cell_size",
-            "hog.gaussian_window", "data.source", "data.root", "optim.lr", "optim.weight_decay",
+    keys = ("modality", "model.arch", "model.img_size", "model.patch_size", "model.target",
+            "model.global_pool", "model.num_classes", "model.pretrained", "mask.ratio", "hog.nbins",
+            "hog.cell_size", "hog.gaussian_window", "data.source", "data.root", "optim.lr", "optim.weight_decay",
             "train.batch_size", "train.epochs", "train.max_steps", "train.seed")
     out = []
     for dotted in keys:
@@ -72,7 +72,8 @@ def _settings(cfg: dict) -> list[tuple[str, object]]:
     return out
 
 
-def model_card(facts: RunFacts, architecture: str, model_args: dict, license_name: str, folder_name: str) -> str:
+def model_card(facts: RunFacts, architecture: str, model_args: dict, license_name: str,
+               folder_name: str) -> str:
     """The card's markdown text."""
     cfg = facts.config or {}
     data = cfg.get("data", {}) if isinstance(cfg.get("data"), dict) else {}
@@ -82,14 +83,16 @@ def model_card(facts: RunFacts, architecture: str, model_args: dict, license_nam
     if facts.kind == "fine-tuned classifier":
         method += ", then supervised fine-tuning"
     lines = ["---", "library_name: timm", f"license: {license_name}",
-             "tags:", "- image-classification" if facts.kind == "fine-tuned classifier" else "- image-feature-extraction",
+             "tags:", "- image-classification" if facts.kind == "fine-tuned classifier"
+             else "- image-feature-extraction",
              "- timm", "- maskfeat", "---", "",
              f"# {folder_name}", "",
              f"A {facts.kind} (timm `{architecture}`) exported by `maskfeat convert --to timm-dir`.", "",
              "| | |", "|---|---|", f"| method | {method} |", f"| data | {dataset} |",
              f"| checkpoint origin | {facts.source} |"]
     if facts.step is not None:
-        lines.append(f"| steps / epochs done | {facts.step} / {facts.epoch if facts.epoch is not None else '?'} |")
+        epochs = facts.epoch if facts.epoch is not None else "?"
+        lines.append(f"| steps / epochs done | {facts.step} / {epochs} |")
     lines += [f"| {name} | {value} |" for name, value in facts.figures.items()]
     lines.append(f"| licence | {license_name} |")
     if settings := _settings(cfg):

@@ -176,7 +176,8 @@ def _our_encoder(w: Weights) -> torch.nn.Module | None:
     if w.config is None:
         return None
     reference = build_pretrain_model(w.config).encoder
-    reference.load_state_dict({k[len("encoder."):]: v for k, v in w.pretrain.items() if k.startswith("encoder.")})
+    prefix = len("encoder.")
+    reference.load_state_dict({k[prefix:]: v for k, v in w.pretrain.items() if k.startswith("encoder.")})
     return reference
 
 
@@ -210,9 +211,11 @@ def _write_timm_dir(w: Weights, facts: RunFacts, dst: Path, num_heads: int | Non
     mean_std = (data.get("mean", IMAGENET[0]), data.get("std", IMAGENET[1]))
     config = timm_config(*recipe, shape, recipe[1].get("num_classes", 0), mean_std, license_name)
     card = model_card(facts, recipe[0], config["model_args"], license_name, dst.name)
-    check = (lambda tmp: verify_local_dir(tmp, reference, shape, c is not None)) if verify else (lambda tmp: None)
+    def check(tmp: Path) -> float | None:
+        return verify_local_dir(tmp, reference, shape, c is not None) if verify else None
     diff = write_timm_dir(dst, tensors, shape, recipe, config, card, check)
-    lines = [f"{kind}: width {shape.embed_dim}, depth {shape.depth}, {shape.num_heads} heads, timm {recipe[0]}"]
+    lines = [f"{kind}: width {shape.embed_dim}, depth {shape.depth}, {shape.num_heads} heads, "
+             f"timm {recipe[0]}"]
     if diff is not None:
         what = "logits" if c is not None else "features"
         lines.append(f"checked: timm local-dir {what} equal ours (max abs difference {diff:.2e})")
@@ -253,6 +256,7 @@ def convert(src_path: str, dst_path: str, source: str = "auto", target: str | No
     if target == "timm-dir":
         facts = RunFacts("", source, weights.config, ckpt.get("step"), ckpt.get("epoch"),
                          run_figures(src.parent) if source == "maskfeat" else {})
-        return [f"{src}: {source} checkpoint"] + _write_timm_dir(weights, facts, dst, num_heads, verify, license_name)
+        lines = _write_timm_dir(weights, facts, dst, num_heads, verify, license_name)
+        return [f"{src}: {source} checkpoint"] + lines
     write = _write_classifier if weights.classifier is not None else _write_pretrain
     return [f"{src}: {source} checkpoint"] + write(weights, src, dst, target, num_heads, verify)

@@ -52,7 +52,8 @@ def check_out_dir(dst: Path, overwrite: bool) -> None:
         raise UserError(f"{dst}: parent folder {dst.parent} does not exist")
 
 
-def verify_local_dir(folder: Path, reference: torch.nn.Module | None, shape: VitShape, classifier: bool) -> float | None:
+def verify_local_dir(folder: Path, reference: torch.nn.Module | None, shape: VitShape,
+                     classifier: bool) -> float | None:
     """Load ``folder`` with ``timm.create_model("local-dir:...", pretrained=True)``; with ``reference``
     compare features (encoder) or logits (classifier); returns the max abs difference."""
     import timm
@@ -60,7 +61,8 @@ def verify_local_dir(folder: Path, reference: torch.nn.Module | None, shape: Vit
     try:
         model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
     except (RuntimeError, ValueError, KeyError) as e:
-        raise UserError(f"{folder}: timm cannot load the exported folder ({str(e).splitlines()[0]})") from None
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{folder}: timm cannot load the exported folder ({first})") from None
     if reference is None:
         return None
     g = torch.Generator().manual_seed(0)
@@ -70,7 +72,8 @@ def verify_local_dir(folder: Path, reference: torch.nn.Module | None, shape: Vit
             (reference.eval().forward_features(x), model.forward_features(x))
     diff = (ours - theirs).abs().max().item()
     if diff > 1e-4:
-        raise UserError(f"{folder}: timm's {'logits' if classifier else 'features'} differ from ours by {diff:.3g}")
+        what = "logits" if classifier else "features"
+        raise UserError(f"{folder}: timm's {what} differ from ours by {diff:.3g}")
     return diff
 
 
