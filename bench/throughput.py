@@ -3,6 +3,7 @@
     python bench/throughput.py                      # GPU: ViT-B/16, 224 px, batch 256; CPU: vit-mini, 112 px, batch 32
     python bench/throughput.py --amp bf16,fp16 --compile eager,compiled
     python bench/throughput.py --arch vit-base --img-size 224 --flops-only   # FLOP table only (cheap on a CPU)
+    python bench/throughput.py --arch vit-base --img-size 224 --batch 2 --grad-ckpt   # memory, ckpt off/on
     python bench/throughput.py --data /tmp/jpegs --make-data 4096 --workers 16 --decode cpu,device
 
 Step mode times, on one in-memory batch (uint8 images and block masks already on the device),
@@ -25,6 +26,11 @@ every device) x img/s. ``enc GFLOP`` is the encoder's share (forward + backward 
 Data mode (``--data DIR``) runs the real loader (``data.source=folder``) and our step from JPEG files
 to optimizer step and reports end-to-end img/s and the share of the time spent waiting for data.
 ``--make-data N`` first fills DIR with N JPEGs of ImageNet-like sizes cut from scikit-image's photos.
+
+Memory mode (``--grad-ckpt``) runs our step with ``model.grad_checkpointing`` false and true and
+reports the activation bytes saved for backward per image (counted with
+``torch.autograd.graph.saved_tensors_hooks``: every distinct storage saved during the forward,
+parameters excluded) and, on CUDA, the peak memory of a training step.
 
 The table is printed last; ``--json`` writes the rows with the machine and versions.
 """
@@ -197,6 +203,43 @@ def time_interleaved(steps: dict, device: torch.device, n: int) -> tuple[dict, d
     return times, cpu
 
 
+def saved_activation_bytes(model: torch.nn.Module, forward_backward) -> int:
+    """Bytes of the distinct tensors (not parameters) autograd saves for backward while
+    ``forward_backward()`` runs its forward: what the step holds between forward and backward."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            saved[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        forward_backward()
+    return sum(saved.values())
+
+
+def run_memory_mode(args, env, out_root: Path) -> list[dict]:
+    """Our step without and with model.grad_checkpointing: saved-activation bytes per image, peak memory."""
+    rows = []
+    batch = synthetic_batch(args.batch, args.img_size, 16, 15 if args.img_size >= 224 else 2, env.device)
+    for on in (False, True):
+        cfg = pretrain_config(args, str(out_root / f"ckpt_{on}"), "fp32", False,
+                              [f"model.grad_checkpointing={str(on).lower()}"])
+        trainer = build_trainer(cfg, env)
+        base = memory_base(env.device)
+        saved = saved_activation_bytes(trainer.model, lambda: trainer._forward_backward(batch, sync=True))
+        peak = peak_memory_gib(env.device) - base if env.device.type == "cuda" else None
+        rows.append({"grad_checkpointing": on, "saved_MiB_per_image": saved / args.batch / 2**20,
+                     "peak_GiB": peak, "batch": args.batch})
+        print(f"grad_checkpointing={on}: activations saved for backward "
+              f"{saved / args.batch / 2**20:.1f} MiB/image"
+              + (f", peak {peak:.2f} GiB" if peak is not None else ""), flush=True)
+        del trainer
+    return rows
+
+
 def our_variants(args) -> dict[str, tuple[float, list[str]]]:
     """Our rows: name -> (mask ratio, config overrides). 'full' is today's MaskFeat (mask 0.4)."""
     out = {"full": (0.4, [])}
@@ -355,6 +398,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-steps", action="store_true", help="data mode only")
     p.add_argument("--visible-ratios", default="0.4,0.75",
                    help="comma list of mask ratios for model.encoder=visible rows ('' = the full encoder only)")
+    p.add_argument("--grad-ckpt", action="store_true",
+                   help="memory mode: saved-activation bytes / peak memory, grad checkpointing off and on")
     p.add_argument("--flops-only", action="store_true", help="FLOPs (and nothing timed): cheap for ViT-B on a CPU")
     p.add_argument("--json", default="work_dirs/bench_throughput.json")
     args = p.parse_args(argv)
@@ -383,7 +428,9 @@ def main(argv=None) -> int:
         if env.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        if not args.skip_steps:
+        if args.grad_ckpt:
+            rows += run_memory_mode(args, env, Path(tmp))
+        elif not args.skip_steps:
             rows += run_step_mode(args, env, Path(tmp))
         if args.data:
             rows += run_data_mode(args, env, Path(tmp))
@@ -395,6 +442,8 @@ def main(argv=None) -> int:
     print(f"\n{args.arch}, {args.img_size} px, {timed}, "
           f"{result['machine'].get('gpu', 'CPU')} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
           f"JSON: {out}")
+    if args.grad_ckpt:
+        return 0
     print(format_table(rows))
     return 0 if all(r["img_per_s"] is None or not math.isnan(r["img_per_s"]) for r in rows) else 1
 

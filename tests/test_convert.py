@@ -310,3 +310,55 @@ def test_mmpretrain_classifier_to_a_finetune_checkpoint(pico, tmp_path, capsys):
     net.load_state_dict(load_file(str(tmp_path / "ft.safetensors")), strict=True)
     with torch.no_grad():
         assert (net(x) - ref).abs().max() < 1e-5
+
+
+def test_timm_dir_encoder_loads_by_local_dir_with_same_features(pico, tmp_path, capsys):
+    model, path = pico
+    (path.parent / "log.jsonl").write_text('{"loss": 0.5, "step": 1}\n{"loss": 0.1234, "step": 2}\n')
+    dst = tmp_path / "maskfeat-pico"
+    rc, out, _ = run(capsys, path, dst, "--to", "timm-dir", "--license", "apache-2.0")
+    assert rc == 0 and "checked: timm local-dir features equal ours" in out
+    assert sorted(p.name for p in dst.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    vit = timm.create_model(f"local-dir:{dst}", pretrained=True).eval()
+    assert tuple(vit.pretrained_cfg["input_size"]) == (3, 64, 64) and vit.num_classes == 0
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (vit.forward_features(x) - model.encoder.forward_features(x)).abs().max() < 1e-5
+    card = (dst / "README.md").read_text()
+    assert "license: apache-2.0" in card and "| final training loss (log.jsonl) | 0.1234 |" in card
+    assert "`model.arch`: \"vit-pico\"" in card and f'create_model("local-dir:{dst.name}"' in card
+    # an existing non-empty folder is kept unless --overwrite; nothing half-written is left
+    (dst / "model.safetensors").write_bytes(b"old")
+    rc, _, err = run(capsys, path, dst, "--to", "timm-dir")
+    assert rc == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (dst / "model.safetensors").read_bytes() == b"old"
+    assert run(capsys, path, dst, "--to", "timm-dir", "--overwrite")[0] == 0
+    assert (dst / "model.safetensors").stat().st_size > 1000 and len(list(tmp_path.iterdir())) == 1
+
+
+def test_timm_dir_finetuned_classifier_gives_same_logits(tmp_path, capsys):
+    from maskfeat.convert.arch import VitShape, classifier_config
+    from maskfeat.eval.classifier import build_classifier
+
+    torch.manual_seed(1)
+    cfg = classifier_config(VitShape(96, 2, 3, 16, 64, 4.0), "avg", 5)
+    clf = build_classifier("vit-pico", 64, 16, 5, "avg").eval()
+    with torch.no_grad():
+        for p in clf.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    (tmp_path / "run").mkdir()
+    run_dir = tmp_path / "run"
+    torch.save({"model": clf.state_dict(), "config": cfg, "step": 40, "epoch": 2}, run_dir / "best.pth")
+    (run_dir / "log.jsonl").write_text('{"epoch": 1, "val_top1": 40.0}\n{"epoch": 2, "val_top1": 35.5}\n')
+    dst = tmp_path / "ft-dir"
+    rc, out, _ = run(capsys, tmp_path / "run" / "best.pth", dst, "--to", "timm-dir")
+    assert rc == 0 and "checked: timm local-dir logits equal ours" in out
+    net = timm.create_model(f"local-dir:{dst}", pretrained=True).eval()
+    assert net.num_classes == 5
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert (net(x) - clf(x)).abs().max() < 1e-5
+    card = (dst / "README.md").read_text()
+    assert "| validation top-1, last / best epoch | 35.50 / 40.00 |" in card
+    assert "| steps / epochs done | 40 / 2 |" in card
+    assert "fine-tuned classifier" in card and "- image-classification" in card

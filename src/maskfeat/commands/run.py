@@ -1,13 +1,15 @@
 """``run_maskfeat.py`` / ``maskfeat run``: the model-zoo style front end of our training jobs.
 
-    python run_maskfeat.py --config CONFIG [--launcher none|pytorch] [--nproc-per-node N]
+    python run_maskfeat.py --config CONFIG [--launcher none|pytorch|slurm] [--nproc-per-node N]
         [--amp] [--device TYPE] [--resume [PATH]] [--work-dir DIR] [--cfg-options key=value ...]
 
 CONFIG is one of our YAML recipes (pre-training) or the name of an mmpretrain MaskFeat config
 (ZOO_CONFIGS: with or without folders and ``.py``), which stands for our recipe of the same job.
 ``--launcher pytorch`` starts ``--nproc-per-node`` processes with torch's own launcher
 (``python -m torch.distributed.run --standalone``) unless this process already runs under
-it. ``--cfg-options`` takes our keys and mmpretrain's most used ones (MMPRETRAIN_ALIASES).
+it. ``--launcher slurm``: each ``srun`` task is one process; its rank, world size, local rank and
+master come from SLURM's variables (``engine/slurm.py``) and it runs the job in-process.
+``--cfg-options`` takes our keys and mmpretrain's most used ones (MMPRETRAIN_ALIASES).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import sys
 
 from ..config import ConfigError, builtin_config
 from ..engine.device import device_count, device_type
+from ..engine.slurm import slurm_env
 from ..errors import UserError, exit_code
 from ..tasks import resolve_task, run_task
 
@@ -72,8 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="recipe YAML, e.g. configs/pretrain/maskfeat_vit-base-p16_in1k.yaml, or an "
                         "mmpretrain MaskFeat config name, e.g. "
                         "maskfeat_vit-base-p16_8xb256-amp-coslr-300e_in1k.py")
-    p.add_argument("--launcher", choices=("none", "pytorch"), default="none",
-                   help="none: one process; pytorch: torch.distributed (torchrun)")
+    p.add_argument("--launcher", choices=("none", "pytorch", "slurm"), default="none",
+                   help="none: one process; pytorch: torch.distributed (torchrun); slurm: one process per "
+                        "srun task (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_JOB_NODELIST)")
     p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
                    help="processes to start with --launcher pytorch (default: GPUs, or 1 on CPU)")
     p.add_argument("--amp", action="store_true",
@@ -181,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--nproc-per-node must be >= 1")
     if args.nproc_per_node and args.launcher != "pytorch":
         raise UserError("--nproc-per-node needs --launcher pytorch")
+    if args.launcher == "slurm":
+        slurm_env()                                          # RANK, WORLD_SIZE, ... for this task
     pick_recipe(args)
     overrides = translate(args, _world(args))
     resolve_task(args.job, args.config, overrides)            # every check before processes start

@@ -20,10 +20,12 @@ from ..namemaps import mmpretrain, slowfast
 from ..namemaps.maskfeat import dropped_note, pretraining_only
 from ..namemaps.mmpretrain import ClassifierWeights
 from .arch import VitShape, classifier_config, pretrain_config, read_shape, timm_recipe
+from .model_card import RunFacts, model_card, run_figures
+from .timm_dir import IMAGENET, check_out_dir, timm_config, verify_local_dir, write_timm_dir
 from .timm_export import maskfeat_encoder_to_timm, save_timm
 
 SOURCES = ("auto", "mmpretrain", "slowfast", "maskfeat")
-TARGETS = ("maskfeat", "timm")
+TARGETS = ("maskfeat", "timm", "timm-dir")
 
 
 @dataclass
@@ -166,11 +168,7 @@ def _write_pretrain(w: Weights, src: Path, dst: Path, target: str, num_heads: in
         save_checkpoint({"model": w.pretrain, "config": cfg, "converted_from": f"{w.source}:{src}"}, dst)
         return lines + [f"wrote {dst} (model.arch {cfg['model']['arch']}, "
                         f"hog.gaussian_window {w.gaussian_window})"]
-    reference = None
-    if verify and w.config is not None:
-        reference = build_pretrain_model(w.config).encoder
-        reference.load_state_dict({k[len("encoder."):]: v for k, v in w.pretrain.items()
-                                   if k.startswith("encoder.")})
+    reference = _our_encoder(w) if verify else None
     if note := dropped_note(pretraining_only(w.pretrain)):
         lines.append(note)
     with atomic_path(dst) as tmp:
@@ -181,20 +179,80 @@ def _write_pretrain(w: Weights, src: Path, dst: Path, target: str, num_heads: in
     return lines + [f"wrote {dst}", f"load with: {call}"]
 
 
+def _our_encoder(w: Weights) -> torch.nn.Module | None:
+    """Our encoder with the checkpoint's weights (the reference timm must match), when its config is known."""
+    if w.config is None:
+        return None
+    reference = build_pretrain_model(w.config).encoder
+    prefix = len("encoder.")
+    reference.load_state_dict({k[prefix:]: v for k, v in w.pretrain.items() if k.startswith("encoder.")})
+    return reference
+
+
+def _our_classifier(c: ClassifierWeights, cfg: dict | None) -> torch.nn.Module | None:
+    m = (cfg or {}).get("model", {})
+    if "arch" not in m or "img_size" not in m:
+        return None
+    from ..eval.classifier import build_classifier
+
+    model = build_classifier(m["arch"], m["img_size"], m.get("patch_size", 16), c.num_classes, c.global_pool)
+    model.load_state_dict(c.state_dict)
+    return model
+
+
+def _write_timm_dir(w: Weights, facts: RunFacts, dst: Path, num_heads: int | None, verify: bool,
+                    license_name: str) -> list[str]:
+    """Either kind of weights -> a timm local-dir folder (config.json, model.safetensors, README.md)."""
+    c, where = w.classifier, str(dst)
+    if c is not None:
+        tensors, kind = c.state_dict, "fine-tuned classifier"
+        shape = read_shape(tensors, num_heads or _heads_from_config(w.config), where)
+        recipe = timm_recipe(shape, c.global_pool, c.fc_norm, c.num_classes, c.final_norm)
+        reference = _our_classifier(c, w.config) if verify else None
+    else:
+        tensors, kind = maskfeat_encoder_to_timm(w.pretrain), "pre-trained encoder"
+        shape = read_shape(tensors, num_heads or _heads_from_config(w.config), where)
+        recipe = timm_recipe(shape)
+        reference = _our_encoder(w) if verify else None
+    facts.kind = kind
+    data = (w.config or {}).get("data", {})
+    mean_std = (data.get("mean", IMAGENET[0]), data.get("std", IMAGENET[1]))
+    config = timm_config(*recipe, shape, recipe[1].get("num_classes", 0), mean_std, license_name)
+    card = model_card(facts, recipe[0], config["model_args"], license_name, dst.name)
+    def check(tmp: Path) -> float | None:
+        return verify_local_dir(tmp, reference, shape, c is not None) if verify else None
+    diff = write_timm_dir(dst, tensors, shape, recipe, config, card, check)
+    lines = [f"{kind}: width {shape.embed_dim}, depth {shape.depth}, {shape.num_heads} heads, "
+             f"timm {recipe[0]}"]
+    if diff is not None:
+        what = "logits" if c is not None else "features"
+        lines.append(f"checked: timm local-dir {what} equal ours (max abs difference {diff:.2e})")
+    return lines + [f"wrote {dst}/ (config.json, model.safetensors, README.md)",
+                    f'load with: timm.create_model("local-dir:{dst}", pretrained=True)']
+
+
+def _check_output(src: Path, dst: Path, target: str, overwrite: bool) -> None:
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise UserError(f"{dst}: output would overwrite the input")
+    if target == "timm-dir":
+        check_out_dir(dst, overwrite)
+        return
+    if not dst.parent.is_dir():
+        raise UserError(f"{dst}: output folder {dst.parent} does not exist")
+    if dst.is_dir():
+        raise UserError(f"{dst}: is a folder; give the output file's name")
+
+
 def convert(src_path: str, dst_path: str, source: str = "auto", target: str | None = None,
-            num_heads: int | None = None, verify: bool = True) -> list[str]:
+            num_heads: int | None = None, verify: bool = True, overwrite: bool = False,
+            license_name: str = "other") -> list[str]:
     """Convert ``src_path`` into ``dst_path``; returns lines to print."""
     src, dst = Path(src_path), Path(dst_path)
     if target is None:
         target = "timm" if dst.suffix == ".safetensors" else "maskfeat"
     if target not in TARGETS:
         raise UserError(f"--to: unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise UserError(f"{dst}: output would overwrite the input")
-    if not dst.parent.is_dir():
-        raise UserError(f"{dst}: output folder {dst.parent} does not exist")
-    if dst.is_dir():
-        raise UserError(f"{dst}: is a folder; give the output file's name")
+    _check_output(src, dst, target, overwrite)
     ckpt = load_checkpoint(src)
     if source == "auto":
         source = detect_source(ckpt, str(src))
@@ -203,5 +261,10 @@ def convert(src_path: str, dst_path: str, source: str = "auto", target: str | No
     if source == "maskfeat" and target == "maskfeat":
         raise UserError(f"{src}: already a maskfeat checkpoint")
     weights = READERS[source](ckpt, str(src))
+    if target == "timm-dir":
+        facts = RunFacts("", source, weights.config, ckpt.get("step"), ckpt.get("epoch"),
+                         run_figures(src.parent) if source == "maskfeat" else {})
+        lines = _write_timm_dir(weights, facts, dst, num_heads, verify, license_name)
+        return [f"{src}: {source} checkpoint"] + lines
     write = _write_classifier if weights.classifier is not None else _write_pretrain
     return [f"{src}: {source} checkpoint"] + write(weights, src, dst, target, num_heads, verify)

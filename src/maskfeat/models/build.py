@@ -61,6 +61,7 @@ def build_pretrain_model(cfg: dict, device: torch.device | str = "cpu") -> MaskF
     modality = choose(MODALITIES, cfg, "modality", "image", where="")
     make = choose(PRETRAIN_MODELS, m)
     encoder, target = modality.encoder(m), modality.target(m, h)
+    encoder.set_grad_checkpointing(bool(m.get("grad_checkpointing", False)))   # ViT, video ViT, MViT
     if hasattr(target, "set_impl"):
         target.set_impl(h.get("impl", "auto"), device)
     return make(encoder, target, m)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torchvision.models.video.mvit import MSBlockConfig, MViT
 
 from .token_mask import upsample_mask
@@ -73,6 +74,7 @@ class MViTEncoder(MViT):
         self.embed_dim = settings[-1].output_channels
         self.num_prefix_tokens = 1
         self.mask_token = None
+        self.grad_checkpointing = False
         if pretrain:
             self.head = nn.Identity()
             self.mask_token = nn.Parameter(torch.zeros(1, 1, settings[0].input_channels))
@@ -91,13 +93,20 @@ class MViTEncoder(MViT):
             x = x * (1.0 - w) + self.mask_token.to(x.dtype) * w
         x = self.pos_encoding(x)                                     # (B, 1 + N0, C0)
         for block in self.blocks:
-            x, thw = block(x, thw)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x, thw = checkpoint(block, x, thw, use_reentrant=False)
+            else:
+                x, thw = block(x, thw)
         return self.norm(x), thw                                     # (B, 1 + N, C)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         x, _ = self.forward_tokens(clips)
         x = x[:, 0] if self.head_pool == "cls" else x[:, 1:].mean(1)   # (B, C)
         return self.head(x)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass (as timm's ViTs do)."""
+        self.grad_checkpointing = enable
 
     def no_weight_decay(self) -> set[str]:
         return {"mask_token"} if self.mask_token is not None else set()

@@ -66,6 +66,8 @@ PRETRAIN_JOB = Job("pretrain", shared={
         "img_size": key(112, POSITIVE_INT, "input (crop) size in pixels"),
         "patch_size": key(16, POSITIVE_INT, "ViT patch (video: vit3d only; MViT: Conv3d 3x7x7 stride 2x4x4)"),
         "drop_path_rate": key(0.0, RATE, "stochastic depth"),
+        "grad_checkpointing": key(False, None, "recompute each encoder block in the backward pass: less "
+                                  "activation memory, one more forward of the blocks, same losses"),
         **ENCODER,
     },
     "hog": {
