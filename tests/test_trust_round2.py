@@ -1,0 +1,54 @@
+"""Issue 18, items 9, 10, 13, 14 and 15: counts, logs, checkpoints, stale temp files, k-NN's k."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+from helpers import tiny_pretrain_overrides
+from PIL import Image
+
+from maskfeat.cli import main
+
+
+def _photos(folder, n, size=40):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"p{k}.png")
+
+
+# -- item 9: each bad sample counted once ----------------------------------------------------------
+def test_item9_a_bad_neighbour_in_the_skip_chain_is_counted_once(tmp_path, capsys):
+    imgs = tmp_path / "imgs"
+    _photos(imgs, 6)
+    (imgs / "1_0_text.jpg").write_text("a text file, not a JPEG\n")
+    (imgs / "1_0_zero.jpg").write_bytes(b"")                 # sorted first: text, zero, p0 .. p5
+    out = tmp_path / "run"
+    argv = tiny_pretrain_overrides(out, **{"data.source": "folder", "data.root": imgs, "data.shuffle": "false",
+                                           "data.max_bad_fraction": 0.5, "train.batch_size": 8,
+                                           "train.epochs": 1})
+    assert main(["pretrain", *argv]) == 0
+    err = capsys.readouterr().err
+    assert err.count("skipped unreadable file") == 2
+    assert err.count("1_0_text.jpg") == 1 and err.count("1_0_zero.jpg") == 1
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1] and records[-1]["bad_images"] == 2   # main: 3
+
+
+def test_item9_video_bad_files_are_counted_once_each(tmp_path):
+    pytest.importorskip("av")
+    from test_video_data import _cfg, write_video
+
+    from maskfeat.data.video_loader import build_video_pretrain_dataset
+    write_video(tmp_path / "good.mp4", 30)
+    write_video(tmp_path / "short.mp4", 5)
+    (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "ann.txt").write_text("short.mp4 0\nbroken.mp4 1\nempty.mp4 1\ngood.mp4 2\n")
+    ds = build_video_pretrain_dataset(_cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="ann.txt",
+                                           video_decoder="pyav"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        items = [ds[(i, 0)] for i in range(4)]
+    assert [it["bad"] for it in items] == [1, 1, 1, 0]                  # main: [3, 2, 1, 0] (6 for 3 bad)
+    assert items[0]["bad_paths"].count("\n") == 2                         # the chain is still named in full
