@@ -52,3 +52,39 @@ def test_item9_video_bad_files_are_counted_once_each(tmp_path):
         items = [ds[(i, 0)] for i in range(4)]
     assert [it["bad"] for it in items] == [1, 1, 1, 0]                  # main: [3, 2, 1, 0] (6 for 3 bad)
     assert items[0]["bad_paths"].count("\n") == 2                         # the chain is still named in full
+
+
+# -- item 10: Excel CSV ------------------------------------------------------------------------------
+EXCEL = {  # name: (bytes, (steps, losses) or the words of the one error line)
+    "the issue's case": (b"\xef\xbb\xbf10,0.5\r\n20,0.4\r\n", ([10, 20], [0.5, 0.4])),
+    "a header, CRLF": (b"\xef\xbb\xbfstep,loss\r\n10,0.5\r\n20,0.4\r\n", ([10, 20], [0.5, 0.4])),
+    "two BOMs": (b"\xef\xbb\xbf\xef\xbb\xbf10,0.5\r\n20,0.4\r\n", ([10, 20], [0.5, 0.4])),
+    "trailing empty cells": (b"10,0.5,,\r\n20,0.4,,\r\n", ([10, 20], [0.5, 0.4])),
+    "sep= line": (b"sep=,\r\nstep,loss\r\n10,0.5\r\n", ([10], [0.5])),
+    "CR only": (b"\xef\xbb\xbf10,0.5\r20,0.4\r", ([10, 20], [0.5, 0.4])),
+    "partly numeric first row": (b"10,oops\r\n20,0.4\r\n", ":1: not numbers"),
+    "header-like first cell": (b"step,0.5\r\n20,0.4\r\n", ":1: not numbers"),
+}
+
+
+@pytest.mark.parametrize("case", EXCEL)
+def test_item10_excel_csv_rows_are_headers_only_when_not_numeric(tmp_path, case):
+    from maskfeat.errors import UserError
+    from maskfeat.logs import read_loss_curve
+    data, want = EXCEL[case]
+    path = tmp_path / "excel.csv"
+    path.write_bytes(data)
+    if isinstance(want, str):
+        with pytest.raises(UserError, match=want):
+            read_loss_curve(path)
+        return
+    curve = read_loss_curve(path)
+    assert curve.fmt == "csv" and curve.steps.tolist() == want[0] and curve.losses.tolist() == want[1]
+
+
+def test_item10_compare_loss_reads_the_excel_csv_of_the_issue(tmp_path, capsys):
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf10,0.5\r\n20,0.4\r\n")
+    (tmp_path / "a.jsonl").write_text('{"step": 10, "loss": 0.5}\n{"step": 20, "loss": 0.4}\n')
+    assert main(["compare-loss", str(tmp_path / "excel.csv"), str(tmp_path / "a.jsonl"), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "csv, 2 points" in out and "PASS" in out
