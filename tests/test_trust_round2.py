@@ -88,3 +88,47 @@ def test_item10_compare_loss_reads_the_excel_csv_of_the_issue(tmp_path, capsys):
     assert main(["compare-loss", str(tmp_path / "excel.csv"), str(tmp_path / "a.jsonl"), "--no-plot"]) == 0
     out = capsys.readouterr().out
     assert "csv, 2 points" in out and "PASS" in out
+
+
+# -- item 13: what a file given as a checkpoint is ----------------------------------------------------
+class _Evil:
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def _not_checkpoints(root):
+    import pickle
+    import zipfile
+
+    import torch
+    files = {}
+    Image.new("RGB", (8, 8)).save(root / "photo.pth", format="PNG")
+    files["photo.pth"] = r"not a PyTorch checkpoint \(PNG image\)"
+    Image.new("RGB", (8, 8)).save(root / "photo_jpg.pth", format="JPEG")
+    files["photo_jpg.pth"] = r"not a PyTorch checkpoint \(JPEG image\)"
+    with zipfile.ZipFile(root / "archive.pth", "w") as z:
+        z.writestr("weights.txt", "1 2 3")
+    files["archive.pth"] = r"not a PyTorch checkpoint \(zip archive without data.pkl\)"
+    (root / "recipe.pth").write_text("model:\n  arch: vit-base\n")
+    files["recipe.pth"] = r"not a PyTorch checkpoint \(YAML / text file\)"
+    (root / "config.pth").write_text('{"model": {"arch": "vit-base"}}')
+    files["config.pth"] = r"not a PyTorch checkpoint \(JSON text\)"
+    (root / "empty.pth").write_bytes(b"")
+    files["empty.pth"] = r"not a PyTorch checkpoint \(empty file\)"
+    torch.save({"model": _Evil()}, root / "evil_zip.pth")
+    files["evil_zip.pth"] = r"refused: the pickle would run code \(os.system\)"
+    (root / "evil_raw.pth").write_bytes(pickle.dumps({"model": _Evil()}))          # protocol 4, framed
+    files["evil_raw.pth"] = r"refused: the pickle would run code \(os.system\)"
+    return files
+
+
+def test_item13_a_file_that_is_no_checkpoint_says_what_it_is(tmp_path):
+    from maskfeat.engine.checkpoint import load_checkpoint
+    from maskfeat.errors import UserError
+    from maskfeat.eval.pretrained import read_pretrained
+    for name, words in _not_checkpoints(tmp_path).items():
+        for read in (load_checkpoint, read_pretrained):
+            with pytest.raises(UserError, match=words) as got:
+                read(tmp_path / name)
+            assert "weights_only` argument" not in str(got.value) and "\n" not in str(got.value)
