@@ -132,3 +132,67 @@ def test_item13_a_file_that_is_no_checkpoint_says_what_it_is(tmp_path):
             with pytest.raises(UserError, match=words) as got:
                 read(tmp_path / name)
             assert "weights_only` argument" not in str(got.value) and "\n" not in str(got.value)
+
+
+# -- item 14: temp files of killed writers ------------------------------------------------------------
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)                               # exited: no process has this PID now
+
+
+def test_item14_the_next_run_removes_stale_temp_files_of_dead_writers_only(tmp_path, capsys):
+    import os
+    out = tmp_path / "run"
+    out.mkdir()
+    dead = out / f".last.pth.tmp{_dead_pid()}"
+    dead.write_bytes(b"\0" * (3 << 20))                    # a checkpoint cut by SIGKILL
+    live = out / f".epoch_1.pth.tmp{os.getppid()}"         # a live process's: left alone
+    live.write_bytes(b"\0" * 10)
+    look_alike = out / ".notes.tmpfile"
+    look_alike.write_text("not ours")
+    argv = tiny_pretrain_overrides(out, **{"train.epochs": 1, "data.samples_per_epoch": 8})
+    assert main(["pretrain", *argv]) == 0
+    err = capsys.readouterr().err
+    assert not dead.exists() and live.exists() and look_alike.exists() and (out / "last.pth").is_file()
+    notes = [ln for ln in err.splitlines() if "temp file(s) of killed writers" in ln]
+    assert len(notes) == 1 and dead.name in notes[0] and "3.0 MB" in notes[0] and live.name not in notes[0]
+
+
+def test_item14_knn_output_folder_too(tmp_path, capsys):
+    import os
+    from eval_helpers import folder_overrides, make_folder
+    root = make_folder(tmp_path / "shapes", n_train=2, n_val=1, size=32)
+    out = tmp_path / "knn"
+    out.mkdir()
+    dead = out / f".knn.json.tmp{_dead_pid()}"
+    dead.write_text("{")
+    live = out / f".knn.json.tmp{os.getppid()}"          # a live process (not this one, which writes it)
+    live.write_text("{")
+    assert main(["knn", *folder_overrides(root), "knn.k=2", "eval.progress=false", f"eval.output_dir={out}"]) == 0
+    assert not dead.exists() and live.exists() and "removed 1 temp file(s) of killed writers" in capsys.readouterr().err
+    assert json.loads((out / "knn.json").read_text())["k"] == 2
+
+
+# -- item 15: k-NN's k and top-5 on a tiny set -------------------------------------------------------
+def test_item15_k_is_capped_at_the_train_set_and_top5_is_null_with_few_classes(tmp_path, capsys):
+    from eval_helpers import folder_overrides, make_folder
+    root = make_folder(tmp_path / "shapes", n_train=3, n_val=1, size=32)      # 3 classes x 3 train images
+    out = tmp_path / "knn"
+    assert main(["knn", *folder_overrides(root), "eval.progress=false", f"eval.output_dir={out}"]) == 0
+    got = json.loads((out / "knn.json").read_text())
+    assert got["train_samples"] == 9 and got["k"] == 9 and got["k_requested"] == 20      # main: k 20
+    assert got["top5"] is None and "capped at the 9" in got["note"]                      # main: top-5 100.0
+    err = capsys.readouterr().err
+    assert "note: knn.k=20 capped at the 9 readable train samples" in err and "top-5 n/a" in err
+
+
+def test_item15_top5_is_kept_with_more_than_five_classes():
+    import torch
+
+    from maskfeat.eval.knn import knn_accuracy
+    train = torch.eye(6).repeat(2, 1)
+    labels = torch.arange(6).repeat(2)
+    got = knn_accuracy(train, labels, torch.eye(6), torch.arange(6), 6, k=4)
+    assert got["top1"] == 100.0 and got["top5"] == 100.0 and got["k"] == 4 and "note" not in got
