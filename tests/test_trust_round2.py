@@ -24,9 +24,9 @@ def test_item9_a_bad_neighbour_in_the_skip_chain_is_counted_once(tmp_path, capsy
     (imgs / "1_0_text.jpg").write_text("a text file, not a JPEG\n")
     (imgs / "1_0_zero.jpg").write_bytes(b"")                 # sorted first: text, zero, p0 .. p5
     out = tmp_path / "run"
-    argv = tiny_pretrain_overrides(out, **{"data.source": "folder", "data.root": imgs, "data.shuffle": "false",
-                                           "data.max_bad_fraction": 0.5, "train.batch_size": 8,
-                                           "train.epochs": 1})
+    argv = tiny_pretrain_overrides(out, **{"data.source": "folder", "data.root": imgs, "train.epochs": 1,
+                                           "data.shuffle": "false", "data.max_bad_fraction": 0.5,
+                                           "train.batch_size": 8})
     assert main(["pretrain", *argv]) == 0
     err = capsys.readouterr().err
     assert err.count("skipped unreadable file") == 2
@@ -45,8 +45,8 @@ def test_item9_video_bad_files_are_counted_once_each(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "ann.txt").write_text("short.mp4 0\nbroken.mp4 1\nempty.mp4 1\ngood.mp4 2\n")
-    ds = build_video_pretrain_dataset(_cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="ann.txt",
-                                           video_decoder="pyav"))
+    cfg = _cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="ann.txt", video_decoder="pyav")
+    ds = build_video_pretrain_dataset(cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         items = [ds[(i, 0)] for i in range(4)]
@@ -138,7 +138,8 @@ def test_item13_a_file_that_is_no_checkpoint_says_what_it_is(tmp_path):
 def _dead_pid() -> int:
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True)
     return int(proc.stdout)                               # exited: no process has this PID now
 
 
@@ -170,8 +171,10 @@ def test_item14_knn_output_folder_too(tmp_path, capsys):
     dead.write_text("{")
     live = out / f".knn.json.tmp{os.getppid()}"          # a live process (not this one, which writes it)
     live.write_text("{")
-    assert main(["knn", *folder_overrides(root), "knn.k=2", "eval.progress=false", f"eval.output_dir={out}"]) == 0
-    assert not dead.exists() and live.exists() and "removed 1 temp file(s) of killed writers" in capsys.readouterr().err
+    argv = [*folder_overrides(root), "knn.k=2", "eval.progress=false", f"eval.output_dir={out}"]
+    assert main(["knn", *argv]) == 0
+    assert not dead.exists() and live.exists()
+    assert "removed 1 temp file(s) of killed writers" in capsys.readouterr().err
     assert json.loads((out / "knn.json").read_text())["k"] == 2
 
 

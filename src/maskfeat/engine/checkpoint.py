@@ -41,7 +41,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         if name:
             raise UserError(f"{path}: refused: the pickle would run code ({name}); only tensors and plain "
                             "data are loaded (weights_only=True)") from None
-        raise UserError(f"{path}: refused: not a pickle of tensors and plain data ({_torch_reason(e)})") from None
+        raise UserError(f"{path}: refused: not a pickle of tensors and plain data "
+                        f"({_torch_reason(e)})") from None
     except (RuntimeError, EOFError, OSError, IndexError) as e:
         raise UserError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0][:120]})") from None
     if not isinstance(obj, dict):
@@ -126,12 +127,13 @@ def _pickle_globals(data: bytes) -> list[str]:
     raise ValueError("no STOP")
 
 
-SAFE_MODULES = ("torch", "collections", "_codecs", "builtins")
+SAFE_GLOBALS = {"collections.OrderedDict", "_codecs.encode", "builtins.set", "builtins.frozenset",
+                "builtins.slice", "builtins.complex", "builtins.bytearray"}      # torch's own allow-list too
 OS_ALIASES = {"posix": "os", "nt": "os"}
 
 
 def refused_global(path: Path, message: str) -> str | None:
-    """The global a refused pickle would import (torch's message, else a pickletools scan), e.g. 'os.system'."""
+    """The global a refused pickle would import (torch's message, else a pickletools scan): 'os.system'."""
     named = re.search(r"GLOBAL ([\w.]+)", message)
     if named:
         found = [named.group(1)]
@@ -140,7 +142,7 @@ def refused_global(path: Path, message: str) -> str | None:
             found = _pickle_globals(_pickle_bytes(path)) or []
         except (ValueError, OSError, zipfile.BadZipFile):
             return None
-    unsafe = [g for g in found if g.split(".")[0] not in SAFE_MODULES]
+    unsafe = [g for g in found if g.split(".")[0] != "torch" and g not in SAFE_GLOBALS]
     if not unsafe:
         return None
     module, _, name = unsafe[0].rpartition(".")

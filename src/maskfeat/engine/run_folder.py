@@ -207,6 +207,8 @@ def _plan(folder: Path, lock: RunLock, train: dict, env: DistEnv, model_state: d
         start = plan_start(folder, train["resume"], train["overwrite"], model_state, total_steps, env.device)
     except UserError as e:
         failed = e
+    except OSError as e:                         # e.g. a name too long for the file system
+        failed = UserError(f"train.output_dir: {folder}: {e.strerror or e}")
     except BaseException:                        # NothingToDo, KeyboardInterrupt: let the folder go
         lock.release()
         raise
