@@ -4,6 +4,9 @@ or file, never a traceback, and the run folder it was pointed at (a finished pre
 byte-identical afterwards. A table, not a list of tests: one more case is one more row."""
 import pickle
 import shutil
+import subprocess
+import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -66,7 +69,55 @@ def world(tmp_path_factory, tiny_run):
     w["float_step"].write_text('{"step": 1.5, "loss": 0.5}\n')
     w["three_cols"] = root / "three.csv"
     w["three_cols"].write_text("step,loss,lr\n1,0.5,0.1\n")
+    trust_round2_world(w, root)
     return w
+
+
+ODD = [" space .png", "ünïcødé_猫.png", "-dash.png", "x" * 200 + ".png", "semi;colon's.png", "new\nline.png"]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True)
+    return int(proc.stdout)                                   # exited: no process has this PID now
+
+
+def trust_round2_world(w: dict, root) -> None:
+    """Issue 18's files: what is not a checkpoint, Excel CSVs, odd names, damaged shards, stale temps."""
+    for name, fmt in (("png.pth", "PNG"), ("jpeg.pth", "JPEG")):
+        Image.open(w["photo"]).save(root / name, format=fmt)
+    with zipfile.ZipFile(root / "zip.pth", "w") as z:
+        z.writestr("weights.txt", "1 2 3")
+    (root / "recipe.pth").write_text("model:\n  arch: vit-base\n")
+    (root / "empty.pth").write_bytes(b"")
+    (root / "excel.csv").write_bytes(b"\xef\xbb\xbf1,0.5\r\n2,0.4\r\n")
+    (root / "excel2.csv").write_bytes(b"\xef\xbb\xbf\xef\xbb\xbfstep,loss,,\r\n1,0.5,,\r\n2,0.4,,\r\n")
+    (root / "excel_ref.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n')
+    (root / "empty.csv").write_bytes(b"\xef\xbb\xbf\r\n")
+    (root / "oops.csv").write_bytes(b"1,oops\r\n2,0.4\r\n")
+    odd = root / "odd names"
+    odd.mkdir()
+    for name in ODD:
+        shutil.copy(w["photo"], odd / name)
+    w["odd"] = odd
+    pair = root / "bad_pair"
+    pair.mkdir()
+    for k in range(6):
+        shutil.copy(w["photo"], pair / f"p{k}.png")
+    (pair / "1_0_text.jpg").write_text("a text file, not a JPEG\n")
+    (pair / "1_0_zero.jpg").write_bytes(b"")
+    stale = root / "knn_stale"
+    stale.mkdir()
+    (stale / f".knn.json.tmp{_dead_pid()}").write_text("{")
+    assert main([*prepare(str(w["labelled"] / "train"), "sh")(w), "--shard-samples", "4"]) == 0
+    for damage in ("trunc", "missing", "badjson", "nomanifest", "notjson"):
+        shutil.copytree(root / "sh", root / f"sh_{damage}")
+    first = root / "sh_trunc" / "shard-000000.tar"
+    first.write_bytes(first.read_bytes()[:3000])
+    (root / "sh_missing" / "shard-000000.tar").unlink()
+    (root / "sh_badjson" / "manifest.json").write_text('{"shards": [')
+    (root / "sh_nomanifest" / "manifest.json").unlink()
+    (root / "sh_notjson" / "manifest.json").write_bytes(b"\x89PNG\r\n\x1a\n")
 
 
 def pretrain(w, *extra):
@@ -79,6 +130,36 @@ def evaluation(job, w, *extra, data="labelled"):
     return [job, f"model.pretrained={w['ckpt']}", "data.source=folder", f"data.root={w[data]}",
             "data.num_workers=0", out, f"{section}.progress=false", *(["train.batch_size=4"] if job != "knn" else []),
             *extra]
+
+
+def at(w, name: str) -> str:
+    return str(w["root"] / name)
+
+
+def elsewhere(w, name):
+    return f"train.output_dir={at(w, name)}"
+
+
+def folder(w, name):
+    return ["data.source=folder", f"data.root={at(w, name)}", elsewhere(w, "out_" + name)]
+
+
+def weights(job, name):
+    return lambda w: evaluation(job, w, f"model.pretrained={at(w, name)}")
+
+
+def compare(name, ref="excel_ref.jsonl"):
+    return lambda w: ["compare-loss", at(w, name), at(w, ref), "--no-plot"]
+
+
+def shards(damage):
+    return lambda w: pretrain(w, "data.source=shards", f"data.root={at(w, 'sh_' + damage)}", "train.epochs=1",
+                              elsewhere(w, "out_sh_" + damage), "train.batch_size=4")
+
+
+def prepare(root, out):
+    return lambda w: ["prepare", "--input", "folder", "--root", root, "--out", at(w, out), "--procs", "1",
+                      "--no-progress"]
 
 
 # (case, argv from the world, expected exit status, words the one stderr line (exit 2) or stderr (exit 0) holds)
@@ -171,6 +252,64 @@ CASES = [
      2, ["float_step.jsonl:1", "step"]),
     ("compare-loss: three columns", lambda w: ["compare-loss", str(w["three_cols"]), str(w["run"] / "log.jsonl")],
      2, ["three.csv", "two columns"]),
+    # issue 18 (items 9, 10, 13, 14, 15) and more of the same kind
+    ("finetune: a PNG renamed .pth",
+     weights("finetune", "png.pth"), 2, ["png.pth", "not a PyTorch checkpoint (PNG image)"]),
+    ("convert: a JPEG renamed .pth",
+     lambda w: ["convert", at(w, "jpeg.pth"), at(w, "y.pth")], 2,
+     ["jpeg.pth", "not a PyTorch checkpoint (JPEG image)"]),
+    ("visualize: an empty checkpoint",
+     lambda w: ["visualize", at(w, "empty.pth"), str(w["photo"]), "--out-dir", str(w["run"])], 2,
+     ["empty.pth", "(empty file)"]),
+    ("knn: a zip without data.pkl",
+     weights("knn", "zip.pth"), 2, ["zip.pth", "zip archive without data.pkl"]),
+    ("linprobe: a YAML file as checkpoint",
+     weights("linprobe", "recipe.pth"), 2, ["recipe.pth", "YAML / text"]),
+    ("resume: a PNG renamed .pth",
+     lambda w: pretrain(w, f"train.resume={at(w, 'png.pth')}", "train.overwrite=true"), 2,
+     ["png.pth", "PNG image"]),
+    ("finetune: code in a pickle names it",
+     weights("finetune", "evil.pth"), 2, ["evil.pth", "refused: the pickle would run code (builtins.print)"]),
+    ("compare-loss: Excel CSV", compare("excel.csv"), 0, []),
+    ("compare-loss: Excel CSV, two BOMs, header", compare("excel2.csv"), 0, []),
+    ("compare-loss: partly numeric first row", compare("oops.csv"), 2, ["oops.csv:1", "not numbers"]),
+    ("compare-loss: an empty CSV", compare("empty.csv"), 2, ["empty.csv", "empty"]),
+    ("pretrain: two bad files side by side",
+     lambda w: pretrain(w, *folder(w, "bad_pair"), "data.shuffle=false", "data.max_bad_fraction=0.5",
+                        "train.epochs=1"), 0, ["1_0_text.jpg", "1_0_zero.jpg"]),
+    ("knn: k over the train set",
+     lambda w: evaluation("knn", w, f"eval.output_dir={at(w, 'knn_small')}"), 0,
+     ["knn.k=20 capped at the 12", "top-5 n/a"]),
+    ("knn: a killed writer's temp file",
+     lambda w: evaluation("knn", w, "knn.k=4", f"eval.output_dir={at(w, 'knn_stale')}"), 0,
+     ["removed 1 temp file(s) of killed writers", ".knn.json.tmp"]),
+    ("pretrain: odd file names",
+     lambda w: pretrain(w, *folder(w, "odd names"), "train.epochs=1", "train.batch_size=3"), 0, []),
+    ("pretrain: output folder with spaces and unicode",
+     lambda w: pretrain(w, "train.epochs=1", elsewhere(w, "o ü 猫 -x")), 0, []),
+    ("pretrain: output name too long",
+     lambda w: pretrain(w, elsewhere(w, "y" * 300)), 2, ["train.output_dir", "yyy"]),
+    ("visualize: odd image names",
+     lambda w: ["visualize", str(w["ckpt"]), *(str(w["odd"] / n) for n in ODD[:3]),
+                "--out-dir", at(w, "vis odd")], 0, []),
+    ("knn: output folder with a leading dash",
+     lambda w: evaluation("knn", w, "knn.k=4", f"eval.output_dir={at(w, '-knn')}"), 0, []),
+    ("knn: data.root is a file",
+     lambda w: evaluation("knn", w, f"data.root={w['a_file']}"), 2, ["a_file.txt"]),
+    ("finetune: pretrained path with spaces, missing",
+     lambda w: evaluation("finetune", w, "model.pretrained=/n o/ü.pth"), 2, ["/n o/ü.pth"]),
+    ("convert: output name with spaces and unicode",
+     lambda w: ["convert", str(w["ckpt"]), at(w, "timm ü.safetensors")], 0, []),
+    ("shards: a truncated tar", shards("trunc"), 0, ["skipped unreadable file", "shard-000000.tar"]),
+    ("shards: a shard missing", shards("missing"), 2, ["shard-000000.tar", "not found"]),
+    ("shards: manifest cut mid-JSON", shards("badjson"), 2, ["manifest.json", "not a maskfeat shard"]),
+    ("shards: no manifest", shards("nomanifest"), 2, ["manifest.json", "not found"]),
+    ("shards: manifest a PNG", shards("notjson"), 2, ["manifest.json"]),
+    ("prepare: --root missing", prepare("/no/such/dir", "sh_x"), 2, ["/no/such/dir"]),
+    ("prepare: --out is a file",
+     lambda w: ["prepare", "--input", "folder", "--root", str(w["odd"]), "--out", str(w["a_file"]),
+                "--procs", "1", "--no-progress"], 2, ["a_file.txt"]),
+    ("prepare: odd file names", lambda w: prepare(str(w["odd"]), "sh odd ü")(w), 0, []),
 ]
 
 
@@ -194,7 +333,7 @@ def test_every_bad_input_is_one_line_or_skipped_and_the_run_folder_is_untouched(
             before = snapshot(world["run"])
     print(f"sweep: {len(CASES)} cases across pretrain, finetune, linprobe, knn, visualize, convert, compare-loss; "
           f"{len(tracebacks)} tracebacks, {len(changed)} changed the run folder")
-    assert len(CASES) >= 40
+    assert len(CASES) >= 90
     assert not tracebacks, tracebacks
     assert not changed, changed
     assert not wrong, "\n".join(wrong)

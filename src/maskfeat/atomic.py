@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -9,6 +10,44 @@ from pathlib import Path
 def temp_name(path: Path) -> Path:
     """The hidden name ``path`` is written under until it is complete ('.name.tmp<pid>')."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0                      # another user's process (alive); a nonsense PID is no process
+    return True
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[tuple[str, int]]:
+    """Remove from ``folder`` (not its sub-folders) the temp files (``temp_name``) of writers that are no
+    longer running on this machine (killed mid-write: up to a whole checkpoint); a live PID's is left.
+    Returns (name, bytes) of each removed."""
+    removed = []
+    for p in sorted(Path(folder).glob(".*.tmp*")):
+        m = TEMP_NAME.match(p.name)
+        if not m or not p.is_file() or _alive(int(m["pid"])):
+            continue
+        try:
+            size = p.stat().st_size
+            p.unlink()
+        except OSError:
+            continue                        # gone meanwhile, or not ours to remove: left as it is
+        removed.append((p.name, size))
+    return removed
+
+
+def stale_note(folder: str | Path, removed: list[tuple[str, int]]) -> str:
+    """One line naming what ``remove_stale_temp_files`` removed."""
+    mb = sum(size for _, size in removed) / 2**20
+    names = ", ".join(name for name, _ in removed[:3]) + (", ..." if len(removed) > 3 else "")
+    return f"removed {len(removed)} temp file(s) of killed writers from {folder} ({names}; {mb:.1f} MB)"
 
 
 @contextmanager

@@ -11,7 +11,8 @@ The formats read, told apart by content (in this order):
 * JSON lines, one object per line: ours (``<output_dir>/log.jsonl``) and mmengine's
   ``vis_data/*.json`` (keys lr, data_time, grad_norm, loss, time, epoch, iter, memory, step).
   Lines without ``loss`` (mmengine's validation lines) are skipped; every line must parse.
-* A two-column ``step,loss`` CSV; the first row is a header when it is not numeric.
+* A two-column ``step,loss`` CSV (Excel's too: BOM, CRLF, ``sep=,``, trailing empty cells); the first
+  row is a header only when no cell of it is a number.
 
 In the text formats every other line (progress bars, warnings, tracebacks, validation lines) is
 passed over; a file with no loss line is an error. Files are read as UTF-8 (a BOM is dropped).
@@ -123,18 +124,36 @@ def _parse_jsonl(text: str, path: Path) -> LossCurve:
                    "jsonl", path)
 
 
+def _csv_cells(row: list[str]) -> list[str]:
+    """A row's cells without a stray byte-order mark, surrounding blanks or Excel's trailing empty cells."""
+    cells = [c.replace("\ufeff", "").strip() for c in row]
+    while len(cells) > 2 and not cells[-1]:
+        cells.pop()
+    return cells
+
+
+def _csv_number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
 def _parse_csv(text: str, path: Path) -> LossCurve:
+    """A first row is a header only when none of its cells is a number (a partly numeric first row
+    is an error, not a header); Excel's ``sep=,`` first line is passed over."""
     points: dict[int, float] = {}
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    rows = [_csv_cells(r) for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    if rows and rows[0][0].lower().startswith("sep="):
+        rows = rows[1:]
     for i, row in enumerate(rows):
         if len(row) != 2:
             raise UserError(f"{path}:{i + 1}: expected two columns step,loss, got {len(row)}")
-        try:
-            step, loss = float(row[0]), float(row[1])
-        except ValueError:
-            if i == 0:
+        step, loss = (_csv_number(c) for c in row)
+        if step is None or loss is None:
+            if i == 0 and step is None and loss is None:
                 continue  # header
-            raise UserError(f"{path}:{i + 1}: not numbers: {','.join(row)!r}") from None
+            raise UserError(f"{path}:{i + 1}: not numbers: {','.join(row)!r}")
         if step != int(step):
             raise UserError(f"{path}:{i + 1}: step is not an integer: {row[0]!r}")
         points[int(step)] = loss

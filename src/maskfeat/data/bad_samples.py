@@ -11,9 +11,10 @@ or too short, a shard member missing): skip, count, name. Every data set goes th
   as a blank item with 'valid' False, which the evaluation leaves out and counts; no other sample
   ever stands in for it.
 
-Items carry 'bad' (how many bad samples this item stands for) and 'bad_paths' (their names, one a
-line: '<file or shard:key> (<first line of the error>)'); the Trainer names each once and applies
-data.max_bad_fraction.
+Items carry 'bad' (1 when the sample this item stands for, its own index, was bad, else 0: a bad
+neighbour met in its skip chain is counted when its own index is drawn, so each bad sample is counted
+once per draw) and 'bad_paths' (the names of every bad sample met, one a line: '<file or shard:key>
+(<first line of the error>)'); the Trainer names each once and applies data.max_bad_fraction.
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def too_many(bad: list[str], what: str) -> UserError:
 
 
 def counted(item: dict, bad: list[str]) -> dict:
-    return {**item, "bad": len(bad), "bad_paths": "\n".join(bad)}
+    """``item`` + 'bad' / 'bad_paths' for the chain ``bad`` of ``read_skipping`` (which starts at the
+    item's own index: a non-empty chain means that index was bad)."""
+    return {**item, "bad": int(bool(bad)), "bad_paths": "\n".join(bad)}
 
 
 def read_skipping(index: int, n: int, read, name, what: str = "files in a row failed to decode",

@@ -157,7 +157,7 @@ class DeviceDecoder:
         flat = batch["jpeg"]
         for k, got in zip(todo, self._decode_jpegs([flat[offsets[k]:offsets[k + 1]] for k in todo])):
             if isinstance(got, str):
-                bad[k] += 1
+                bad[k] = 1                              # this item's sample is bad: counted once
                 bad_paths[k] = "\n".join(filter(None, [bad_paths[k], f"{batch['paths'][k]} ({got})"]))
             else:
                 images[k] = apply_crop(got, boxes[k][:4], bool(boxes[k][4]), self.size)

@@ -11,7 +11,8 @@ How a start is decided (``plan_start``), with ``last.pth`` the folder's checkpoi
   also removes what an earlier start left without any checkpoint (a log, a config).
 
 ``open_run_folder`` is the one step a task calls before training: every check first (the lock, the
-start plan), then rank 0 takes the lock, clears what the start replaces and writes ``config.yaml``.
+start plan), then rank 0 takes the lock, removes the temp files of killed writers (``.last.pth.tmp<PID>``
+of a dead PID; one line says so), clears what the start replaces and writes ``config.yaml``.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import remove_stale_temp_files, stale_note
 from ..config import save_config
 from ..errors import NothingToDo, UserError
 from .checkpoint import load_checkpoint
@@ -209,6 +211,8 @@ def _plan(folder: Path, lock: RunLock, train: dict, env: DistEnv, model_state: d
         start = plan_start(folder, train["resume"], train["overwrite"], model_state, total_steps, env.device)
     except UserError as e:
         failed = e
+    except OSError as e:                         # e.g. a name too long for the file system
+        failed = UserError(f"train.output_dir: {folder}: {e.strerror or e}")
     except BaseException:                        # NothingToDo, KeyboardInterrupt: let the folder go
         lock.release()
         raise
@@ -224,6 +228,8 @@ def _take(folder: Path, lock: RunLock, start: Start, cfg: dict, env: DistEnv) ->
         try:
             check_writable(folder)
             lock.claim()
+            if stale := remove_stale_temp_files(folder):
+                env.print_main(stale_note(folder, stale))
             if start.clear_folder and (gone := clear_run_files(folder)):
                 env.print_main(f"starting from scratch in {folder}: removed {', '.join(gone)}")
             save_config(cfg, folder / "config.yaml")

@@ -206,8 +206,8 @@ class Trainer:
     def _note_bad_files(self, batch: dict) -> None:
         if "bad" not in batch:
             return
-        n = int(batch["bad"].sum())
-        self.samples_seen += len(batch["bad"]) + n
+        n = int(batch["bad"].sum())                 # items standing for a bad sample (0 or 1 each)
+        self.samples_seen += len(batch["bad"])
         if n:
             self.bad_seen += n
             for entry in batch.get("bad_paths", []):

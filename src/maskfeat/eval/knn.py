@@ -82,8 +82,15 @@ def knn_scores(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats
 
 def knn_accuracy(train_feats, train_labels, test_feats, test_labels, num_classes: int, k: int = 20,
                  temperature: float = 0.07) -> dict:
-    """Top-1 / top-5 (%) of the weighted k-NN classifier."""
-    scores = knn_scores(train_feats, train_labels, test_feats, num_classes, k, temperature)
+    """Top-1 / top-5 (%) of the weighted k-NN classifier. ``k`` is capped at the train set size (the
+    metrics' 'k' is the one used; 'k_requested' and a 'note' say so); 'top5' is None with 5 classes
+    or fewer, where it would be 100 whatever the features."""
+    used = min(k, len(train_labels))
+    scores = knn_scores(train_feats, train_labels, test_feats, num_classes, used, temperature)
     hits = topk_correct(scores, test_labels.to(scores.device)).float().mean(dim=0)
-    return {"top1": 100.0 * hits[0].item(), "top5": 100.0 * hits[1].item(), "k": k,
-            "temperature": temperature, "train_samples": len(train_labels), "test_samples": len(test_labels)}
+    out = {"top1": 100.0 * hits[0].item(), "top5": 100.0 * hits[1].item() if num_classes > 5 else None,
+           "k": used, "temperature": temperature, "train_samples": len(train_labels),
+           "test_samples": len(test_labels)}
+    if used < k:
+        out.update(k_requested=k, note=f"knn.k={k} capped at the {used} readable train samples")
+    return out

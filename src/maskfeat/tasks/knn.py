@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import remove_stale_temp_files, stale_note, write_atomic
 from ..config_checks import check_values
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.run_folder import check_writable
@@ -53,11 +54,16 @@ def run(cfg: dict, env: DistEnv) -> dict:
     if env.is_main:
         check_writable(out)
     metrics = knn_metrics(cfg, env)
+    if "note" in metrics:
+        env.print_main(f"note: {metrics['note']}")
+    top5 = "n/a (5 classes or fewer)" if metrics["top5"] is None else f"{metrics['top5']:.2f}"
     env.print_main(f"k-NN (k={metrics['k']}, T={metrics['temperature']}): top-1 {metrics['top1']:.2f}  "
-                   f"top-5 {metrics['top5']:.2f}  "
+                   f"top-5 {top5}  "
                    f"{coverage(metrics['test_samples'], metrics['test_total'], 'val')}; "
                    f"neighbours {coverage(metrics['train_samples'], metrics['train_total'], 'train')} "
                    f"({env.world} process(es)) -> {out / 'knn.json'}")
     if env.is_main:
-        (out / "knn.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if stale := remove_stale_temp_files(out):
+            env.print_main(stale_note(out, stale))
+        write_atomic(out / "knn.json", (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics
