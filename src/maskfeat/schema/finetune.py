@@ -10,13 +10,10 @@ from .common import (
                      DIST,
                      EVAL_INTERVAL,
                      LAYER_DECAY,
-                     LOADER,
-                     MAX_IMAGE_PIXELS,
-                     NORMALISE,
                      OPTIM,
-                     SHARDS,
                      TRAIN,
 )
+from .labelled import LABELLED_DATA
 from .pretrain import PRETRAIN_JOB
 from .spec import (
                      COUNT,
@@ -24,7 +21,6 @@ from .spec import (
                      POSITIVE,
                      POSITIVE_INT,
                      RATE,
-                     SUB_FOLDER,
                      Job,
                      choice,
                      key,
@@ -43,30 +39,6 @@ EVAL_MODEL = {
                       "a `maskfeat pretrain` checkpoint ('' = random init: set arch / sizes)"),
 }
 
-# Labelled images, shared by the three evaluation jobs (see maskfeat.data.labelled).
-LABELLED_DATA = {
-    "source": key("fashion-mnist", None,
-                  "folder | list (mmpretrain list file) | idx | fashion-mnist | shards"),
-    "root": key("", None, "folder: root/<split>/<class>/...; list: data_root; idx: folder of IDX files; "
-                "shards: root/<split>/"),
-    "train_split": key("train", SUB_FOLDER,
-                       "folder: sub-folder; list: image prefix under root; idx: file prefix"),
-    "val_split": key("val", SUB_FOLDER, "idx: 'val' also finds 't10k-*' (MNIST-style test files)"),
-    "train_ann_file": key("meta/train.txt", None, "list: 'relative/path label' lines, relative to root"),
-    "val_ann_file": key("meta/val.txt", None, "as train_ann_file, for the validation split"),
-    "train_subset": key(0, COUNT, "use a fixed random subset of this many samples (0 = all)"),
-    "val_subset": key(0, COUNT, "as train_subset, for the validation split"),
-    **NORMALISE,
-    "interpolation": key("bicubic", choice("bicubic", "bilinear", "nearest", "random"),
-                         "resize interpolation"),
-    "crop_pct": key(1.0, number(0, 1, lo_open=True), "eval: resize to img_size / crop_pct, centre crop "
-                    "(ImageNet: 0.875)"),
-    **LOADER,
-    "max_image_pixels": key(MAX_IMAGE_PIXELS, COUNT, "images whose header claims more pixels are unreadable "
-                            "(0 = no limit)"),
-    "shuffle": key(True, None, "training split: false = in the data set's order (evaluation always is)"),
-    **SHARDS,
-}
 EVAL_CROP = overlay(CROP, {"scale": [0.08, 1.0]})
 
 FINETUNE_JOB = Job("finetune", shared={
