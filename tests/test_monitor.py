@@ -34,11 +34,13 @@ def test_monitor_is_maskfeat_knn_on_the_checkpoint_and_leaves_the_losses(tmp_pat
     assert ckpt["extra"]["knn_monitor"]["history"] == recs          # kept in the checkpoint
     # the same number `maskfeat knn` gives on the checkpoint the monitor saw (val subset: the same 10)
     assert main(["knn", "data.source=folder", f"data.root={root}",
-                 "data.num_workers=0", "data.val_subset=10", "knn.k=5", f"model.pretrained={out / 'last.pth'}",
-                 "eval.progress=false", f"eval.output_dir={tmp_path / 'knn'}"]) == 0
+                 "data.num_workers=0", "data.val_subset=10", "knn.k=5",
+                 f"model.pretrained={out / 'last.pth'}", "eval.progress=false",
+                 f"eval.output_dir={tmp_path / 'knn'}"]) == 0
     knn = json.loads((tmp_path / "knn" / "knn.json").read_text())
     assert knn["test_samples"] == 10 and knn["train_samples"] == 24
-    assert knn["top1"] == pytest.approx(recs[-1]["knn_top1"]) and knn["top5"] == pytest.approx(recs[-1]["knn_top5"])
+    assert knn["top1"] == pytest.approx(recs[-1]["knn_top1"])
+    assert knn["top5"] == pytest.approx(recs[-1]["knn_top5"])
     # the monitor changes no loss: a run without it logs the same numbers
     assert main(["pretrain", *tiny_pretrain_overrides(off)]) == 0
     assert log_losses(out / "log.jsonl") == log_losses(off / "log.jsonl")
@@ -51,9 +53,10 @@ def test_monitor_is_maskfeat_knn_on_the_checkpoint_and_leaves_the_losses(tmp_pat
 
 
 def test_csv_tracker_appends_on_resume(tmp_path):
+    args = [*tiny_pretrain_overrides(tmp_path / "run"), "train.report_to=[csv]"]
     out = tmp_path / "run"
-    assert main(["pretrain", *tiny_pretrain_overrides(out), "train.max_steps=8", "train.report_to=[csv]"]) == 0
-    assert main(["pretrain", *tiny_pretrain_overrides(out), "train.report_to=[csv]"]) == 0
+    assert main(["pretrain", *args, "train.max_steps=8"]) == 0
+    assert main(["pretrain", *args]) == 0
     text = (out / "log.csv").read_text()
     rows = list(csv.DictReader(text.splitlines()))
     assert text.count("\nlr,") + text.startswith("lr,") == 1
@@ -89,9 +92,10 @@ def test_wandb_absent_is_one_line(tmp_path):
 def test_wandb_offline_run_resumes_the_same_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     out = tmp_path / "run"
-    assert main(["pretrain", *tiny_pretrain_overrides(out), "train.max_steps=8", "train.report_to=[wandb]"]) == 0
+    args = [*tiny_pretrain_overrides(out), "train.report_to=[wandb]"]
+    assert main(["pretrain", *args, "train.max_steps=8"]) == 0
     first = (out / "wandb_run_id.txt").read_text().strip()
-    assert main(["pretrain", *tiny_pretrain_overrides(out), "train.report_to=[wandb]"]) == 0
+    assert main(["pretrain", *args]) == 0
     assert (out / "wandb_run_id.txt").read_text().strip() == first
     runs = sorted(p.name for p in (out / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(name.endswith(first) for name in runs)

@@ -79,7 +79,8 @@ class TensorBoardWriter:
         if self._tb is None:
             return
         for k, v in _scalars(record).items():
-            self._tb.add_scalar(f"{'monitor' if k.startswith('knn') else 'train'}/{k}", v, record.get("step", 0))
+            group = "monitor" if k.startswith("knn") else "train"
+            self._tb.add_scalar(f"{group}/{k}", v, record.get("step", 0))
 
     def close(self) -> None:
         if self._tb is not None:

@@ -30,8 +30,8 @@ from .distributed import DistEnv, any_rank
 
 LOCK_NAME = ".run.lock"
 # what the Trainer and the tasks write into a run folder (removed by train.overwrite=true)
-RUN_FILES = ("last.pth", "best.pth", "log.jsonl", "loss_curve.png", "config.yaml", "metrics.json", "eval.json",
-             "log.csv", "wandb_run_id.txt")
+RUN_FILES = ("last.pth", "best.pth", "log.jsonl", "loss_curve.png", "config.yaml", "metrics.json",
+             "eval.json", "log.csv", "wandb_run_id.txt")
 RUN_DIRS = ("tensorboard", "wandb")      # trackers' folders
 RUN_GLOBS = ("epoch_*.pth",)
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "step", "epoch", "iter_in_epoch", "rng")

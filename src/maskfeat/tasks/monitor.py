@@ -44,13 +44,15 @@ class KnnMonitor:
         t0, rng = time.perf_counter(), rng_state(self.env.device)
         model, was_training = trainer.model, trainer.model.training
         try:
-            feats, num_classes = embed_splits(Pooled(model.encoder, self.mon["pool"]), self.datasets, self.data,
-                                              self.mon["batch_size"], self.env, self.seed, trainer.dtype)
+            features = Pooled(model.encoder, self.mon["pool"])
+            feats, num_classes = embed_splits(features, self.datasets, self.data, self.mon["batch_size"],
+                                              self.env, self.seed, trainer.dtype)
         finally:
             model.train(was_training)
             set_rng_state(rng, self.env.device)
         m = knn_accuracy(*feats["train"], *feats["val"], num_classes, self.mon["k"], self.mon["temperature"])
-        rec = {"knn_top1": m["top1"], "knn_top5": m["top5"], "knn_seconds": round(time.perf_counter() - t0, 3)}
+        seconds = round(time.perf_counter() - t0, 3)
+        rec = {"knn_top1": m["top1"], "knn_top5": m["top5"], "knn_seconds": seconds}
         self.history.append({"epoch": epoch, "step": trainer.state.step, **rec})
         return rec
 

@@ -47,7 +47,8 @@ def plot_loss_curve(log_path: str | Path, png_path: str | Path, cfg: dict | None
     handles = ax.plot(curve.steps, curve.losses, lw=1.5, label="loss (masked MSE)")
     level = reference_level(cfg)
     if level is not None:
-        handles.append(ax.axhline(level, color="grey", ls="--", lw=1, label=f"predict-zero level {level:.3f}"))
+        handles.append(ax.axhline(level, color="grey", ls="--", lw=1,
+                                  label=f"predict-zero level {level:.3f}"))
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
