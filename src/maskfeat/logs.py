@@ -119,6 +119,21 @@ def read_log(path: str | Path) -> dict[int, dict]:
     return parse_records(_read_text(Path(path)), Path(path))
 
 
+def read_metric(path: str | Path, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of the records of a JSON-lines log that carry ``key`` (e.g. the k-NN monitor's
+    'knn_top1' on its epoch lines), in log order, a step logged twice keeping its last value; empty
+    lists for a log without it or not JSON lines."""
+    points: dict[int, float] = {}
+    for line in _read_text(Path(path)).splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            return [], []
+        if isinstance(rec, dict) and isinstance(rec.get(key), (int, float)) and "step" in rec:
+            points[int(rec["step"])] = float(rec[key])
+    return list(points), list(points.values())
+
+
 def _parse_jsonl(text: str, path: Path) -> LossCurve:
     return _finish({step: float(rec["loss"]) for step, rec in parse_records(text, path).items()},
                    "jsonl", path)

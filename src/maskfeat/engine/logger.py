@@ -1,15 +1,22 @@
-"""Run outputs on rank 0: the JSON-lines log, its text lines on stdout (mmengine's format),
-TensorBoard scalars, messages on stderr."""
+"""Run outputs on rank 0: the JSON-lines log, its text lines on stdout (mmengine's format), the
+trackers of ``train.report_to`` (TensorBoard, CSV, W&B: a table of writers), messages on stderr."""
 from __future__ import annotations
 
+import csv
 import datetime
+import importlib.util
 import json
 import math
+import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from tqdm import tqdm
+
+from ..atomic import atomic_path
+from ..errors import UserError
 
 LOSS_DECIMALS = 8          # text lines keep the loss to 8 decimals (7 significant digits at least)
 _HEAD_KEYS = ("lr", "time", "data_time", "memory", "epoch", "iter", "step")
@@ -57,33 +64,122 @@ def val_text_line(record: dict, epochs: int) -> str:
     return _stamped(f"{_epoch_tag('val', record['epoch'], epochs)}  " + "  ".join(fields))
 
 
-class RunLogger:
-    """Appends one JSON object per line to ``log.jsonl``; mirrors scalars to TensorBoard
-    when it is installed; with ``text``, ``text_line`` prints to stdout. Inactive (writes nothing)
-    on ranks other than 0."""
+class TensorBoardWriter:
+    """Scalars under ``<output_dir>/tensorboard`` (``train/<key>``, ``monitor/<key>`` for k-NN keys);
+    nothing when TensorBoard is not installed."""
 
-    def __init__(self, output_dir: str | Path, active: bool = True, tensorboard: bool = True,
-                 text: bool = False):
+    def __init__(self, output_dir: Path, cfg: dict | None):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(str(output_dir / "tensorboard"))
+        except ImportError:
+            self._tb = None
+
+    def write(self, record: dict) -> None:
+        if self._tb is None:
+            return
+        for k, v in _scalars(record).items():
+            group = "monitor" if k.startswith("knn") else "train"
+            self._tb.add_scalar(f"{group}/{k}", v, record.get("step", 0))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+class CsvWriter:
+    """``<output_dir>/log.csv``: the records of log.jsonl, one row each, one header line. A resumed run
+    appends under the header it finds; a record bringing a new key (e.g. the first k-NN one) rewrites
+    the file once with the widened header (empty cells where a row has no value)."""
+
+    def __init__(self, output_dir: Path, cfg: dict | None):
+        self.path = output_dir / "log.csv"
+        self.columns: list[str] = []
+        if self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, newline="") as f:
+                self.columns = next(csv.reader(f), [])
+
+    def write(self, record: dict) -> None:
+        new = [k for k in record if k not in self.columns]
+        if new:
+            rows = []
+            if self.columns:
+                with open(self.path, newline="") as f:
+                    rows = list(csv.DictReader(f))
+            self.columns += new
+            with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
+                out = csv.DictWriter(f, self.columns)
+                out.writeheader()
+                out.writerows(rows)
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.columns).writerow(record)
+
+    def close(self) -> None:
+        pass
+
+
+WANDB_ID_FILE = "wandb_run_id.txt"
+
+
+class WandbWriter:
+    """A Weights & Biases run named after the output folder, the config logged once at its start; its
+    id is kept in ``<output_dir>/wandb_run_id.txt`` so that a resumed run continues the same W&B run.
+    WANDB_MODE (offline, disabled) and WANDB_PROJECT (default: maskfeat) are honoured."""
+
+    def __init__(self, output_dir: Path, cfg: dict | None):
+        import wandb
+
+        id_file = output_dir / WANDB_ID_FILE
+        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "maskfeat"), name=output_dir.name,
+                              id=run_id, resume="allow", config=cfg, dir=str(output_dir))
+        id_file.write_text(run_id + "\n")
+
+    def write(self, record: dict) -> None:
+        self.run.log(_scalars(record), step=int(record.get("step", 0)))
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+# train.report_to name -> writer(output_dir, config): write(record), close()
+WRITERS = {"tensorboard": TensorBoardWriter, "csv": CsvWriter, "wandb": WandbWriter}
+INSTALL_HINT = {"wandb": "pip install 'maskfeat[wandb]'"}
+
+
+def _scalars(record: dict) -> dict:
+    return {k: v for k, v in record.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch", "iter")}
+
+
+def check_trackers(names) -> None:
+    """One line for a tracker that is unknown or not installed (before anything is written)."""
+    for name in names:
+        if name not in WRITERS:
+            raise UserError(f"train.report_to: unknown tracker {name!r}; choose from {', '.join(WRITERS)}")
+        if name in INSTALL_HINT and importlib.util.find_spec(name) is None:
+            raise UserError(f"train.report_to: {name} is not installed ({INSTALL_HINT[name]})")
+
+
+class RunLogger:
+    """Appends one JSON object per line to ``log.jsonl`` and hands each record to the trackers
+    (``WRITERS``: TensorBoard by default, CSV, W&B); with ``text``, ``text_line`` prints to stdout.
+    Inactive (writes nothing) on ranks other than 0."""
+
+    def __init__(self, output_dir: str | Path, active: bool = True, trackers=("tensorboard",),
+                 text: bool = False, config: dict | None = None):
         self.active, self.text = active, text
         self.path = Path(output_dir) / "log.jsonl"
-        self._tb = None
         self.warned: dict[str, None] = {}     # keys of the warnings given, in order
-        if active and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self._tb = SummaryWriter(str(Path(output_dir) / "tensorboard"))
-            except ImportError:
-                self._tb = None
+        self.writers = [WRITERS[t](Path(output_dir), config) for t in trackers] if active else []
 
     def log(self, record: dict) -> None:
         if not self.active:
             return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        if self._tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch", "iter"):
-                    self._tb.add_scalar(f"train/{k}", v, record.get("step", 0))
+        for w in self.writers:
+            w.write(record)
 
     def text_line(self, line: str) -> None:
         """A text line on stdout (rank 0, when ``text``), kept clear of a progress bar."""
@@ -101,6 +197,6 @@ class RunLogger:
             self.info(f"warning: {message}")
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-
+        for w in self.writers:
+            w.close()
+        self.writers = []

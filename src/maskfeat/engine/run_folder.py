@@ -33,7 +33,8 @@ from .distributed import DistEnv, any_rank
 LOCK_NAME = ".run.lock"
 # what the Trainer and the tasks write into a run folder (removed by train.overwrite=true)
 RUN_FILES = ("last.pth", "best.pth", "log.jsonl", "loss_curve.png", "config.yaml", "metrics.json",
-             "eval.json")
+             "eval.json", "log.csv", "wandb_run_id.txt")
+RUN_DIRS = ("tensorboard", "wandb")      # trackers' folders
 RUN_GLOBS = ("epoch_*.pth",)
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "step", "epoch", "iter_in_epoch", "rng")
 
@@ -166,9 +167,10 @@ def clear_run_files(folder: Path) -> list[str]:
     gone += [p for pattern in RUN_GLOBS for p in sorted(folder.glob(pattern))]
     for p in gone:
         p.unlink()
-    if (folder / "tensorboard").is_dir():
-        shutil.rmtree(folder / "tensorboard")
-        gone.append(folder / "tensorboard")
+    for name in RUN_DIRS:
+        if (folder / name).is_dir():
+            shutil.rmtree(folder / name)
+            gone.append(folder / name)
     return [p.name for p in gone]
 
 

@@ -99,7 +99,8 @@ class Trainer:
         t = self.cfg["train"]
         self.folder, self.start = folder, folder.start
         text = {"always": True, "never": False}.get(t.get("text_log", "auto"), not sys.stdout.isatty())
-        self.logger = RunLogger(self.output_dir, active=self.env.is_main, text=text)
+        self.logger = RunLogger(self.output_dir, active=self.env.is_main, text=text,
+                                trackers=t.get("report_to", ["tensorboard"]), config=self.cfg)
         if self._compile_note and t["compile"]:
             self.env.print_main(self._compile_note)
 

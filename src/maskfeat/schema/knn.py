@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from .common import DIST, MODULES, TRAIN
-from .finetune import EVAL_MODEL, LABELLED_DATA
-from .linprobe import POOL
-from .spec import AMP, POSITIVE, POSITIVE_INT, Job, key
+from .finetune import EVAL_MODEL
+from .labelled import KNN, LABELLED_DATA, POOL
+from .spec import AMP, POSITIVE_INT, Job, key
 
 KNN_JOB = Job("knn", shared={}, modalities={"image": {
     "model": {k: EVAL_MODEL[k] for k in ("arch", "img_size", "patch_size")} | {
         "pool": POOL, "pretrained": EVAL_MODEL["pretrained"]},
     "data": LABELLED_DATA,
-    "knn": {"k": key(20, POSITIVE_INT, "neighbours voting"),
-            "temperature": key(0.07, POSITIVE, "vote weight exp(similarity / temperature)")},
+    "knn": KNN,
     "eval": {
         "batch_size": key(128, POSITIVE_INT, "per process"),
         "device": TRAIN["device"],

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from .common import DIST, EVAL_INTERVAL, OPTIM, TRAIN
-from .finetune import EVAL_CROP, EVAL_MODEL, LABELLED_DATA
+from .finetune import EVAL_CROP, EVAL_MODEL
+from .labelled import LABELLED_DATA, POOL
 from .spec import RATE, Job, choice, key, overlay
-
-POOL = key("cls", choice("cls", "avg"), "cls token | avg of patch tokens (after the final norm)")
 
 LINPROBE_JOB = Job("linprobe", shared={}, modalities={"image": {
     "model": {**EVAL_MODEL, "pool": POOL},

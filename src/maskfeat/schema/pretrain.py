@@ -17,6 +17,7 @@ from .common import (
                      SHUFFLE,
                      TRAIN,
 )
+from .labelled import KNN, LABELLED_DATA, POOL
 from .spec import (
                      COUNT,
                      OPEN_FRACTION,
@@ -25,6 +26,7 @@ from .spec import (
                      RATE,
                      SUB_FOLDER,
                      Job,
+                     Rule,
                      choice,
                      key,
                      optional,
@@ -57,6 +59,18 @@ VIDEO_DATA = {
     "decode": key("cpu", DECODE, "cpu: the loader workers decode; device: torchcodec on the training device "
                   "(NVDEC) in the main process (needs num_workers=0, video_decoder=torchcodec)"),
     "shuffle_buffer": 64,
+}
+
+# The k-NN monitor (image): `maskfeat knn`'s data keys and classifier on the encoder being trained;
+# a blank monitor.data.root of a folder / list / shards source is data.root (tasks/monitor.py).
+MONITOR = {
+    "every": key(0, COUNT, "epochs between k-NN evaluations of the encoder being trained (0 = off)"),
+    "train_samples": key(0, COUNT, "a fixed random subset of monitor.data's train split (0 = all)"),
+    "val_samples": key(0, COUNT, "as train_samples, for the val split"),
+    "batch_size": key(128, POSITIVE_INT, "per process, feature extraction"),
+    "pool": POOL,
+    **KNN,
+    "data": {k: v for k, v in LABELLED_DATA.items() if k not in ("train_subset", "val_subset", "shuffle")},
 }
 
 PRETRAIN_JOB = Job("pretrain", shared={
@@ -108,6 +122,7 @@ PRETRAIN_JOB = Job("pretrain", shared={
             "decode": key("cpu", DECODE, "cpu: loader workers decode (PIL); device: JPEGs decoded on the "
                           "training device (nvJPEG), batched; folder, list or skimage; torchvision>=0.19"),
         },
+        "monitor": MONITOR,
     },
     "video": {
         "model": {
@@ -133,5 +148,7 @@ PRETRAIN_JOB = Job("pretrain", shared={
         "optim": {"lr": 1.0e-3, "base_batch_size": 16},
         "train": {"epochs": 8, "batch_size": 8, "log_interval": 4,
                   "output_dir": "work_dirs/maskfeat_mvitv2-mini_embedded"},
+        "monitor": {"every": key(0, Rule("0 (the k-NN monitor is image only)", lambda v: v == 0),
+                                 "no k-NN monitor for video (k-NN is image only)")},
     },
 })

@@ -14,6 +14,7 @@ from ..engine.distributed import DistEnv, seed_everything
 from ..engine.trainer import Trainer
 from ..errors import ConfigError, UserError
 from . import resolve_task
+from .monitor import build_monitor
 from .steps import PretrainStep
 from .training import start_trainer
 
@@ -55,10 +56,11 @@ def build_trainer(cfg: dict, env: DistEnv, row: PretrainRow) -> Trainer:
     except ValueError as e:                    # shapes the checks above cannot see (HOG cells, windows)
         raise ConfigError(str(e)) from None
     dataset, loader = row.build_data(cfg, env)
+    monitor = build_monitor(cfg, env)          # the k-NN monitor's data checked before the run folder
     seed_everything(seed, env.rank)            # distinct streams per rank from here on
     step = PretrainStep(cfg["data"]["mean"], cfg["data"]["std"], env.device,
                         decoder=getattr(loader, "decoder", None))
-    trainer = start_trainer(cfg, model, loader, env, step)
+    trainer = start_trainer(cfg, model, loader, env, step, **monitor)
     trainer.logger.info(f"maskfeat pretrain: {cfg['model']['arch']} {cfg['model']['img_size']}px, "
                         f"{len(dataset)} samples/epoch, {trainer.iters_per_epoch} steps/epoch x "
                         f"{cfg['train']['epochs']} epochs, global batch {trainer.global_batch}, "

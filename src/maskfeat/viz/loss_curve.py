@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from ..logs import CurveComparison, read_loss_curve
+from ..logs import CurveComparison, read_loss_curve, read_metric
 
 
 def _pyplot():
@@ -24,24 +24,38 @@ def reference_level(cfg: dict | None) -> float | None:
     return 1.0 / cfg["hog"]["nbins"]
 
 
+def _plot_knn(ax, log_path: str | Path, handles: list) -> None:
+    """The k-NN monitor's top-1 (log.jsonl 'knn_top1') on a second y axis, when the run has it."""
+    steps, top1 = read_metric(log_path, "knn_top1")
+    if not steps:
+        return
+    ax2 = ax.twinx()
+    handles += ax2.plot(steps, top1, color="tab:green", marker="o", ms=4, lw=1.5, label="k-NN top-1 (%)")
+    ax2.set_ylabel("k-NN top-1 (%)")
+
+
 def plot_loss_curve(log_path: str | Path, png_path: str | Path, cfg: dict | None = None,
                     title: str = "MaskFeat pre-training loss") -> bool:
-    """Loss against step from a run's JSON-lines log; False when there is nothing to plot."""
+    """Loss against step from a run's JSON-lines log, with the k-NN monitor's top-1 on a second axis
+    when the log has it; False when there is nothing to plot."""
     try:
         curve = read_loss_curve(log_path)
     except UserError:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.plot(curve.steps, curve.losses, lw=1.5, label="loss (masked MSE)")
+    handles = ax.plot(curve.steps, curve.losses, lw=1.5, label="loss (masked MSE)")
     level = reference_level(cfg)
     if level is not None:
-        ax.axhline(level, color="grey", ls="--", lw=1, label=f"predict-zero level {level:.3f}")
+        handles.append(ax.axhline(level, color="grey", ls="--", lw=1,
+                                  label=f"predict-zero level {level:.3f}"))
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if curve.fmt == "jsonl":
+        _plot_knn(ax, log_path, handles)
+    ax.legend(handles=handles, labels=[h.get_label() for h in handles])
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)
