@@ -17,7 +17,6 @@ from ..eval.classifier import Pooled
 from ..eval.frozen import embed_splits, labelled_datasets
 from ..eval.knn import knn_accuracy
 
-
 ROOTED_SOURCES = ("folder", "list", "shards")   # sources that read under a root (idx, fashion-mnist need none)
 
 
