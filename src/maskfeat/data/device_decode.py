@@ -4,7 +4,8 @@ The loader workers only read each file's bytes, its size from the JPEG header, a
 crop, the flip and the mask (``PretrainDataset(decode='device')``); ``collate_encoded`` packs a
 batch of them; ``DeviceDecoder`` runs on the main process: one ``torchcodec.decoders.decode_jpeg(list,
 device=...)`` call for the batch (nvJPEG on a GPU), then ``orient`` (the EXIF orientation the worker
-read from the header; the crop was drawn on the upright size) and ``apply_crop`` per image on the device.
+read from the header; the crop was drawn on the upright size) unless that decoder applies it itself
+(torchcodec's CPU decoder does; ``decoder_orients`` asks it once), and ``apply_crop``, on the device.
 ``DeviceDecodedLoader`` wraps the DataLoader so that the training loop receives ordinary batches
 (``images`` uint8 (B, 3, S, S), already on the device).
 
@@ -80,9 +81,7 @@ def check_device_decode(device: torch.device) -> None:
         raise UserError(f"data.decode=device: JPEG decoding on the device needs CUDA (nvJPEG), the run is on "
                         f"{device.type}; set data.decode=cpu")
     try:
-        buffer = io.BytesIO()
-        Image.new("RGB", (16, 16)).save(buffer, format="JPEG")
-        probe = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+        probe = _probe_jpeg(16, 16)
         out = decode_jpeg([probe, probe], mode="RGB", device=device)
         reason = "" if (isinstance(out, list) and len(out) == 2 and tuple(out[0].shape) == (3, 16, 16)
                         and out[0].device.type == device.type) else f"got {type(out).__name__}"
@@ -92,6 +91,25 @@ def check_device_decode(device: torch.device) -> None:
         raise UserError(f"data.decode=device: torchcodec {torchcodec.__version__} cannot decode a batch of JPEGs "
                         f"on {device} ({reason}); it needs a torchcodec built with CUDA (nvJPEG), "
                         f"or set data.decode=cpu")
+
+
+def _probe_jpeg(width: int, height: int, orientation: int = 1) -> torch.Tensor:
+    """A small black JPEG tagged with this EXIF orientation, as the decoder takes it."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buffer, format="JPEG", exif=exif.tobytes())
+    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+
+
+def decoder_orients(device: torch.device) -> bool:
+    """Whether ``decode_jpeg`` on ``device`` applies the EXIF orientation itself (a 16 x 8 probe
+    tagged 'rotate 90' comes back 8 wide); asked once, as torchcodec's docs do not say."""
+    try:
+        out = decode_jpeg([_probe_jpeg(16, 8, 6)], mode="RGB", device=device)
+    except (TypeError, RuntimeError, ValueError):
+        return False
+    return tuple(out[0].shape) == (3, 16, 8)
 
 
 def _short(e: Exception, limit: int = 80) -> str:
@@ -114,6 +132,7 @@ class DeviceDecoder:
         # allocated the outputs on the current stream but wrote them from nvJPEG's private stream
         # without waiting for it (torchvision PR #9606); kept as a safeguard around torchcodec's.
         self.stream = torch.cuda.Stream(self.device) if is_cuda(self.device) else None
+        self.orients = decoder_orients(self.device)       # else ``orient`` turns the images upright here
         self.stats: Counter = Counter()
 
     def __call__(self, batch: dict) -> dict:
@@ -135,13 +154,13 @@ class DeviceDecoder:
         try:
             out = decode_jpeg(datas, mode="RGB", device=self.device)
             self.stats["device"] += len(datas)
-            return [orient(img, o) for img, o in zip(out, orientations)]
+            return [self._upright(img, o) for img, o in zip(out, orientations)]
         except (RuntimeError, ValueError):
             pass
         results = []
         for data, o in zip(datas, orientations):
             try:
-                results.append(orient(decode_jpeg(data, mode="RGB", device=self.device), o))
+                results.append(self._upright(decode_jpeg(data, mode="RGB", device=self.device), o))
                 self.stats["device"] += 1
                 continue
             except (RuntimeError, ValueError) as e:
@@ -153,6 +172,9 @@ class DeviceDecoder:
                 results.append(f"undecodable: decode_jpeg on {self.device.type}: {device_error}; CPU: {_short(e)}")
                 self.stats["failed"] += 1
         return results
+
+    def _upright(self, img: torch.Tensor, orientation: int) -> torch.Tensor:
+        return img if self.orients else orient(img, orientation)
 
     def _decode(self, batch: dict) -> dict:
         offsets, boxes = batch["jpeg_offsets"].tolist(), batch["boxes"].tolist()

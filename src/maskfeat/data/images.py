@@ -1,8 +1,9 @@
 """Decoding image files (with a pixel-count limit read from the header first), scikit-image's photos.
 
 JPEG, 8-bit PNG and WebP: torchcodec (libjpeg-turbo, libpng, libwebp); everything else and anything it
-refuses: PIL. Every path applies the EXIF orientation (``exif_orientation``, ``orient``), as OpenCV's
-``imread`` (mmpretrain's default loader) does: a phone photo tagged 'rotate 90' decodes upright.
+refuses: PIL. Every path applies the EXIF orientation, as OpenCV's ``imread`` (mmpretrain's default
+loader) does: a phone photo tagged 'rotate 90' decodes upright. torchcodec's CPU decoders apply it
+themselves; after PIL, ``orient`` does (and on the device, where the decoder may not: device_decode.py).
 
 Folders and list files are indexed by ``folder_scan`` and ``list_file`` (into a ``FileIndex``)."""
 from __future__ import annotations
@@ -73,17 +74,16 @@ def decode_rgb_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) ->
     if head is None:                                      # PNG, WebP, TIFF, odd JPEG headers...
         return _decode_other(data, max_pixels)
     check_pixels(head[0], head[1], max_pixels)
-    try:                                                  # JPEG: libjpeg-turbo through torchcodec
-        img = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode="RGB")
+    try:                                                  # JPEG: libjpeg-turbo through torchcodec (upright)
+        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode="RGB")
     except (RuntimeError, ValueError):
         return _decode_with_pil(data, max_pixels)
-    return orient(img, jpeg_orientation(data, head[5]))
 
 
 def _decode_other(data: bytes, max_pixels: int) -> torch.Tensor:
     """8-bit PNG / still WebP without an ICC profile: torchcodec (libpng would print a warning on odd
     profiles, PIL is quiet); the rest, and what torchcodec refuses: PIL. ``Image.open`` reads the header
-    only (size, mode, EXIF), so the size is checked before any pixel is decoded."""
+    only (size, mode, profile), so the size is checked before any pixel is decoded."""
     decode = _codec_for(data)
     if decode is None:
         return _decode_with_pil(data, max_pixels)
@@ -91,17 +91,17 @@ def _decode_other(data: bytes, max_pixels: int) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
-                size, mode, info, frames = (im.height, im.width), im.mode, im.info, getattr(im, "n_frames", 1)
+                size, mode, icc, frames = (im.height, im.width), im.mode, "icc_profile" in im.info, \
+                    getattr(im, "n_frames", 1)
     except Exception:                                     # noqa: BLE001 -- PIL says why, below
         return _decode_with_pil(data, max_pixels)
     check_pixels(*size, max_pixels)
-    if mode not in _CODEC_MODES or "icc_profile" in info or frames != 1:
+    if mode not in _CODEC_MODES or icc or frames != 1:
         return _decode_with_pil(data, max_pixels)
-    try:
-        img = decode(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode="RGB")
+    try:                                                  # upright (torchcodec applies the EXIF orientation)
+        return decode(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode="RGB")
     except (RuntimeError, ValueError):
         return _decode_with_pil(data, max_pixels)
-    return orient(img, exif_orientation(info.get("exif", b"")))
 
 
 def _codec_for(data: bytes):
