@@ -187,7 +187,8 @@ def test_unsupported_torchcodec_and_sources_are_one_line_errors(tmp_path, monkey
         raise TypeError("decode_jpeg(): argument 'input' must be Tensor, not list")
 
     monkeypatch.setattr(device_decode, "decode_jpeg", old_decode_jpeg)
-    with pytest.raises(UserError, match=r"^data\.decode=device: torchcodec .* cannot decode a batch of JPEGs") as e:
+    refused = r"^data\.decode=device: torchcodec .* cannot decode a batch of JPEGs"
+    with pytest.raises(UserError, match=refused) as e:
         loader_for(tmp_path / "imgs", "device", 0, 4)
     assert "\n" not in str(e.value) and "data.decode=cpu" in str(e.value)
     monkeypatch.undo()

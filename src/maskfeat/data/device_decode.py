@@ -24,9 +24,8 @@ Decoding happens before the batch reaches the trainer, which reads 'bad' before 
 """
 from __future__ import annotations
 
-from collections import Counter
-
 import io
+from collections import Counter
 
 import torch
 import torchcodec
@@ -46,7 +45,8 @@ class EncodedCollate:
     """Collates ``PretrainDataset(decode='device')`` items (variable-length bytes) into one batch:
     'jpeg' uint8 (all files' bytes end to end), 'jpeg_offsets' int64 (B + 1,) (sample k's bytes are
     jpeg[off[k]:off[k + 1]], empty if the worker decoded it), 'boxes' int64 (B, 5) (top, left, h, w,
-    flip), 'orient' int64 (B,) (EXIF orientations), 'decoded' uint8 (K, 3, S, S) and 'decoded_at' int64 (K,) (the worker's crops and their
+    flip), 'orient' int64 (B,) (EXIF orientations),
+    'decoded' uint8 (K, 3, S, S) and 'decoded_at' int64 (K,) (the worker's crops and their
     places), 'paths', 'mask' bool (B, Hp, Wp), 'bad' int64 (B,), 'bad_paths' list of str."""
 
     def __init__(self, img_size: int):
@@ -88,8 +88,8 @@ def check_device_decode(device: torch.device) -> None:
     except (TypeError, RuntimeError, ValueError) as e:
         reason = _short(e, 120)
     if reason:
-        raise UserError(f"data.decode=device: torchcodec {torchcodec.__version__} cannot decode a batch of JPEGs "
-                        f"on {device} ({reason}); it needs a torchcodec built with CUDA (nvJPEG), "
+        raise UserError(f"data.decode=device: torchcodec {torchcodec.__version__} cannot decode a batch "
+                        f"of JPEGs on {device} ({reason}); it needs a torchcodec built with CUDA (nvJPEG), "
                         f"or set data.decode=cpu")
 
 

@@ -190,7 +190,7 @@ def device_jpeg_info(data: bytes) -> tuple[int, int, int] | None:
     """(height, width, EXIF orientation) if ``data`` looks like a complete JPEG that ``decode_jpeg`` on a
     GPU can take (8-bit baseline / progressive Huffman, 1 or 3 components, an EOI marker after the first
     scan); the size is the stored one (before ``orient``). None for anything else (PNG, CMYK / YCCK,
-    arithmetic or lossless JPEG, truncated files, odd headers), which the caller decodes on the CPU instead."""
+    arithmetic or lossless JPEG, truncated files, odd headers), which the caller decodes on the CPU."""
     head = jpeg_header(data)
     if head is None:
         return None
