@@ -15,6 +15,8 @@ it (decode, crop, flip, mask, collate):
     torchcodec on the GPU (NVDEC) in the main process, crop and flip there too (the CPU without a GPU);
   * ``image folder`` (with ``--images DIR``): ``PretrainDataset`` over a folder of JPEGs
     (``--make-data N`` first writes N JPEGs of ImageNet-like sizes cut from scikit-image's photos);
+  * ``image folder torchvision`` (asked for by name): the same with the JPEGs decoded by torchvision.io
+    (the decoder before torchcodec; deprecated since torchvision 0.29), ``x base`` over torchcodec's;
   * ``image shards`` / ``image shards pipe:cat``: the same JPEGs written as WebDataset shards by
     ``maskfeat prepare`` (its speed is printed too), streamed from local files or through a
     ``pipe:cat ...`` URL (the path of an object-store CLI), ``x base`` over the folder.
@@ -106,6 +108,33 @@ def image_loader(args, workers: int, *source: str):
     return build_loader(build_pretrain_dataset(cfg), args.batch, cfg["data"], 0, 1, cfg["train"]["seed"])
 
 
+class TorchvisionJpegs:
+    """A loader whose iterations decode JPEGs with torchvision.io instead of torchcodec (the patch is
+    made when an iteration starts, so forked workers inherit it, and undone when it ends)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def __iter__(self):
+        import warnings
+
+        from maskfeat.data import images
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torchvision.io import ImageReadMode, decode_jpeg
+        kept = images.decode_jpeg
+        images.decode_jpeg = lambda data, mode: decode_jpeg(data, mode=ImageReadMode.RGB)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                yield from self.loader
+        finally:
+            images.decode_jpeg = kept
+
+
 def shards_of(args) -> Path:
     """--images written once as WebDataset shards by ``maskfeat prepare`` (its speed goes to stderr)."""
     out = Path(args.tmp) / "shards"
@@ -130,6 +159,8 @@ CASES = {
     "video pyav": lambda args, workers: video_loader(args, workers, "pyav"),
     "video torchcodec": lambda args, workers: video_loader(args, workers, "torchcodec"),
     "image folder": lambda args, workers: image_loader(args, workers, "data.source=folder", f"data.root={args.images}"),
+    "image folder torchvision": lambda args, workers: TorchvisionJpegs(
+        image_loader(args, workers, "data.source=folder", f"data.root={args.images}")),
     "image shards": lambda args, workers: image_loader(args, workers, "data.source=shards",
                                                        f"data.root={shards_of(args)}"),
     "image shards pipe:cat": lambda args, workers: image_loader(args, workers, "data.source=shards", *pipe_cat(args)),
@@ -138,7 +169,8 @@ CASES = {
 }
 IMAGE_CASES = ("image folder", "image shards", "image shards pipe:cat")
 BASELINES = {"video torchcodec": "video pyav", "video torchcodec device": "video pyav",   # x base column
-             "image shards": "image folder", "image shards pipe:cat": "image folder"}
+             "image shards": "image folder", "image shards pipe:cat": "image folder",
+             "image folder torchvision": "image folder"}
 
 
 # -- measuring ---------------------------------------------------------------------------------------
@@ -232,7 +264,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
         p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
-    if any(c in IMAGE_CASES for c in args.cases) and not args.images:
+    if any(c.startswith("image") for c in args.cases) and not args.images:
         p.error("the image cases need --images DIR")
     args.workers = [int(w) for w in args.workers.split(",")]
     args.clips = [c.strip() for c in args.clips.split(",") if c.strip()]

@@ -4,7 +4,7 @@
 
 1. fused (compiled) HOG on the device == eager fp32 HOG on the device, and == the CPU HOG, within 1e-4;
 2. compiled vs eager MaskFeat training step on the device: the same losses within 1e-3 (bf16 autocast);
-3. data.decode=device (torchvision.io.decode_jpeg on the device) == data.decode=cpu images, per pixel.
+3. data.decode=device (torchcodec decode_jpeg on the device) == data.decode=cpu images, per pixel.
 Prints one line per check and exits 1 if any fails.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""data.decode=device (JPEG decoding by torchvision.io.decode_jpeg on the training device) against the
+"""data.decode=device (JPEG decoding by torchcodec.decoders.decode_jpeg on the training device) against the
 CPU path, on the CPU: the same crops, masks and bad-file counts through the real DataLoader."""
 import io
 import json
@@ -15,7 +15,7 @@ from skimage import data as skdata
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, build_pretrain_loader, device_decode
 from maskfeat.data.device_decode import DeviceDecodedLoader
-from maskfeat.data.images import device_jpeg_size, jpeg_header
+from maskfeat.data.images import device_jpeg_info, jpeg_header
 from maskfeat.data.pretrain_dataset import apply_crop, draw_crop
 from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
@@ -91,20 +91,20 @@ def test_jpeg_header_routes_files(tmp_path):
     routes = make_photo_folder(tmp_path, corrupt=True)
     for name, route in routes.items():
         data = (tmp_path / name).read_bytes()
-        size = device_jpeg_size(data)
+        size = device_jpeg_info(data)
         assert (size is not None) == route.startswith("device"), name
         if size is not None and route == "device":
             with Image.open(tmp_path / name) as im:
-                assert size == (im.height, im.width), name
+                assert size == (im.height, im.width, 1), name
     assert jpeg_header((tmp_path / "f_chelsea_cmyk.jpg").read_bytes())[2] == 4
     # an EXIF thumbnail's end marker before the first scan does not make a truncated file look whole
     full = (tmp_path / "a_astronaut.jpg").read_bytes()
     thumb = jpeg_bytes(resized(skdata.astronaut(), 8, 8))
     payload = b"Exif\0\0" + thumb
     with_thumb = full[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + full[2:]
-    assert device_jpeg_size(with_thumb) == (96, 96)
-    assert device_jpeg_size(with_thumb[: len(with_thumb) * 3 // 4]) is None
-    assert device_jpeg_size(b"") is None and device_jpeg_size(b"\xff\xd8\xff") is None
+    assert device_jpeg_info(with_thumb) == (96, 96, 1)          # not TIFF data: orientation 1
+    assert device_jpeg_info(with_thumb[: len(with_thumb) * 3 // 4]) is None
+    assert device_jpeg_info(b"") is None and device_jpeg_info(b"\xff\xd8\xff") is None
 
 
 def test_draw_crop_is_seeded_and_apply_crop_matches_shapes():
@@ -180,14 +180,15 @@ def test_pretrain_step_decodes_a_raw_encoded_batch(tmp_path):
     assert step.decode(decoded) is decoded["images"]
 
 
-def test_unsupported_torchvision_and_sources_are_one_line_errors(tmp_path, monkeypatch):
+def test_unsupported_torchcodec_and_sources_are_one_line_errors(tmp_path, monkeypatch):
     make_photo_folder(tmp_path / "imgs")
 
     def old_decode_jpeg(input, mode=None, device=None):
         raise TypeError("decode_jpeg(): argument 'input' must be Tensor, not list")
 
     monkeypatch.setattr(device_decode, "decode_jpeg", old_decode_jpeg)
-    with pytest.raises(UserError, match=r"^data\.decode=device: torchvision .* cannot decode a batch of JPEGs") as e:
+    refused = r"^data\.decode=device: torchcodec .* cannot decode a batch of JPEGs"
+    with pytest.raises(UserError, match=refused) as e:
         loader_for(tmp_path / "imgs", "device", 0, 4)
     assert "\n" not in str(e.value) and "data.decode=cpu" in str(e.value)
     monkeypatch.undo()

@@ -1,5 +1,10 @@
 """Decoding image files (with a pixel-count limit read from the header first), scikit-image's photos.
 
+JPEG, 8-bit PNG and WebP: torchcodec (libjpeg-turbo, libpng, libwebp); everything else and anything it
+refuses: PIL. Every path applies the EXIF orientation, as OpenCV's ``imread`` (mmpretrain's default
+loader) does: a phone photo tagged 'rotate 90' decodes upright. torchcodec's CPU decoders apply it
+themselves; after PIL, ``orient`` does (and on the device, where the decoder may not: device_decode.py).
+
 Folders and list files are indexed by ``folder_scan`` and ``list_file`` (into a ``FileIndex``)."""
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image
+from torchcodec.decoders import decode_jpeg, decode_png, decode_webp
 
 from ..errors import UserError
 
@@ -62,22 +67,57 @@ def check_pixels(height: int, width: int, max_pixels: int) -> None:
 
 
 def decode_rgb_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> torch.Tensor:
-    """The bytes of any image file -> uint8 (3, H, W) RGB. Raises ValueError if they cannot be decoded
-    or if the header claims more than ``max_pixels`` pixels."""
+    """The bytes of any image file -> uint8 (3, H, W) RGB, upright (EXIF orientation applied). Raises
+    ValueError if they cannot be decoded or if the header claims more than ``max_pixels`` pixels."""
     if not data:
         raise ValueError("empty file")
     head = jpeg_header(data)
-    if head is None:                                      # PNG, TIFF, odd JPEG headers...: PIL, quiet on odd
-        return _decode_with_pil(data, max_pixels)         # ICC profiles, reads the size before decoding
+    if head is None:                                      # PNG, WebP, TIFF, odd JPEG headers...
+        return _decode_other(data, max_pixels)
     check_pixels(head[0], head[1], max_pixels)
-    try:                                                  # JPEG: libjpeg-turbo through torchvision
-        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    try:                                                  # JPEG: libjpeg-turbo through torchcodec (upright)
+        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode="RGB")
     except (RuntimeError, ValueError):
         return _decode_with_pil(data, max_pixels)
 
 
+def _decode_other(data: bytes, max_pixels: int) -> torch.Tensor:
+    """8-bit PNG / still WebP without an ICC profile: torchcodec (libpng would print a warning on odd
+    profiles, PIL is quiet); the rest, and what torchcodec refuses: PIL. ``Image.open`` reads the header
+    only (size, mode, profile), so the size is checked before any pixel is decoded."""
+    decode = _codec_for(data)
+    if decode is None:
+        return _decode_with_pil(data, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                size, mode, icc, frames = (im.height, im.width), im.mode, "icc_profile" in im.info, \
+                    getattr(im, "n_frames", 1)
+    except Exception:                                     # noqa: BLE001 -- PIL says why, below
+        return _decode_with_pil(data, max_pixels)
+    check_pixels(*size, max_pixels)
+    if mode not in _CODEC_MODES or icc or frames != 1:
+        return _decode_with_pil(data, max_pixels)
+    try:                                                  # upright (torchcodec applies the EXIF orientation)
+        return decode(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode="RGB")
+    except (RuntimeError, ValueError):
+        return _decode_with_pil(data, max_pixels)
+
+
+def _codec_for(data: bytes):
+    """torchcodec's decoder for an 8-bit PNG (IHDR bit depth) or a WebP; None for anything else."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) > 24 and data[24] <= 8:
+        return decode_png
+    return decode_webp if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
+
+
+# PIL modes of the 8-bit images that torchcodec decodes to the same RGB as PIL's convert("RGB").
+_CODEC_MODES = frozenset(("RGB", "RGBA", "L", "LA", "P", "PA", "1"))
+
+
 def _decode_with_pil(data: bytes, max_pixels: int) -> torch.Tensor:
-    """Fallback for what libjpeg/libpng in torchvision refuse (CMYK, palette, TIFF, ...). ``Image.open``
+    """Fallback for what torchcodec refuses (CMYK, 16-bit, TIFF, ICC profiles, ...). ``Image.open``
     reads the header only, so the size is checked before any pixel is decoded."""
     from PIL import UnidentifiedImageError
 
@@ -87,6 +127,7 @@ def _decode_with_pil(data: bytes, max_pixels: int) -> torch.Tensor:
             with Image.open(io.BytesIO(data)) as im:
                 check_pixels(im.height, im.width, max_pixels)
                 im.load()
+                orientation = _orientation_value(im.getexif().get(0x0112))
                 if im.mode in ("I;16", "I;16B", "I"):           # 16-bit grey: the top 8 bits, v >> 8
                     im = im.point(lambda v: v / 256).convert("L")
                 rgb = im.convert("RGB")
@@ -98,8 +139,8 @@ def _decode_with_pil(data: bytes, max_pixels: int) -> torch.Tensor:
         raise ImageTooLarge(_bomb_message(str(e), max_pixels)) from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ValueError(f"cannot decode image: {e}") from None
-    hwc = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3)
-    return hwc.permute(2, 0, 1).contiguous()
+    img = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3)
+    return orient(img.permute(2, 0, 1), orientation)
 
 
 def _bomb_message(pil_message: str, max_pixels: int) -> str:
@@ -146,11 +187,11 @@ def jpeg_header(data: bytes) -> tuple[int, int, int, int, int, int] | None:
     return None
 
 
-def device_jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) if ``data`` looks like a complete JPEG that ``decode_jpeg`` on a GPU can take
-    (8-bit baseline / progressive Huffman, 1 or 3 components, an EOI marker after the first scan);
-    None for anything else (PNG, CMYK / YCCK, arithmetic or lossless JPEG, truncated files, odd headers),
-    which the caller decodes on the CPU instead."""
+def device_jpeg_info(data: bytes) -> tuple[int, int, int] | None:
+    """(height, width, EXIF orientation) if ``data`` looks like a complete JPEG that ``decode_jpeg`` on a
+    GPU can take (8-bit baseline / progressive Huffman, 1 or 3 components, an EOI marker after the first
+    scan); the size is the stored one (before ``orient``). None for anything else (PNG, CMYK / YCCK,
+    arithmetic or lossless JPEG, truncated files, odd headers), which the caller decodes on the CPU."""
     head = jpeg_header(data)
     if head is None:
         return None
@@ -161,4 +202,48 @@ def device_jpeg_size(data: bytes) -> tuple[int, int] | None:
     # first SOS is the real end of the image (an EXIF thumbnail's EOI lies before it).
     if data.rfind(b"\xff\xd9") < sos:
         return None
-    return height, width
+    return height, width, jpeg_orientation(data, sos)
+
+
+def orient(img: torch.Tensor, orientation: int) -> torch.Tensor:
+    """(..., H, W) as stored -> upright, for EXIF orientation 1-8 (1 and unknown values: as stored);
+    contiguous. Works on any device (the device decoder rotates there)."""
+    if orientation in (5, 6, 7, 8):                       # the stored rows are the upright columns
+        img = img.transpose(-2, -1)
+        orientation = {5: 1, 6: 2, 7: 3, 8: 4}[orientation]
+    flips = {2: (-1,), 3: (-2, -1), 4: (-2,)}.get(orientation)
+    return (img.flip(flips) if flips else img).contiguous()
+
+
+def _orientation_value(value) -> int:
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def exif_orientation(exif: bytes) -> int:
+    """The Orientation tag (0x0112) of IFD0 in EXIF data (TIFF bytes, with or without the 'Exif\\0\\0'
+    prefix); 1 when absent or unreadable."""
+    tiff = exif[6:] if exif[:6] == b"Exif\x00\x00" else exif
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    def num(at: int, size: int) -> int:
+        return int.from_bytes(tiff[at:at + size], order)
+    ifd = num(4, 4)
+    if ifd + 2 > len(tiff):
+        return 1
+    for k in range(min(num(ifd, 2), (len(tiff) - ifd - 2) // 12)):
+        entry = ifd + 2 + 12 * k
+        if num(entry, 2) == 0x0112:                       # type SHORT: the value sits in the first 2 bytes
+            return _orientation_value(num(entry + 8, 2))
+    return 1
+
+
+def jpeg_orientation(data: bytes, sos: int) -> int:
+    """The EXIF orientation of a JPEG, from its APP1 'Exif' segment before the first scan (at ``sos``)."""
+    at = data.find(b"Exif\x00\x00", 0, sos)
+    while at >= 4:
+        if data[at - 4:at - 2] == b"\xff\xe1":                # the APP1 marker right before it
+            length = (data[at - 2] << 8) | data[at - 1]
+            return exif_orientation(data[at:at - 2 + length])
+        at = data.find(b"Exif\x00\x00", at + 1, sos)
+    return 1

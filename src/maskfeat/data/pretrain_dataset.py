@@ -23,7 +23,7 @@ from .images import (
     check_pixels,
     decode_rgb,
     decode_rgb_bytes,
-    device_jpeg_size,
+    device_jpeg_info,
 )
 from .masking import BlockMaskGenerator
 from .seeding import seeded_sample
@@ -107,9 +107,10 @@ class PretrainDataset(Dataset):
     instead), counted and named.
 
     ``decode='device'``: JPEGs are not decoded here. An item carries instead 'jpeg' (the file's
-    bytes, uint8 1-D), 'box' int64 (top, left, h, w, flip) drawn from the size in the JPEG header,
-    and 'path'; ``device_decode.DeviceDecoder`` decodes and crops them on the training device.
-    Files that are not plain JPEGs (PNG, CMYK, truncated, ...; see ``images.device_jpeg_size``)
+    bytes, uint8 1-D), 'box' int64 (top, left, h, w, flip) drawn from the upright size in the JPEG header,
+    'orient' (its EXIF orientation) and 'path'; ``device_decode.DeviceDecoder`` decodes them on the
+    training device, turns them upright and crops them there.
+    Files that are not plain JPEGs (PNG, CMYK, truncated, ...; see ``images.device_jpeg_info``)
     are decoded and cropped here as in the CPU path: their item has 'images' and an empty 'jpeg'.
     """
 
@@ -137,14 +138,15 @@ class PretrainDataset(Dataset):
         return img
 
     def _read_encoded(self, i: int):
-        """(bytes uint8 1-D, (H, W)) for a JPEG the device decodes; else the decoded uint8 (3, H, W)."""
+        """(bytes uint8 1-D, (H, W, EXIF orientation)) for a JPEG the device decodes; else the decoded
+        uint8 (3, H, W)."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
         data = Path(self.files.path(i)).read_bytes()
-        size = device_jpeg_size(data)
-        if size:
-            check_pixels(*size, self.max_pixels)
-        got = (torch.frombuffer(bytearray(data), dtype=torch.uint8), size) if size else \
+        info = device_jpeg_info(data)
+        if info:
+            check_pixels(*info[:2], self.max_pixels)
+        got = (torch.frombuffer(bytearray(data), dtype=torch.uint8), info) if info else \
             decode_rgb_bytes(data, self.max_pixels)
         if self._cache is not None:
             self._cache[i] = got
@@ -169,15 +171,17 @@ class PretrainDataset(Dataset):
 
     def _encoded_item(self, index: int, epoch: int) -> dict:
         got, bad, i = self._load(index, self._read_encoded)
-        if isinstance(got, tuple):
-            data, (height, width) = got
+        if isinstance(got, tuple):                      # the device rotates it upright, then crops
+            data, (height, width, orientation) = got
             img = None
+            if orientation >= 5:
+                height, width = width, height
         else:
-            data, img = torch.empty(0, dtype=torch.uint8), got
+            data, img, orientation = torch.empty(0, dtype=torch.uint8), got, 1
             height, width = img.shape[-2:]
         box = self.transform.draw(self.seed, epoch, index, height, width)
         item = counted({"jpeg": data, "box": torch.tensor(box, dtype=torch.int64),
-                        "path": self.files.path(i)}, bad)
+                        "path": self.files.path(i), "orient": orientation}, bad)
         if img is not None:
             item["images"] = self.transform.apply(img, box)
         return item

@@ -17,7 +17,7 @@ from ..eval.classifier import Pooled
 from ..eval.frozen import embed_splits, labelled_datasets
 from ..eval.knn import knn_accuracy
 
-ROOTED_SOURCES = ("folder", "list", "shards")   # sources that read under a root (idx, fashion-mnist need none)
+ROOTED_SOURCES = ("folder", "list", "shards")   # read under a root (idx, fashion-mnist need none)
 
 
 def monitor_data(mon: dict, data_root: str = "") -> dict:
