@@ -5,12 +5,15 @@
 * any of these, or ours -> a timm ``.safetensors`` (load with the printed ``timm.create_model`` call).
 
 Checkpoints are read with ``torch.load(weights_only=True)``: files carrying code are refused.
+SIGINT / SIGTERM stop it at once (exit 130 / 143): OUTPUT is written under a temp name and renamed
+when complete, so it is left as it was.
 """
 from __future__ import annotations
 
 import argparse
 
 from ..convert.pipeline import SOURCES, TARGETS, convert
+from ..errors import Interrupted, stop_on_signals
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for line in convert(args.input, args.output, args.source, args.target, args.num_heads,
-                        verify=not args.no_verify):
+    try:
+        with stop_on_signals():
+            lines = convert(args.input, args.output, args.source, args.target, args.num_heads,
+                            verify=not args.no_verify)
+    except Interrupted as e:
+        raise Interrupted(e.signum, f"{e}: nothing written ({args.output} left as it was, "
+                          "no temp file kept); run the same command again") from None
+    for line in lines:
         print(line)
     return 0

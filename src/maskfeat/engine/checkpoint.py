@@ -19,8 +19,19 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
         torch.save(state, f)
 
 
+def _format_errors() -> tuple:
+    """What a reader of a damaged file raises besides torch's own errors: torch.load hands a
+    ``.safetensors`` file to the safetensors library, whose errors are its own class."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:
+        return ()
+    return (SafetensorError,)
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load tensors and plain data only; a file carrying code is refused with a one-line error."""
+    """Load tensors and plain data only; a file carrying code is refused, a truncated or damaged one
+    (``.pth`` or ``.safetensors``) named, each with a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
@@ -29,8 +40,9 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
         raise UserError(f"{path}: refused to load (weights_only=True): {first[:160]}") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise UserError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0][:120]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, *_format_errors()) as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a readable checkpoint (truncated or damaged? {first})") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
     return obj
