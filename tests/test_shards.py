@@ -187,6 +187,14 @@ def test_pipe_urls_need_allow_pipe(tmp_path, capsys):
         build_pretrain_dataset(_cfg(tmp_path / "out", "data.shards=http://x/shard-{000000..000002}.tar"))
 
 
+def _manifest_sizes_of_the_files(out: Path) -> None:
+    """Make manifest.json list the shards' present sizes (a shard damaged after its size was checked)."""
+    raw = json.loads((out / "manifest.json").read_text())
+    for s in raw["shards"]:
+        s["bytes"] = (out / s["name"]).stat().st_size
+    (out / "manifest.json").write_text(json.dumps(raw))
+
+
 def test_bad_samples_are_replaced_counted_and_named_by_shard_and_key(tmp_path):
     make_shards(write_folder(tmp_path / "in", per_class=6), tmp_path / "out", shard_samples=4)
     out = tmp_path / "out"
@@ -194,6 +202,7 @@ def test_bad_samples_are_replaced_counted_and_named_by_shard_and_key(tmp_path):
     rewrite_member(out / "shard-000000.tar", "000000_000000.png", b"")                      # empty file
     data = (out / "shard-000002.tar").read_bytes()
     (out / "shard-000002.tar").write_bytes(data[:3 * 512 + 200])        # truncated: the tar ends in sample 1
+    _manifest_sizes_of_the_files(out)       # damage the size check at opening misses (a pipe: stream, say)
     idx, bad = _indices(_cfg(out, "data.shuffle=false"))
     assert idx == list(range(12))                                       # every index still comes, once
     named = sorted(line.split(" ")[0] for line in bad)
@@ -204,6 +213,7 @@ def test_bad_samples_are_replaced_counted_and_named_by_shard_and_key(tmp_path):
     with pytest.raises(UserError, match="samples in a row are unusable"):
         for p in sorted(out.glob("shard-*.tar")):
             p.write_bytes(b"")
+        _manifest_sizes_of_the_files(out)
         _indices(_cfg(out))
 
 
@@ -242,7 +252,8 @@ def test_prepare_shuffle_seed_writes_a_fixed_random_order_and_cli_errors_are_one
     assert sorted(s["src"].decode() for s in got) != [s["src"].decode() for s in got]
     for args, message in [(["--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")],
                            "--root: folder not found"),
-                          (["--root", str(src), "--out", str(src)], "is not empty and holds no maskfeat prepare")]:
+                          (["--root", str(src), "--out", str(src)], "lies inside --root"),
+                          (["--root", str(src), "--out", str(tmp_path)], "is not empty and holds no")]:
         assert main(["prepare", "--input", "folder", "--no-progress", *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("maskfeat prepare: error: ") and message in err[0], err

@@ -1,7 +1,10 @@
 """User-facing errors and the one boundary that turns them into a one-line message and exit code 2."""
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from typing import Callable
 
 
@@ -24,6 +27,32 @@ class Interrupted(Exception):
     def __init__(self, signum: int, message: str, say: bool = True):
         super().__init__(message)
         self.signum, self.say = int(signum), say
+
+
+class _Signalled(BaseException):
+    """Raised by ``stop_on_signals``' handler; a BaseException, so no ``except Exception`` swallows it."""
+
+
+@contextmanager
+def stop_on_signals():
+    """Inside the block SIGINT / SIGTERM stop the work at once (for commands that keep only what is
+    complete, such as prepare and convert): they leave it as ``Interrupted(signum, 'stopped by SIGINT')``,
+    which the command re-raises saying what is kept. Only in the main thread (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Signalled(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Signalled as e:
+        raise Interrupted(e.args[0], f"stopped by {signal.Signals(e.args[0]).name}") from None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def one_line(e: Exception) -> str:

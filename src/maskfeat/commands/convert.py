@@ -7,12 +7,15 @@
   ``timm.create_model("local-dir:OUTPUT", pretrained=True)`` loads and a model hub takes as is.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: files carrying code are refused.
+SIGINT / SIGTERM stop it at once (exit 130 / 143): OUTPUT is written under a temp name and renamed
+when complete, so it is left as it was.
 """
 from __future__ import annotations
 
 import argparse
 
 from ..convert.pipeline import SOURCES, TARGETS, convert
+from ..errors import Interrupted, stop_on_signals
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,7 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for line in convert(args.input, args.output, args.source, args.target, args.num_heads,
-                        verify=not args.no_verify, overwrite=args.overwrite, license_name=args.license_name):
+    try:
+        with stop_on_signals():
+            lines = convert(args.input, args.output, args.source, args.target, args.num_heads,
+                            verify=not args.no_verify, overwrite=args.overwrite,
+                            license_name=args.license_name)
+    except Interrupted as e:
+        raise Interrupted(e.signum, f"{e}: nothing written ({args.output} left as it was, "
+                          "no temp file kept); run the same command again") from None
+    for line in lines:
         print(line)
     return 0

@@ -10,11 +10,13 @@ scanned tree to a folder not scanned yet (a class folder kept on another disk, s
 followed (and noted in ``FileIndex.notes``) when it points into the tree (its files are scanned
 through their real path already), at a folder above the one it lies in or above the tree (a loop),
 or at a folder scanned before through another link. So no file is counted twice, no scan loops,
-and a link back up the tree never becomes a class.
+and a link back up the tree never becomes a class. An entry that cannot be followed at all (links
+that loop, ``x1.jpg -> x2.jpg -> x1.jpg``) is skipped and named once on stderr (and in the notes).
 """
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +27,13 @@ from .file_index import FileIndex
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 _MAX_NOTES = 20
+_SKIPPED = ": skipped ("
+
+
+def skipped_of(notes: Sequence[str]) -> list[dict]:
+    """The entries a scan skipped, as prepare's manifest lists them ({'input': path, 'reason': why})."""
+    return [{"input": n.split(_SKIPPED, 1)[0], "reason": n.split(_SKIPPED, 1)[1][:-1]}
+            for n in notes if _SKIPPED in n]
 
 
 def is_image_name(name: str) -> bool:
@@ -74,6 +83,17 @@ class _Walker:
         self.note(f"{entry.path} -> {target}: link not followed ({why})")
         return None
 
+    def kind(self, entry: os.DirEntry) -> bool | None:
+        """True for a folder, False for anything else; None (skipped and named) for an entry that cannot
+        be followed (a link loop: 'Too many levels of symbolic links')."""
+        try:
+            return entry.is_dir()
+        except OSError as e:
+            note = f"{entry.path}{_SKIPPED}{e.strerror or e})"
+            self.note(note)
+            print(f"maskfeat: {note}", file=sys.stderr)
+            return None
+
     def walk(self, rel: str, real: str, out: list[str]) -> None:
         """Append the image files under the folder ``rel`` (relative to the root) to ``out``."""
         stack = [(rel, real, iter(self.entries(rel)))]
@@ -84,7 +104,10 @@ class _Walker:
                 stack.pop()
                 continue
             name = f"{here}/{entry.name}"
-            if entry.is_dir():
+            is_dir = self.kind(entry)
+            if is_dir is None:
+                continue
+            if is_dir:
                 sub_real = self.folder_real(entry, here_real)
                 if sub_real is not None:
                     if not _within(sub_real, self.root_real):
@@ -103,10 +126,11 @@ def scan_folder(root: str | Path, classes: Sequence[str] | None = None, key: str
         raise UserError(f"{key}: folder not found: {root}")
     walker = _Walker(str(root))
     top = walker.entries("")
-    names = [e.name for e in top if e.is_file() and is_image_name(e.name)]
+    kinds = [walker.kind(e) for e in top]
+    names = [e.name for e, d in zip(top, kinds) if d is False and e.is_file() and is_image_name(e.name)]
     counts, found = [len(names)], []
-    for entry in top:
-        if entry.is_dir() and not entry.name.startswith("."):
+    for entry, is_dir in zip(top, kinds):
+        if is_dir and not entry.name.startswith("."):
             real = walker.folder_real(entry, walker.root_real)      # (after the folders before it)
             if real is None:
                 continue

@@ -9,7 +9,11 @@ prepare resumes.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
+import os
+import re
+import signal
 from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -18,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import UserError
-from .folder_scan import scan_folder, split_folders
+from ..errors import Interrupted, UserError, stop_on_signals
+from ..run_lock import RunLock
+from .folder_scan import scan_folder, skipped_of, split_folders
 from .images import decode_rgb_bytes
 from .list_file import read_list_file
 from .shard_manifest import MANIFEST_NAME, Manifest, ShardInfo, write_manifest
@@ -30,6 +35,7 @@ from .shard_writer import (
     plan_fingerprint,
     plan_shards,
     record_fields,
+    remove_temp_files,
     start_or_resume,
     write_shard,
 )
@@ -70,7 +76,8 @@ def folder_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]
         raise UserError(f"--split: {spec.root} holds the split folders {', '.join(found)}; give "
                         "--split train (or --root <that folder>)")
     files = scan_folder(Path(spec.root) / spec.split)
-    return _inputs_of(Path(spec.root), *_files_of(files)), files.classes, []
+    skipped = [{**s, "input": os.path.relpath(s["input"], spec.root)} for s in skipped_of(files.notes)]
+    return _inputs_of(Path(spec.root), *_files_of(files)), files.classes, skipped
 
 
 def list_inputs(spec: PrepareSpec) -> tuple[list[Input], list[str], list[dict]]:
@@ -122,16 +129,52 @@ def _pool_map(procs: int):
 
 
 def _quiet_worker() -> None:
+    """A writer process: one thread; Ctrl-C (sent to the whole process group) is the parent's to
+    handle, and the parent's SIGTERM (``Pool.terminate``) ends it without a word."""
     import torch
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
 
 
-def prepare(spec: PrepareSpec) -> Manifest:
-    """Write (or finish writing) the shards of ``spec`` and their manifest; returns the manifest."""
+PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_spec(spec: PrepareSpec) -> None:
+    """Every option, before anything is read or written; a one-line UserError naming the option."""
     if spec.input not in INPUTS:
         raise UserError(f"--input: unknown input {spec.input!r}; choose {', '.join(INPUTS)}")
-    if spec.shard_mb < 0 or spec.shard_samples < 0 or spec.shard_samples > 999_999 or spec.procs < 1:
-        raise UserError("--shard-mb, --shard-samples (<= 999999) and --procs (>= 1) take positive values")
+    if not (math.isfinite(spec.shard_mb) and spec.shard_mb >= 0):
+        raise UserError(f"--shard-mb: {spec.shard_mb} is not a size (a finite number of MB >= 0; "
+                        "0 = no limit)")
+    if not 0 <= spec.shard_samples <= 999_999:
+        raise UserError(f"--shard-samples: {spec.shard_samples} is not in 0..999999 (0 = no limit)")
+    if spec.procs < 1 or spec.clip_frames < 0:
+        raise UserError(f"--procs ({spec.procs}) must be >= 1 and --clip-frames ({spec.clip_frames}) >= 0")
+    if not PREFIX.fullmatch(spec.prefix):
+        raise UserError(f"--prefix: {spec.prefix!r} is not a plain file name (letters, digits, '.', '_', "
+                        "'-', starting with a letter or digit; no folders)")
+    root, out = Path(spec.root).resolve(), Path(spec.out).resolve()
+    if spec.input == "folder" and out.is_relative_to(root):
+        raise UserError(f"--out: {spec.out} lies inside --root {spec.root}: the folder scan would read the "
+                        "shards as images (or as a class); choose an --out outside --root")
+
+
+def fingerprint_settings(spec: PrepareSpec) -> dict:
+    """The settings a prepare is told apart by: what is read, not how it was typed (the root and list
+    file resolved; --out, --procs and --progress left out)."""
+    settings = {k: v for k, v in asdict(spec).items() if k not in ("out", "procs", "progress")}
+    settings["root"] = str(Path(spec.root).resolve())
+    if spec.ann_file:
+        settings["ann_file"] = str((Path(spec.root) / spec.ann_file).resolve())
+    settings["split"] = os.path.normpath(spec.split) if spec.split else ""
+    return settings
+
+
+def prepare(spec: PrepareSpec) -> Manifest:
+    """Write (or finish writing) the shards of ``spec`` and their manifest; returns the manifest.
+    One prepare at a time per ``--out`` (the run lock training uses, naming the holder's PID)."""
+    check_spec(spec)
     kind, gather = INPUTS[spec.input]
     encode = encoder_for(kind, spec)
     try:
@@ -143,23 +186,44 @@ def prepare(spec: PrepareSpec) -> Manifest:
         inputs = [inputs[i] for i in np.random.default_rng(spec.shuffle_seed).permutation(len(inputs))]
     out = Path(spec.out)
     tasks = plan_shards(inputs, spec.prefix, int(spec.shard_mb * 2**20), spec.shard_samples)
-    settings = {k: v for k, v in asdict(spec).items() if k not in ("procs", "progress")}
-    start_or_resume(out, plan_fingerprint(inputs, settings), settings)
-    records = {t.name: done_record(out, t) for t in tasks}
-    todo = [t for t in tasks if records[t.name] is None]
-    bar = tqdm(total=len(inputs), initial=len(inputs) - sum(len(t.inputs) for t in todo), unit=kind,
-               disable=not spec.progress, dynamic_ncols=True, desc=f"prepare {out}")
-    pool, map_fn = _pool_map(min(spec.procs, max(len(todo), 1)))
+    settings = fingerprint_settings(spec)
+    lock = RunLock(out, key="--out")
     try:
-        for record in map_fn(partial(write_shard, out_dir=out, encode=encode), todo):
-            records[record["name"]] = record
-            bar.update(record["samples"] + len(record["skipped"]))
+        lock.check()
+        start_or_resume(out, plan_fingerprint(inputs, settings), settings, lock.claim)
+        records = {t.name: done_record(out, t) for t in tasks}
+        _write(spec, out, kind, encode, tasks, records)
+        return _finish(out, kind, [records[t.name] for t in tasks], classes, skipped,
+                       len(inputs) + len(skipped), settings)
+    finally:
+        lock.release()
+
+
+def _write(spec: PrepareSpec, out: Path, kind: str, encode, tasks, records: dict) -> None:
+    """Write the shards ``records`` lacks (filling it in). SIGINT / SIGTERM stop it: the complete shards
+    are kept, the temp files of the ones being written removed, and ``Interrupted`` says so."""
+    todo = [t for t in tasks if records[t.name] is None]
+    total = sum(len(t.inputs) for t in tasks)
+    bar = tqdm(total=total, initial=total - sum(len(t.inputs) for t in todo), unit=kind,
+               disable=not spec.progress, dynamic_ncols=True, desc=f"prepare {out}")
+    try:
+        with stop_on_signals():
+            pool, map_fn = _pool_map(min(spec.procs, max(len(todo), 1)))
+            try:
+                for record in map_fn(partial(write_shard, out_dir=out, encode=encode), todo):
+                    records[record["name"]] = record
+                    bar.update(record["samples"] + len(record["skipped"]))
+            finally:
+                if pool is not None:
+                    pool.terminate()
+    except Interrupted as e:
+        remove_temp_files(out)
+        done = sum(r is not None for r in records.values())
+        raise Interrupted(e.signum, f"{e}: {done} of {len(tasks)} shards are complete and kept in {out} "
+                          "(no partial shard under a final name); the same command again writes the rest"
+                          ) from None
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
-    return _finish(out, kind, [records[t.name] for t in tasks], classes, skipped,
-                   len(inputs) + len(skipped), settings)
 
 
 def _finish(out: Path, kind: str, records: list[dict], classes, skipped, n_inputs: int, settings) -> Manifest:

@@ -10,6 +10,7 @@ in manifest order) plus its position.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,3 +94,38 @@ def read_manifest(path: str | Path) -> Manifest:
     if m.kind not in KINDS or not m.shards or min(m.counts) < 0:
         raise UserError(f"data.manifest: {path} lists no shards or has a bad kind / sample count")
     return m
+
+
+def size_mismatch(manifest: Manifest, files: list[Path]) -> str:
+    """'' when every local shard file has the size ``manifest`` lists, else a line naming the first
+    that differs (a shard replaced by another prepare's, or cut short). Cheap: one stat per shard."""
+    for info, path in zip(manifest.shards, files):
+        size = path.stat().st_size
+        if size != info.bytes:
+            return (f"{path} is {size} bytes, its manifest lists {info.bytes}: the shard was replaced or "
+                    f"damaged (maskfeat prepare --verify {path.parent} checks every shard's sha256)")
+    return ""
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_shards(folder: str | Path) -> tuple[int, list[str]]:
+    """(shards checked, a line per shard whose size or sha256 differs from ``folder/manifest.json``)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder / MANIFEST_NAME)
+    bad = []
+    for info in manifest.shards:
+        path = folder / info.name
+        if not path.is_file():
+            bad.append(f"{path}: missing")
+        elif path.stat().st_size != info.bytes:
+            bad.append(f"{path}: {path.stat().st_size} bytes, the manifest lists {info.bytes}")
+        elif sha256_of(path) != info.sha256:
+            bad.append(f"{path}: sha256 differs from the manifest's")
+    return len(manifest.shards), bad

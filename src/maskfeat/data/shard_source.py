@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from ..config import ConfigError
 from ..errors import UserError
-from .shard_manifest import MANIFEST_NAME, Manifest, read_manifest, sample_key
+from .shard_manifest import MANIFEST_NAME, Manifest, read_manifest, sample_key, size_mismatch
 
 META = ("cls", "src")               # members next to the payload (the image or video file)
 READ_ERRORS = (OSError, EOFError, ValueError, tarfile.TarError)
@@ -73,6 +73,9 @@ def resolve_shards(root: str, pattern: str, manifest_path: str, allow_pipe: bool
     missing = [u for u in urls if urlparse(u).scheme in ("", "file") and not Path(_local(u)).is_file()]
     if missing:
         raise UserError(f"{key}: {len(missing)} shards not found, e.g. {missing[0]}")
+    if all(urlparse(u).scheme in ("", "file") for u in urls) and (wrong := size_mismatch(
+            manifest, [Path(_local(u)) for u in urls])):
+        raise UserError(f"{key if pattern else 'data.root'}: {wrong}")
     return ShardSet(manifest, urls)
 
 

@@ -19,6 +19,7 @@ from typing import Callable
 
 from ..atomic import atomic_file, write_atomic
 from ..errors import UserError
+from ..run_lock import LOCK_NAME
 from .shard_manifest import sample_key
 
 STATE_DIR = ".prepare"
@@ -87,7 +88,7 @@ def write_shard(task: ShardTask, out_dir: Path, encode: Callable[[bytes, str], t
                     record["skipped"].append({"input": item.rel, "reason": reason})
                     continue
                 sample = {"__key__": sample_key(task.number, record["samples"]), ext: data,
-                          "src": item.rel.encode()}
+                          "src": os.fsencode(item.rel)}    # the name's bytes, also when they are not UTF-8
                 if item.label >= 0:
                     sample["cls"] = str(item.label).encode()
                     record["labels"][str(item.label)] = record["labels"].get(str(item.label), 0) + 1
@@ -105,28 +106,36 @@ def plan_fingerprint(inputs: list[Input], settings: dict) -> str:
     return h.hexdigest()
 
 
-def start_or_resume(out_dir: Path, fingerprint: str, settings: dict) -> None:
+def start_or_resume(out_dir: Path, fingerprint: str, settings: dict, claim: Callable[[], None]) -> None:
     """Create ``out_dir`` for a new prepare, or check that it holds this very prepare (same inputs and
-    settings) and remove the temp files a killed run left. Anything else in it is refused."""
+    settings) and remove the temp files a killed run left. Anything else in it is refused. ``claim``
+    (take the folder's lock) is called once the checks pass, before anything is written."""
     state = out_dir / STATE_DIR
     plan = state / "plan.json"
     if plan.is_file():
         if json.loads(plan.read_text()).get("fingerprint") != fingerprint:
             raise UserError(f"--out: {out_dir} holds a prepare of other inputs or settings; "
                             f"choose another folder or delete it")
-        for p in out_dir.glob(".*.tmp*"):
-            p.unlink()
-        for p in state.glob(".*.tmp*"):
-            p.unlink()
+        claim()
+        remove_temp_files(out_dir)
         return
-    if out_dir.is_dir() and any(out_dir.iterdir()):
+    if out_dir.is_dir() and any(p.name != LOCK_NAME for p in out_dir.iterdir()):
         raise UserError(f"--out: {out_dir} is not empty and holds no maskfeat prepare; "
                         "choose an empty folder")
     try:
+        claim()
         state.mkdir(parents=True, exist_ok=True)
         write_atomic(plan, json.dumps({"fingerprint": fingerprint, "settings": settings}).encode())
     except OSError as e:
         raise UserError(f"--out: cannot write to {out_dir} ({e.strerror})") from None
+
+
+def remove_temp_files(out_dir: Path) -> None:
+    """Remove the hidden temp files of shards and records that were being written (only while this
+    process holds the folder's lock: no other prepare writes there)."""
+    for folder in (out_dir, out_dir / STATE_DIR):
+        for p in folder.glob(".*.tmp*"):
+            p.unlink(missing_ok=True)
 
 
 def done_record(out_dir: Path, task: ShardTask) -> dict | None:

@@ -23,9 +23,20 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
         torch.save(state, f)
 
 
+def _format_errors() -> tuple:
+    """What a reader of a damaged file raises besides torch's own errors: torch.load hands a
+    ``.safetensors`` file to the safetensors library, whose errors are its own class."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:
+        return ()
+    return (SafetensorError,)
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load tensors and plain data only; a file that is no checkpoint, or one carrying code, is refused
-    with a one-line error saying which (``file_kind``, ``refused_global``)."""
+    with a one-line error saying which (``file_kind``, ``refused_global``); a truncated or damaged one
+    (``.pth`` or ``.safetensors``) is named in one line too."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
@@ -43,8 +54,9 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
                             "data are loaded (weights_only=True)") from None
         raise UserError(f"{path}: refused: not a pickle of tensors and plain data "
                         f"({_torch_reason(e)})") from None
-    except (RuntimeError, EOFError, OSError, IndexError) as e:
-        raise UserError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0][:120]})") from None
+    except (RuntimeError, EOFError, OSError, IndexError, ValueError, *_format_errors()) as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a readable checkpoint (truncated or damaged? {first})") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
     return obj

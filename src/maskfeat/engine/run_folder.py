@@ -16,70 +16,23 @@ of a dead PID; one line says so), clears what the start replaces and writes ``co
 """
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
-import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import remove_stale_temp_files, stale_note
 from ..config import save_config
 from ..errors import NothingToDo, UserError
+from ..run_lock import LOCK_NAME, RunLock  # noqa: F401  (LOCK_NAME, RunLock: this module's names before)
 from .checkpoint import load_checkpoint
 from .distributed import DistEnv, any_rank
 
-LOCK_NAME = ".run.lock"
 # what the Trainer and the tasks write into a run folder (removed by train.overwrite=true)
 RUN_FILES = ("last.pth", "best.pth", "log.jsonl", "loss_curve.png", "config.yaml", "metrics.json",
              "eval.json", "log.csv", "wandb_run_id.txt")
 RUN_DIRS = ("tensorboard", "wandb")      # trackers' folders
 RUN_GLOBS = ("epoch_*.pth",)
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "step", "epoch", "iter_in_epoch", "rng")
-
-
-class RunLock:
-    """An exclusive POSIX lock (``lockf``) on ``<folder>/.run.lock``, holding the owner's PID and host
-    so that a second run can say whose it is. A POSIX lock belongs to the process: forked loader
-    workers do not inherit it (an ``flock`` would stay held by them after the run let it go), and
-    the kernel drops it when the process dies."""
-
-    def __init__(self, folder: Path):
-        self.path = folder / LOCK_NAME
-        self.file = None
-
-    def _take(self, file) -> None:
-        try:
-            fcntl.lockf(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except (BlockingIOError, PermissionError):
-            file.seek(0)
-            owner = file.read(200).strip() or "unknown PID"
-            file.close()
-            raise UserError(f"train.output_dir: {self.path.parent} is in use by another run ({owner}); "
-                            "wait for it to end or choose another train.output_dir") from None
-        self.file = file
-
-    def check(self) -> None:
-        """Take the lock if its file exists (writes nothing); a UserError if another run holds it."""
-        if self.file is None and self.path.is_file():
-            self._take(open(self.path, "r+"))
-
-    def claim(self) -> None:
-        """Create the folder and the lock file if needed, take the lock, write our PID into it."""
-        if self.file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._take(open(self.path, "a+"))
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"PID {os.getpid()} on {socket.gethostname()}, "
-                        f"started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        self.file.flush()
-
-    def release(self) -> None:
-        if self.file is not None:
-            self.file.close()            # closing the file drops the lock
-            self.file = None
 
 
 @dataclass
