@@ -12,7 +12,8 @@ from maskfeat.engine.distributed import DistEnv
 from maskfeat.engine.optim import build_optimizer, build_scheduler
 from maskfeat.engine.trainer import Trainer, amp_dtype
 from maskfeat.errors import Interrupted, UserError
-from maskfeat.tasks.pretrain import build_config, build_trainer
+from maskfeat.tasks.pretrain import build_config
+from maskfeat.tasks.pretrain_image import build_trainer
 
 
 def mmengine_chained_lrs(base: float, f: float, warmup: int, total: int, eta_min: float) -> list[float]:
