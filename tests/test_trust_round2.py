@@ -36,16 +36,10 @@ def test_item9_a_bad_neighbour_in_the_skip_chain_is_counted_once(tmp_path, capsy
 
 
 def test_item9_video_bad_files_are_counted_once_each(tmp_path):
-    pytest.importorskip("av")
-    from test_video_data import _cfg, write_video
+    from helpers.video import bad_video_folder
 
     from maskfeat.data.video_loader import build_video_pretrain_dataset
-    write_video(tmp_path / "good.mp4", 30)
-    write_video(tmp_path / "short.mp4", 5)
-    (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
-    (tmp_path / "empty.mp4").write_bytes(b"")
-    (tmp_path / "ann.txt").write_text("short.mp4 0\nbroken.mp4 1\nempty.mp4 1\ngood.mp4 2\n")
-    cfg = _cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="ann.txt", video_decoder="pyav")
+    cfg = bad_video_folder(tmp_path, "pyav")
     ds = build_video_pretrain_dataset(cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -163,6 +157,7 @@ def test_item14_the_next_run_removes_stale_temp_files_of_dead_writers_only(tmp_p
 
 def test_item14_knn_output_folder_too(tmp_path, capsys):
     import os
+
     from eval_helpers import folder_overrides, make_folder
     root = make_folder(tmp_path / "shapes", n_train=2, n_val=1, size=32)
     out = tmp_path / "knn"

@@ -5,7 +5,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from helpers.video import bar_row, video_cfg, write_video  # noqa: E402
+from helpers.video import bad_video_folder, bar_row, video_cfg, write_video  # noqa: E402
 
 from maskfeat.data import video_clips as C  # noqa: E402
 from maskfeat.data.video_annotations import embedded_videos, read_annotations  # noqa: E402
@@ -75,12 +75,7 @@ def test_list_and_kinetics_csv_annotations(tmp_path):
 def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path, decoder, request):
     if decoder == "torchcodec":
         request.getfixturevalue("torchcodec")
-    write_video(tmp_path / "good.mp4", 30)
-    write_video(tmp_path / "short.mp4", 5)
-    (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
-    (tmp_path / "empty.mp4").write_bytes(b"")
-    (tmp_path / "ann.txt").write_text("short.mp4 0\nbroken.mp4 1\nempty.mp4 1\ngood.mp4 2\n")
-    cfg = video_cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="ann.txt", video_decoder=decoder)
+    cfg = bad_video_folder(tmp_path, decoder)
     ds = build_video_pretrain_dataset(cfg)
     assert ds.reader.decoder == decoder
     with warnings.catch_warnings():

@@ -2,6 +2,7 @@
 import av
 import numpy as np
 import torch
+
 from maskfeat.schema import VIDEO_PRETRAIN
 
 
@@ -35,3 +36,14 @@ def video_cfg(tmp_path, **data):
     cfg["data"].update(dict(num_workers=0, sampling_rate=2, decode_short_side=0), **data)
     cfg["train"].update(batch_size=3, seed=5)
     return cfg
+
+
+def bad_video_folder(tmp_path, decoder: str) -> dict:
+    """A 'path label' list of one short, one broken, one empty and one good video (in that order) and the
+    video pre-training config that reads it with ``decoder``."""
+    write_video(tmp_path / "good.mp4", 30)
+    write_video(tmp_path / "short.mp4", 5)
+    (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "ann.txt").write_text("short.mp4 0\nbroken.mp4 1\nempty.mp4 1\ngood.mp4 2\n")
+    return video_cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="ann.txt", video_decoder=decoder)
