@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from helpers import MMPRETRAIN_FIXTURE, need, tiny_pretrain_overrides
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -18,7 +19,7 @@ def fashion_mnist():
 @pytest.fixture
 def torchcodec():
     """torchcodec with FFmpeg's shared libraries: skipped without them, failed under CI."""
-    from maskfeat.video.decoders import torchcodec_available
+    from maskfeat.data.video_decoders import torchcodec_available
 
     why = torchcodec_available()
     need(not why, f"torchcodec with FFmpeg's shared libraries ({why})")

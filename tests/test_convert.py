@@ -7,9 +7,9 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from helpers import MMPRETRAIN_FIXTURE, mmpretrain_fixture_model
 from safetensors.torch import load_file
 
+from helpers import MMPRETRAIN_FIXTURE, mmpretrain_fixture_model
 from maskfeat.cli import main
 from maskfeat.convert import maskfeat_to_slowfast, slowfast_to_maskfeat
 from maskfeat.defaults import PRETRAIN

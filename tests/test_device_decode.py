@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import cli_env, tiny_pretrain_overrides
 from PIL import Image
 from skimage import data as skdata
 
+from helpers import cli_env, tiny_pretrain_overrides
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, build_pretrain_loader, device_decode
 from maskfeat.data.device_decode import DeviceDecodedLoader

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_bench
 from PIL import Image
 
+from helpers import load_bench
 from maskfeat.config import resolve_config
 from maskfeat.data import FileIndex, build_pretrain_dataset, read_list_file, scan_folder
 from maskfeat.data.labelled_splits import load_split

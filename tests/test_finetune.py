@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+
 from eval_helpers import folder_overrides, make_folder
 from helpers import save_pretrained
-
 from maskfeat.cli import main
 from maskfeat.errors import UserError
 from maskfeat.eval.classifier import (

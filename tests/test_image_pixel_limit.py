@@ -6,9 +6,9 @@ import struct
 
 import numpy as np
 import pytest
-from helpers import png_bomb
 from PIL import Image
 
+from helpers import png_bomb
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, decode_rgb
 from maskfeat.data.images import jpeg_header

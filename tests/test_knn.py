@@ -5,11 +5,11 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from eval_helpers import folder_overrides, make_folder
-from helpers import PYTHON, cli_env
 from sklearn.neighbors import KNeighborsClassifier
 from torch.utils.data import Dataset
 
+from eval_helpers import folder_overrides, make_folder
+from helpers import PYTHON, cli_env
 from maskfeat.cli import main
 from maskfeat.data.loader import build_loader
 from maskfeat.engine.distributed import DistEnv

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 import torch
-from eval_helpers import CLASSES, folder_overrides, make_folder
-from helpers import PYTHON, cli_env
 from torch import nn
 
+from eval_helpers import CLASSES, folder_overrides, make_folder
+from helpers import PYTHON, cli_env
 from maskfeat.cli import main
 from maskfeat.config import resolve_config
 from maskfeat.defaults import FINETUNE, KNN

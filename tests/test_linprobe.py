@@ -3,10 +3,10 @@ import json
 
 import pytest
 import torch
-from eval_helpers import folder_overrides, make_folder
-from helpers import save_pretrained
 from torch import nn
 
+from eval_helpers import folder_overrides, make_folder
+from helpers import save_pretrained
 from maskfeat.cli import main
 from maskfeat.defaults import LINPROBE
 from maskfeat.eval.classifier import LinearProbe, Pooled

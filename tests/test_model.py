@@ -2,8 +2,8 @@ import copy
 
 import pytest
 import torch
-from helpers import mmpretrain_fixture_model
 
+from helpers import mmpretrain_fixture_model
 from maskfeat.config import resolve_config
 from maskfeat.defaults import PRETRAIN
 from maskfeat.engine.optim import build_optimizer

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from helpers import (
     REPO,
     cli_env,
@@ -15,7 +16,6 @@ from helpers import (
     run_trainer,
     tiny_pretrain_overrides,
 )
-
 from maskfeat.config import builtin_config
 from maskfeat.engine.checkpoint import load_checkpoint
 from maskfeat.engine.distributed import DistEnv

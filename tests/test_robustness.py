@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from helpers import (
     ERROR,
     log_steps,
@@ -18,8 +20,6 @@ from helpers import (
     run_trainer,
     tiny_pretrain_overrides,
 )
-from PIL import Image
-
 from maskfeat.cli import main
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, decode_rgb

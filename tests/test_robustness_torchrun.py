@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ERROR, cli_env, log_steps, tiny_pretrain_overrides, torchrun_cmd
 
+from helpers import ERROR, cli_env, log_steps, tiny_pretrain_overrides, torchrun_cmd
 from maskfeat.engine.checkpoint import load_checkpoint
 
 # -- 3. a global batch that the data cannot fill, under torchrun ---------------------------------

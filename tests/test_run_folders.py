@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 import torch
-from helpers import PYTHON, REPO, cli_env, log_steps, snapshot, tiny_pretrain_overrides
 
+from helpers import PYTHON, REPO, cli_env, log_steps, snapshot, tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.engine.checkpoint import load_checkpoint
 

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 import yaml
-from helpers import PYTHON, REPO, cli_env
 
+from helpers import PYTHON, REPO, cli_env
 from maskfeat.cli import main
 from maskfeat.commands.run import MMPRETRAIN_ALIASES, add_arguments, translate
 from maskfeat.config import ConfigError, resolve_config

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import PYTHON, cli_env
 from PIL import Image
-from shard_helpers import make_shards, rewrite_member, tar_samples, write_folder
 
+from helpers import PYTHON, cli_env
 from maskfeat.config import ConfigError, resolve_config
 from maskfeat.data import build_loader, build_pretrain_dataset, scan_folder
 from maskfeat.data.shard_manifest import read_manifest
@@ -24,6 +23,7 @@ from maskfeat.data.shard_plan import (
 )
 from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
+from shard_helpers import make_shards, rewrite_member, tar_samples, write_folder
 
 
 # -- the plan -------------------------------------------------------------------------------------------

@@ -10,12 +10,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from eval_helpers import make_folder
 from helpers import REPO, cli_env, log_losses, run_trainer
-from shard_helpers import make_shards, write_folder
-
 from maskfeat.engine.checkpoint import load_checkpoint
 from maskfeat.errors import Interrupted
+from shard_helpers import make_shards, write_folder
 
 SMALL = ["model.img_size=32", "model.patch_size=8", "train.batch_size=4"]
 
@@ -184,7 +184,6 @@ def test_prepare_cuts_clips_to_the_centred_span(tmp_path):
 
 def test_linear_probe_on_images_trains_the_same_from_labelled_shards(tmp_path):
     from eval_helpers import folder_overrides
-
     from maskfeat.cli import main
 
     root, shards = labelled_folder_and_shards(tmp_path, 5)

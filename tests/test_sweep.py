@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from eval_helpers import make_folder
-from helpers import REPO, Evil, png_bomb, snapshot, tiny_pretrain_overrides
 from PIL import Image
 
+from eval_helpers import make_folder
+from helpers import REPO, Evil, png_bomb, snapshot, tiny_pretrain_overrides
 from maskfeat.cli import main
 
 FINETUNE = "configs/finetune/vit-base-p16_in1k.yaml"

@@ -7,8 +7,8 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import eager_and_compiled_losses, load_bench
 
+from helpers import eager_and_compiled_losses, load_bench
 from maskfeat.data.images import decode_rgb, skimage_photos
 from maskfeat.models.hog import HOGGenerator
 

@@ -5,8 +5,8 @@ import av
 import numpy as np
 import pytest
 import torch
-from helpers.video import bar_row, video_cfg, write_video  # noqa: E402
 
+from helpers.video import bar_row, video_cfg, write_video  # noqa: E402
 from maskfeat.data import video_clips as C  # noqa: E402
 from maskfeat.data.video_annotations import embedded_videos, read_annotations  # noqa: E402
 from maskfeat.data.video_datasets import VideoClassifyDataset, VideoReader  # noqa: E402

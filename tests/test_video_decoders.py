@@ -9,9 +9,9 @@ import av  # noqa: F401  (PyAV writes the test videos: a test dependency, never 
 import numpy as np
 import pytest
 import torch
+
 from helpers import load_bench  # noqa: E402
 from helpers.video import bar_row, video_cfg, write_video  # noqa: E402
-
 from maskfeat.config import ConfigError  # noqa: E402
 from maskfeat.data import video_clips as C  # noqa: E402
 from maskfeat.data import video_decoders as D  # noqa: E402

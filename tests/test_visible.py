@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from eval_helpers import make_folder
 from helpers import eager_and_compiled_losses, maskfeat
-
 from maskfeat.cli import main
 from maskfeat.config import ConfigError, resolve_config
 from maskfeat.data.cube_mask import CubeMaskGenerator

@@ -2,7 +2,8 @@
 import av
 import numpy as np
 import torch
-from maskfeat.video.defaults import VIDEO_PRETRAIN
+
+from maskfeat.defaults import VIDEO_PRETRAIN
 
 
 def write_video(path, n_frames: int, h: int = 48, w: int = 64, seed: int = 0, codec: str = "mpeg4"):
