@@ -132,7 +132,8 @@ def pss_mib(pid: int, field: str = "Pss") -> float:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
         return 0.0
-    return next((int(line.split()[1]) / 1024 for line in text.splitlines() if line.startswith(field + ":")), 0.0)
+    return next((int(line.split()[1]) / 1024 for line in text.splitlines()
+                 if line.startswith(field + ":")), 0.0)
 
 
 def child_pids(pid: int) -> list[int]:

@@ -29,9 +29,10 @@ the workers prefetched during the warm-up are taken untimed as well. ``CPU ms/sa
 time of the main process and its workers (all their threads) over the timed batches, per sample:
 the fair measure of decoding cost on a machine shared with other work, where samples/s also
 depends on how many threads each decoder runs (PyAV: FFmpeg's automatic frame threads in every
-worker; torchcodec: the cores shared among the workers, ``decoders.ffmpeg_threads``). Memory: PSS (proportional set size, shared pages split between the processes
-that share them, so the sum is the loader's true footprint) of the main process and of its worker
-processes, read from /proc/<pid>/smaps_rollup after the timed batches of each turn (max over rounds).
+worker; torchcodec: the cores shared among the workers, ``decoders.ffmpeg_threads``). Memory: PSS
+(proportional set size, shared pages split between the processes that share them, so the sum is the
+loader's true footprint) of the main process and of its worker processes, read from
+/proc/<pid>/smaps_rollup after the timed batches of each turn (max over rounds).
 """
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def video_loader(args, workers: int, decoder: str, decode: str = "cpu"):
                  f"data.video_decoder={decoder}", f"data.decode={decode}", "data.persistent_workers=false",
                  "data.pin_memory=false",
                  f"model.img_size={args.img_size}", f"data.decode_short_side={args.short_side}"]
-    cfg = resolve_config(VIDEO_PRETRAIN, str(REPO / "configs/pretrain/maskfeat_mvitv2-s-16x4_k400.yaml"), overrides)
+    cfg = resolve_config(VIDEO_PRETRAIN, str(REPO / "configs/pretrain/maskfeat_mvitv2-s-16x4_k400.yaml"),
+                         overrides)
     dataset = build_video_pretrain_dataset(cfg)
     return build_loader(dataset, args.batch, cfg["data"], 0, 1, cfg["train"]["seed"])
 
@@ -102,8 +104,8 @@ def image_loader(args, workers: int, *source: str):
     from maskfeat.data.loader import build_loader, build_pretrain_dataset
     from maskfeat.defaults import PRETRAIN
 
-    overrides = [*source, f"data.num_workers={workers}", "data.persistent_workers=false", "data.pin_memory=false",
-                 f"model.img_size={args.img_size}"]
+    overrides = [*source, f"data.num_workers={workers}", "data.persistent_workers=false",
+                 "data.pin_memory=false", f"model.img_size={args.img_size}"]
     cfg = resolve_config(PRETRAIN, None, overrides)
     return build_loader(build_pretrain_dataset(cfg), args.batch, cfg["data"], 0, 1, cfg["train"]["seed"])
 
@@ -142,7 +144,8 @@ def shards_of(args) -> Path:
         from maskfeat.data.prepare import PrepareSpec, prepare
 
         t = time.perf_counter()
-        m = prepare(PrepareSpec("folder", args.images, str(out), shard_mb=args.shard_mb, procs=2, progress=False))
+        m = prepare(PrepareSpec("folder", args.images, str(out), shard_mb=args.shard_mb, procs=2,
+                                progress=False))
         took = time.perf_counter() - t
         print(f"maskfeat prepare: {m.total} images -> {len(m.shards)} shards in {took:.1f} s "
               f"({m.total / took:.0f} img/s, 2 processes)", file=sys.stderr)
@@ -152,7 +155,8 @@ def shards_of(args) -> Path:
 def pipe_cat(args) -> list[str]:
     shards = shards_of(args)
     n = len(list(shards.glob("shard-*.tar")))
-    return [f"data.root={shards}", "data.allow_pipe=true", f"data.shards=pipe:cat {shards}/shard-{{000000..{n - 1:06d}}}.tar"]
+    return [f"data.root={shards}", "data.allow_pipe=true",
+            f"data.shards=pipe:cat {shards}/shard-{{000000..{n - 1:06d}}}.tar"]
 
 
 CASES = {
@@ -163,7 +167,8 @@ CASES = {
         image_loader(args, workers, "data.source=folder", f"data.root={args.images}")),
     "image shards": lambda args, workers: image_loader(args, workers, "data.source=shards",
                                                        f"data.root={shards_of(args)}"),
-    "image shards pipe:cat": lambda args, workers: image_loader(args, workers, "data.source=shards", *pipe_cat(args)),
+    "image shards pipe:cat": lambda args, workers: image_loader(args, workers, "data.source=shards",
+                                                                *pipe_cat(args)),
     # torchcodec on the GPU (NVDEC) in the main process; --workers 0 only (on a CPU-only machine: the CPU)
     "video torchcodec device": lambda args, workers: video_loader(args, workers, "torchcodec", "device"),
 }
@@ -230,13 +235,14 @@ def measure(args) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'case':23s} {'workers':>7s} {'samples/s':>10s} {'range':>15s} {'x base':>7s} {'CPU ms/sample':>13s} "
-          f"{'PSS main':>9s} {'PSS workers':>12s} {'PSS total':>10s}  (MiB)")
+    print(f"{'case':23s} {'workers':>7s} {'samples/s':>10s} {'range':>15s} {'x base':>7s} "
+          f"{'CPU ms/sample':>13s} {'PSS main':>9s} {'PSS workers':>12s} {'PSS total':>10s}  (MiB)")
     for r in rows:
         speed = f"{r['speedup']:.2f}" if r["speedup"] else "-"
         print(f"{r['case']:23s} {r['workers']:7d} {r['samples_per_s']:10.2f} "
-              f"{r['min']:7.2f}-{r['max']:<7.2f} {speed:>7s} {r['cpu_ms_per_sample']:13.0f} {r['pss_main_mib']:9.0f} "
-              f"{r['pss_workers_mib']:12.0f} {r['pss_main_mib'] + r['pss_workers_mib']:10.0f}")
+              f"{r['min']:7.2f}-{r['max']:<7.2f} {speed:>7s} {r['cpu_ms_per_sample']:13.0f} "
+              f"{r['pss_main_mib']:9.0f} {r['pss_workers_mib']:12.0f} "
+              f"{r['pss_main_mib'] + r['pss_workers_mib']:10.0f}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -252,10 +258,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clips", default="", help="comma list of bundled clip names (default all), e.g. bikes")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--short-side", type=int, default=256, help="data.decode_short_side")
-    p.add_argument("--images", default="", help="a folder of JPEGs: adds the image cases (folder, its shards, "
-                                                 "the shards through pipe:cat)")
+    p.add_argument("--images", default="",
+                   help="a folder of JPEGs: adds the image cases (folder, its shards, "
+                        "the shards through pipe:cat)")
     p.add_argument("--make-data", type=int, default=0, help="first write this many JPEGs into --images")
-    p.add_argument("--shard-mb", type=float, default=8.0, help="shard size for maskfeat prepare (image shards cases)")
+    p.add_argument("--shard-mb", type=float, default=8.0,
+                   help="shard size for maskfeat prepare (image shards cases)")
     p.add_argument("--json", default="", help="also write the rows here")
     args = p.parse_args(argv)
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -295,8 +303,8 @@ def main(argv=None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         info = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
                 **{pkg: ver(pkg) for pkg in ("torch", "torchvision", "av", "torchcodec")}}
-        Path(args.json).write_text(json.dumps({"info": info, "args": {k: v for k, v in vars(args).items()
-                                                                      if k != "tmp"}, "rows": rows}, indent=1))
+        kept = {k: v for k, v in vars(args).items() if k != "tmp"}
+        Path(args.json).write_text(json.dumps({"info": info, "args": kept, "rows": rows}, indent=1))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Checks of every GPU path in one short run (also runs on CPU, where it checks the same code).
 
-    python bench/gpu_check.py            # then: python bench/throughput.py --data /tmp/jpegs --make-data 8192 ...
+    python bench/gpu_check.py
+    python bench/throughput.py --data /tmp/jpegs --make-data 8192 ...    # then
 
 1. fused (compiled) HOG on the device == eager fp32 HOG on the device, and == the CPU HOG, within 1e-4;
 2. compiled vs eager MaskFeat training step on the device: the same losses within 1e-3 (bf16 autocast);
@@ -53,7 +54,8 @@ def check_hog(device, results) -> None:
           f"max abs diff {diff:.2e} (compile {compile_s:.1f} s, 64 x 224 px photos)", results)
     d_cpu = (ref.cpu() - cpu).abs().max().item()
     frac = ((ref.cpu() - cpu).abs() > 1e-4).float().mean().item()
-    check("device HOG ~ CPU HOG", frac < 1e-3, f"max abs diff {d_cpu:.2e}, share of entries > 1e-4: {frac:.2e} "
+    check("device HOG ~ CPU HOG", frac < 1e-3,
+          f"max abs diff {d_cpu:.2e}, share of entries > 1e-4: {frac:.2e} "
           "(exactly-zero gradients may round differently in cuDNN and oneDNN)", results)
     if device.type == "cuda":
         for name, fn in (("eager", eager), ("fused", fused)):
@@ -64,7 +66,8 @@ def check_hog(device, results) -> None:
             for _ in range(20):
                 fn(torch.cat([x] * 4))
             torch.cuda.synchronize()
-            print(f"      HOG {name}: {(time.perf_counter() - t0) / 20 * 1e3:.2f} ms per batch of 256 x 224 px")
+            ms = (time.perf_counter() - t0) / 20 * 1e3
+            print(f"      HOG {name}: {ms:.2f} ms per batch of 256 x 224 px")
 
 
 def check_compiled_step(device, results, tmp: Path) -> None:
@@ -88,7 +91,8 @@ def check_compiled_step(device, results, tmp: Path) -> None:
         fell_back = compiled and trainer.fwd is trainer._eager
     diff = max(abs(a - b) for a, b in zip(losses[False], losses[True]))
     check(f"compiled step == eager step ({amp})", diff < 1e-3 and not fell_back,
-          f"losses {['%.5f' % v for v in losses[False]]} vs {['%.5f' % v for v in losses[True]]}, max diff {diff:.1e}"
+          f"losses {['%.5f' % v for v in losses[False]]} vs {['%.5f' % v for v in losses[True]]}, "
+          f"max diff {diff:.1e}"
           + (" (compile FELL BACK to eager)" if fell_back else ""), results)
 
 
@@ -122,7 +126,8 @@ def check_device_decode(device, results, tmp: Path) -> None:
 
 def main() -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}, torch {torch.__version__}")
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    print(f"device {name}, torch {torch.__version__}")
     results: list[bool] = []
     with tempfile.TemporaryDirectory() as tmp:
         for fn in (check_hog, check_compiled_step, check_device_decode):

@@ -60,7 +60,8 @@ def make_list(folder: Path, lines: int, classes: int = 1000) -> Path:
     ann.parent.mkdir(exist_ok=True)
     with open(ann, "w") as f:
         for start in range(0, lines, 100_000):
-            f.write("".join(f"n{i % classes:08d}/../{IMAGE} {i % classes}\n" for i in range(start, min(lines, start + 100_000))))
+            f.write("".join(f"n{i % classes:08d}/../{IMAGE} {i % classes}\n"
+                            for i in range(start, min(lines, start + 100_000))))
     return ann
 
 
@@ -95,7 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--img-size", type=int, default=64)
-    p.add_argument("--settle", type=float, default=3.0, help="seconds to let the prefetch queue fill before a reading")
+    p.add_argument("--settle", type=float, default=3.0,
+                   help="seconds to let the prefetch queue fill before a reading")
     p.add_argument("--dir", default="", help="where the list file goes (default: a temporary folder)")
     return p.parse_args(argv)
 
@@ -129,7 +131,8 @@ def run(args: argparse.Namespace, folder: Path) -> list[dict]:
 
 
 def report(rows: list[dict], parse_s: float, index_mib: float, args) -> None:
-    print(f"\n{'stage':<26}{'main':>9}{'workers':>9}{'total':>9}{'anon: main':>12}{'workers':>9}{'total':>9}  (MiB of PSS)")
+    print(f"\n{'stage':<26}{'main':>9}{'workers':>9}{'total':>9}"
+          f"{'anon: main':>12}{'workers':>9}{'total':>9}  (MiB of PSS)")
     for r in rows:
         print(f"{r['stage']:<26}{r['main']:>9.1f}{r['workers']:>9.1f}{r['total']:>9.1f}"
               f"{r['anon_main']:>12.1f}{r['anon_workers']:>9.1f}{r['anon_total']:>9.1f}")

@@ -58,15 +58,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--variants", nargs="+", default=["random", "hog", "pixel"], type=variant_name,
                    help="random, hog, pixel, visible (mask 0.4) or visible@RATIO")
-    p.add_argument("--steps", type=int, default=600, help="pre-training steps per run (the lr schedule's length)")
+    p.add_argument("--steps", type=int, default=600,
+                   help="pre-training steps per run (the lr schedule's length)")
     p.add_argument("--budget-min", type=float, default=15.0,
                    help="CPU-minute budget of all pre-training runs together; a run that reaches its share "
                         "(budget / runs) stops early at a step boundary (its steps are reported)")
     p.add_argument("--schedule", default="steps", choices=["steps", "minutes"],
-                   help="steps: every run --steps long; minutes: each run's schedule sized to its budget share")
+                   help="steps: every run --steps long; "
+                        "minutes: each run's schedule sized to its budget share")
     p.add_argument("--calibrate-steps", type=int, default=30,
                    help="--schedule minutes: steps timed per run (the first 5 are warm-up)")
-    p.add_argument("--decoder-dim", type=int, default=0, help="visible: model.decoder_dim (0 = half the encoder's)")
+    p.add_argument("--decoder-dim", type=int, default=0,
+                   help="visible: model.decoder_dim (0 = half the encoder's)")
     p.add_argument("--decoder-depth", type=int, default=2, help="visible: model.decoder_depth")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=4e-3, help="pre-training lr per 256 images")
@@ -77,9 +80,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=8, help="HOG gaussian_window (patch size or 0)")
     p.add_argument("--pool", default="avg", choices=["cls", "avg"])
     p.add_argument("--train-subset", type=int, default=0, help="train images for k-NN / probe (0 = all 60k)")
-    p.add_argument("--test-subset", type=int, default=0, help="test images scored (0 = all 10k; smoke runs only)")
+    p.add_argument("--test-subset", type=int, default=0,
+                   help="test images scored (0 = all 10k; smoke runs only)")
     p.add_argument("--probe-epochs", type=int, default=10)
-    p.add_argument("--probe-lr", type=float, default=1.0, help="linear probe SGD lr per 256 (BatchNorm'd features)")
+    p.add_argument("--probe-lr", type=float, default=1.0,
+                   help="linear probe SGD lr per 256 (BatchNorm'd features)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", default="work_dirs/bench_quality")
@@ -115,7 +120,8 @@ def cpu_seconds() -> float:
 
 
 def pretrain(args, variant: str, seed: int, out: Path, budget_s: float, steps: int) -> dict:
-    """One MaskFeat run with a ``steps``-long schedule, stopped early when ``budget_s`` CPU seconds run out."""
+    """One MaskFeat run with a ``steps``-long schedule, stopped early when ``budget_s`` CPU seconds run
+    out."""
     overrides = {
         "model.arch": args.arch, "model.img_size": args.img_size, "model.patch_size": args.patch,
         "hog.cell_size": args.cell, "hog.gaussian_window": args.window,
@@ -123,7 +129,8 @@ def pretrain(args, variant: str, seed: int, out: Path, budget_s: float, steps: i
         "data.source": "fashion-mnist", "data.mean": FMNIST_MEAN, "data.std": FMNIST_STD,
         "data.num_workers": 0, "optim.lr": args.lr, "optim.warmup_epochs": 0.1,
         "train.epochs": 1, "train.batch_size": args.batch, "train.seed": seed, "train.device": "cpu",
-        "train.output_dir": str(out), "train.progress": False, "train.log_interval": 50, "train.ckpt_interval": 1000,
+        "train.output_dir": str(out), "train.progress": False, "train.log_interval": 50,
+        "train.ckpt_interval": 1000,
         "train.resume": "", "train.overwrite": True,        # every bench run starts from scratch
         "train.text_log": "never",                           # stdout holds the bench's own report
         **variant_overrides(args, variant),
@@ -148,7 +155,8 @@ def pretrain(args, variant: str, seed: int, out: Path, budget_s: float, steps: i
     state = trainer.fit()
     losses = [rec["loss"] for rec in read_log(out / "log.jsonl").values()]
     return {"checkpoint": str(out / "last.pth"), "pretrain_min": (cpu_seconds() - t0) / 60,
-            "pretrain_wall_min": (time.perf_counter() - w0) / 60, "steps": state.step, "scheduled_steps": steps,
+            "pretrain_wall_min": (time.perf_counter() - w0) / 60, "steps": state.step,
+            "scheduled_steps": steps,
             "first_loss": losses[0], "last_loss": losses[-1], "step_cpu_s": per_step(marks)}
 
 
@@ -171,21 +179,26 @@ def scheduled_steps(args, variant: str, seed: int, out: Path, budget_s: float) -
 
 def evaluate(args, ckpt: str, seed: int, out: Path) -> dict:
     """Frozen features once; k-NN and linear-probe top-1 on the 10k test images."""
-    data = {"data.source": "fashion-mnist", "data.mean": FMNIST_MEAN, "data.std": FMNIST_STD, "data.crop_pct": 1.0,
-            "data.val_split": "t10k", "data.train_subset": args.train_subset, "data.val_subset": args.test_subset, "data.num_workers": args.workers}
+    data = {"data.source": "fashion-mnist", "data.mean": FMNIST_MEAN, "data.std": FMNIST_STD,
+            "data.crop_pct": 1.0, "data.val_split": "t10k", "data.train_subset": args.train_subset,
+            "data.val_subset": args.test_subset, "data.num_workers": args.workers}
     model = {"model.pool": args.pool, "model.pretrained": ckpt}
     if not ckpt:
-        model.update({"model.arch": args.arch, "model.img_size": args.img_size, "model.patch_size": args.patch})
+        model.update({"model.arch": args.arch, "model.img_size": args.img_size,
+                      "model.patch_size": args.patch})
     kcfg = resolve_config(KNN, None, [f"{k}={json.dumps(v)}" for k, v in {**data, **model}.items()])
     env = DistEnv()
     t0 = time.perf_counter()
     seed_everything(seed)                                # the random-init baseline depends on the seed
     features, img, _ = build_frozen_features(kcfg["model"], env)
-    feats, num_classes = embed_splits(features, labelled_datasets(kcfg["data"], img, seed), kcfg["data"], 256, env, seed)
-    knn = knn_accuracy(*feats["train"], *feats["val"], num_classes, kcfg["knn"]["k"], kcfg["knn"]["temperature"])
+    feats, num_classes = embed_splits(features, labelled_datasets(kcfg["data"], img, seed), kcfg["data"], 256,
+                                      env, seed)
+    knn = knn_accuracy(*feats["train"], *feats["val"], num_classes, kcfg["knn"]["k"],
+                       kcfg["knn"]["temperature"])
     probe_over = {**data, **model, "optim.name": "sgd", "optim.lr": args.probe_lr, "optim.momentum": 0.9,
                   "optim.weight_decay": 0.0, "optim.warmup_epochs": 1.0, "train.epochs": args.probe_epochs,
-                  "train.batch_size": 256, "train.seed": seed, "train.device": "cpu", "train.output_dir": str(out),
+                  "train.batch_size": 256, "train.seed": seed, "train.device": "cpu",
+                  "train.output_dir": str(out),
                   "train.resume": "", "train.overwrite": True, "train.text_log": "never",
                   "train.progress": False, "train.log_interval": 100, "train.ckpt_interval": 1000,
                   "train.eval_interval": args.probe_epochs}      # scored once, after the last epoch
@@ -211,12 +224,15 @@ def main(argv=None) -> int:
                 run_dir = out / f"seed{seed}_{variant}"
                 row = {"seed": seed, "variant": variant, "pretrain_min": 0.0, "steps": 0}
                 if variant != "random":
-                    steps, row["calibrated_step_cpu_s"] = scheduled_steps(args, variant, seed, run_dir, budget_s)
+                    steps, row["calibrated_step_cpu_s"] = scheduled_steps(args, variant, seed, run_dir,
+                                                                          budget_s)
                     row.update(pretrain(args, variant, seed, run_dir / "pretrain", budget_s, steps))
                 row.update(evaluate(args, row.get("checkpoint", ""), seed, run_dir / "probe"))
                 rows.append(row)
-                print(f"  seed {seed} {variant:6s}: k-NN {row['knn_top1']:.2f}  probe {row['probe_top1']:.2f}  "
-                      f"({row['pretrain_min']:.1f} + {row['eval_min']:.1f} min)", file=sys.stderr, flush=True)
+                print(f"  seed {seed} {variant:6s}: k-NN {row['knn_top1']:.2f}  "
+                      f"probe {row['probe_top1']:.2f}  "
+                      f"({row['pretrain_min']:.1f} + {row['eval_min']:.1f} min)",
+                      file=sys.stderr, flush=True)
     except UserError as e:
         print(f"bench/quality.py: error: {e}", file=sys.stderr)
         return 2
@@ -230,11 +246,12 @@ def summarise(args, rows: list[dict], total_min: float) -> dict:
     print(f"\nFashion-MNIST, {args.arch} {args.img_size}px patch {args.patch}, {args.pool} token; "
           f"k-NN / linear probe top-1 (%) on the 10k test images, {rows[0]['train_samples']} train images; "
           f"schedule by {args.schedule}")
-    print(f"{'seed':>4}  {'variant':13} {'k-NN':>7} {'probe':>7} {'steps':>6} {'PT CPU-min':>10} {'PT wall':>7} "
-          f"{'eval min':>8}")
+    print(f"{'seed':>4}  {'variant':13} {'k-NN':>7} {'probe':>7} {'steps':>6} {'PT CPU-min':>10} "
+          f"{'PT wall':>7} {'eval min':>8}")
     for r in rows:
-        print(f"{r['seed']:>4}  {r['variant']:13} {r['knn_top1']:7.2f} {r['probe_top1']:7.2f} {r['steps']:6d} "
-              f"{r['pretrain_min']:10.2f} {r.get('pretrain_wall_min', 0.0):7.2f} {r['eval_min']:8.2f}")
+        print(f"{r['seed']:>4}  {r['variant']:13} {r['knn_top1']:7.2f} {r['probe_top1']:7.2f} "
+              f"{r['steps']:6d} {r['pretrain_min']:10.2f} {r.get('pretrain_wall_min', 0.0):7.2f} "
+              f"{r['eval_min']:8.2f}")
     checks = {}
     for seed in args.seeds:
         by = {r["variant"]: r for r in rows if r["seed"] == seed}

@@ -1,6 +1,6 @@
 """Throughput of the MaskFeat pre-training step against a bare timm ViT step, in one process.
 
-    python bench/throughput.py                      # GPU: ViT-B/16, 224 px, batch 256; CPU: vit-mini, 112 px, batch 32
+    python bench/throughput.py    # GPU: ViT-B/16, 224 px, batch 256; CPU: vit-mini, 112 px, batch 32
     python bench/throughput.py --amp bf16,fp16 --compile eager,compiled
     python bench/throughput.py --arch vit-base --img-size 224 --flops-only   # FLOP table only (cheap on a CPU)
     python bench/throughput.py --arch vit-base --img-size 224 --batch 2 --grad-ckpt   # memory, ckpt off/on
@@ -43,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,8 @@ def pretrain_config(args, out_dir: str, amp: str, compiled: bool, extra: list[st
     grid = args.img_size // 16
     overrides = [f"model.arch={args.arch}", f"model.img_size={args.img_size}",
                  f"mask.min_num_patches={15 if grid >= 14 else max(2, grid // 2)}",
-                 f"train.batch_size={args.batch}", f"train.amp={AMP[amp]}", f"train.compile={str(compiled).lower()}",
+                 f"train.batch_size={args.batch}", f"train.amp={AMP[amp]}",
+                 f"train.compile={str(compiled).lower()}",
                  f"train.compile_mode={args.compile_mode}", f"train.device={args.device}",
                  f"train.output_dir={out_dir}", "train.progress=false", "train.log_interval=1000000",
                  "data.source=skimage", f"data.samples_per_epoch={max(args.batch, 64)}", "data.num_workers=0",
@@ -146,7 +148,8 @@ class TimmStep:
 
     def loss(self, fwd, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() - self.norm[0]) / self.norm[1]
-        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32,
+                            enabled=self.dtype is not None):
             return fwd(x).float().square().mean()
 
     def step_fn(self, batch: dict):
@@ -172,7 +175,8 @@ class TimmStep:
 
 
 # -- step mode ------------------------------------------------------------------------------------------
-def row(name: str, variant: str, amp: str, times: list[float], batch: int, flops: float, mem, extra=None) -> dict:
+def row(name: str, variant: str, amp: str, times: list[float], batch: int, flops: float, mem,
+        extra=None) -> dict:
     """One table row; ``times`` empty (--flops-only): FLOPs and memory only."""
     ms = statistics.median(times) * 1e3 if times else None
     r = {"model": name, "variant": variant, "amp": amp, "batch": batch,
@@ -229,7 +233,7 @@ def run_memory_mode(args, env, out_root: Path) -> list[dict]:
                               [f"model.grad_checkpointing={str(on).lower()}"])
         trainer = build_trainer(cfg, env)
         base = memory_base(env.device)
-        saved = saved_activation_bytes(trainer.model, lambda: trainer._forward_backward(batch, sync=True))
+        saved = saved_activation_bytes(trainer.model, partial(trainer._forward_backward, batch, sync=True))
         peak = peak_memory_gib(env.device) - base if env.device.type == "cuda" else None
         rows.append({"grad_checkpointing": on, "saved_MiB_per_image": saved / args.batch / 2**20,
                      "peak_GiB": peak, "batch": args.batch})
@@ -257,7 +261,8 @@ def memory_base(device: torch.device) -> float:
 
 
 def prepare(args, device, name: str, build, label: str) -> dict:
-    """Build one contender (``build() -> (step, flops, enc_flops, keep_alive)``), warm it up; its own peak memory."""
+    """Build one contender (``build() -> (step, flops, enc_flops, keep_alive)``), warm it up; its own peak
+    memory."""
     base = memory_base(device)
     step, flops, enc, alive = build()
     if not args.flops_only:
@@ -278,7 +283,8 @@ def run_step_mode(args, env, out_root: Path) -> list[dict]:
             reset_memory(device)
             runs, setups = {}, {}
             for name, (ratio, extra) in our_variants(args).items():
-                setups[name] = (pretrain_config(args, str(out_root / f"{name}_{amp}_{variant}"), amp, compiled, extra),
+                run_dir = str(out_root / f"{name}_{amp}_{variant}")
+                setups[name] = (pretrain_config(args, run_dir, amp, compiled, extra),
                                 synthetic_batch(args.batch, args.img_size, 16, min_patches, device, ratio))
 
                 def build(cfg=setups[name][0], batch=setups[name][1]):
@@ -348,7 +354,8 @@ def run_data_mode(args, env, out_root: Path) -> list[dict]:
         loader = trainer.loader
         waits, totals = [], []
         epoch, done = 0, 0
-        print(f"[data {decode}] {len(loader.dataset)} files, {args.workers} workers ...", file=sys.stderr, flush=True)
+        print(f"[data {decode}] {len(loader.dataset)} files, {args.workers} workers ...", file=sys.stderr,
+              flush=True)
         while done < args.warmup + args.steps:
             loader.set_epoch(epoch)
             t_end = time.perf_counter()
@@ -368,9 +375,11 @@ def run_data_mode(args, env, out_root: Path) -> list[dict]:
             epoch += 1
         total = sum(totals)
         r = {"model": "maskfeat", "variant": f"data {decode}, {variant}", "amp": amp, "batch": args.batch,
-             "ms_per_step": round(total / len(totals) * 1e3, 2), "img_per_s": round(args.batch * len(totals) / total, 1),
+             "ms_per_step": round(total / len(totals) * 1e3, 2),
+             "img_per_s": round(args.batch * len(totals) / total, 1),
              "data_wait_share": round(sum(waits) / total, 3), "workers": args.workers, "steps": len(totals),
-             "tflops": None, "peak_mem_gib": None if peak_memory_gib(device) is None else round(peak_memory_gib(device), 2)}
+             "tflops": None,
+             "peak_mem_gib": None if peak_memory_gib(device) is None else round(peak_memory_gib(device), 2)}
         rows.append(r)
         del trainer, loader
     return rows
@@ -389,12 +398,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--amp", default="bf16,fp16" if gpu else "fp32", help="comma list of fp32, bf16, fp16")
     p.add_argument("--compile", default="eager,compiled", help="comma list of eager, compiled")
     p.add_argument("--compile-mode", default="default",
-                   help="torch.compile mode: default | max-autotune-no-cudagraphs | reduce-overhead | max-autotune")
+                   help="torch.compile mode: "
+                        "default | max-autotune-no-cudagraphs | reduce-overhead | max-autotune")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--data", default="", help="folder of JPEGs: also run the data mode")
     p.add_argument("--make-data", type=int, default=0, help="first create this many JPEGs in --data")
     p.add_argument("--workers", type=int, default=8 if gpu else 2)
-    p.add_argument("--decode", default="cpu", help="comma list of data.decode values for the data mode: cpu, device")
+    p.add_argument("--decode", default="cpu",
+                   help="comma list of data.decode values for the data mode: cpu, device")
     p.add_argument("--skip-steps", action="store_true", help="data mode only")
     p.add_argument("--visible-ratios", default="0.4,0.75",
                    help="comma list of mask ratios for model.encoder=visible rows ('' = the full encoder only)")
@@ -424,7 +435,8 @@ def main(argv=None) -> int:
             raise SystemExit("--make-data needs --data DIR")
         make_jpeg_folder(Path(args.data), args.make_data)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="maskfeat_bench_") as tmp, distributed_session(args.device) as env:
+    with tempfile.TemporaryDirectory(prefix="maskfeat_bench_") as tmp, \
+            distributed_session(args.device) as env:
         if env.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -440,7 +452,8 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(result, indent=1))
     timed = "FLOPs only (batch 1)" if args.flops_only else f"batch {args.batch}, median of {args.steps} steps"
     print(f"\n{args.arch}, {args.img_size} px, {timed}, "
-          f"{result['machine'].get('gpu', 'CPU')} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
+          f"{result['machine'].get('gpu', 'CPU')} ({torch.get_num_threads()} threads), "
+          f"torch {torch.__version__}; "
           f"JSON: {out}")
     if args.grad_ckpt:
         return 0

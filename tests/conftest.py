@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from helpers import MMPRETRAIN_FIXTURE, need, tiny_pretrain_overrides
 
 torch.set_num_threads(min(2, torch.get_num_threads()))

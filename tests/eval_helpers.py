@@ -38,4 +38,5 @@ def make_folder(root: Path, n_train: int = 10, n_val: int = 5, size: int = 32, s
 
 def folder_overrides(root: Path, img_size: int = 32, patch: int = 8) -> list[str]:
     return ["data.source=folder", f"data.root={root}", "data.num_workers=0", "data.crop_pct=1.0",
-            "model.arch=vit-pico", f"model.img_size={img_size}", f"model.patch_size={patch}", "model.pretrained="]
+            "model.arch=vit-pico", f"model.img_size={img_size}", f"model.patch_size={patch}",
+            "model.pretrained="]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tiny_pretrain_overrides
 
+from helpers import tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.logs import read_loss_curve
 from maskfeat.tasks.check_port import (

@@ -4,8 +4,8 @@ import json
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-from helpers import tiny_pretrain_overrides
 
+from helpers import tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.logs import compare_curves, read_loss_curve
 

@@ -41,11 +41,14 @@ def test_file_errors(tmp_path):
         resolve_config(PRETRAIN, str(bad))
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("model:\n  archh: vit-base\n")
-    with pytest.raises(ConfigError, match=r"unknown.yaml: unknown config key 'model.archh' \(did you mean 'model.arch'\?\)"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown.yaml: unknown config key 'model.archh' "
+                             r"\(did you mean 'model.arch'\?\)"):
         resolve_config(PRETRAIN, str(unknown))
     code = tmp_path / "code.yaml"
     code.write_text("model: !!python/object/apply:os.system ['false']\n")
-    with pytest.raises(ConfigError, match=r"code.yaml: line 1: YAML tag '!!python/object/apply:os.system' refused"):
+    with pytest.raises(ConfigError,
+                       match=r"code.yaml: line 1: YAML tag '!!python/object/apply:os.system' refused"):
         load_yaml(code)
     with pytest.raises(ConfigError, match="config file not found"):
         resolve_config(PRETRAIN, str(tmp_path / "missing.yaml"))
@@ -61,9 +64,11 @@ def test_vit_base_recipe_has_spec_values():
     assert cfg["model"]["arch"] == "vit-base" and cfg["model"]["img_size"] == 224
     assert cfg["mask"]["min_num_patches"] == 15 and cfg["mask"]["ratio"] == 0.4
     o = cfg["optim"]
-    assert (o["lr"], o["weight_decay"], o["betas"], o["eps"], o["clip_grad"]) == (2e-4, 0.05, [0.9, 0.999], 1e-8, 0.02)
+    assert (o["lr"], o["weight_decay"], o["betas"], o["eps"], o["clip_grad"]) == (2e-4, 0.05, [0.9, 0.999],
+                                                                                 1e-8, 0.02)
     assert o["lr"] * 2048 / o["base_batch_size"] == pytest.approx(1.6e-3)
     assert (cfg["train"]["epochs"], o["warmup_epochs"], o["min_lr"]) == (300, 30, 1e-6)
     assert cfg["train"]["batch_size"] * 8 == 2048
     assert cfg["data"]["scale"] == [0.5, 1.0] and cfg["data"]["hflip"] == 0.5
-    assert yaml.safe_load(builtin_config("pretrain/maskfeat_vit-base-p16_in1k").read_text())["hog"]["gaussian_window"] == 16
+    recipe = yaml.safe_load(builtin_config("pretrain/maskfeat_vit-base-p16_in1k").read_text())
+    assert recipe["hog"]["gaussian_window"] == 16

@@ -1,4 +1,5 @@
-"""Checkpoint conversion, checked by outputs: mmpretrain (fixture) -> ours, SlowFast <-> ours, ours -> timm."""
+"""Checkpoint conversion, checked by outputs: mmpretrain (fixture) -> ours, SlowFast <-> ours, ours ->
+timm."""
 import argparse
 import copy
 import re
@@ -7,9 +8,9 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from helpers import MMPRETRAIN_FIXTURE, mmpretrain_fixture_model
 from safetensors.torch import load_file
 
+from helpers import MMPRETRAIN_FIXTURE, mmpretrain_fixture_model
 from maskfeat.cli import main
 from maskfeat.convert import maskfeat_to_slowfast, slowfast_to_maskfeat
 from maskfeat.defaults import PRETRAIN
@@ -61,8 +62,8 @@ def test_fixture_exported_to_timm_reproduces_backbone_out(mmpretrain_fixture, tm
     dst = tmp_path / "tiny2.safetensors"
     rc, out, _ = run(capsys, MMPRETRAIN_FIXTURE, dst)
     assert rc == 0 and "depth=2" in out
-    vit = timm.create_model("vit_tiny_patch16_224", pretrained=True, pretrained_cfg_overlay=dict(file=str(dst)),
-                            num_classes=0, depth=2).eval()
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=True,
+                            pretrained_cfg_overlay=dict(file=str(dst)), num_classes=0, depth=2).eval()
     for k, v in load_file(str(dst)).items():                               # every encoder weight arrived
         assert torch.equal(vit.state_dict()[k], v), k
     assert set(vit.state_dict()) == set(load_file(str(dst)))
@@ -84,8 +85,9 @@ def test_ours_exported_to_timm_gives_same_features(pico, tmp_path, capsys):
     dst = tmp_path / "pico.safetensors"
     rc, out, _ = run(capsys, path, dst)
     assert rc == 0 and "checked: timm features equal ours" in out
-    vit = timm.create_model("vit_tiny_patch16_224", pretrained=True, pretrained_cfg_overlay=dict(file=str(dst)),
-                            num_classes=0, embed_dim=96, depth=2, img_size=64).eval()
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=True,
+                            pretrained_cfg_overlay=dict(file=str(dst)), num_classes=0, embed_dim=96, depth=2,
+                            img_size=64).eval()
     x = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         assert (vit.forward_features(x) - model.encoder.forward_features(x)).abs().max() < 1e-5
@@ -191,7 +193,8 @@ def test_slowfast_video_and_classifier_refused(pico, tmp_path, capsys):
 def mm_classifier(fx, *, avg: bool, head_name: str, num_classes=10) -> dict:
     g = torch.Generator().manual_seed(1)
     sd = {k: v for k, v in fx["state_dict"].items()
-          if k.startswith("backbone.") and k != "backbone.mask_token" and (not avg or not k.startswith("backbone.ln1"))}
+          if k.startswith("backbone.") and k != "backbone.mask_token"
+          and (not avg or not k.startswith("backbone.ln1"))}
     if avg:   # MaskFeat fine-tuning: final_norm=False, out_type='avg_featmap' -> ln2 after pooling
         sd["backbone.ln2.weight"] = 1 + 0.1 * torch.randn(192, generator=g)
         sd["backbone.ln2.bias"] = 0.1 * torch.randn(192, generator=g)
@@ -218,7 +221,8 @@ def test_mmpretrain_classifier_to_timm_by_logits(mmpretrain_fixture, tmp_path, c
     with torch.no_grad():
         if avg:   # mmpretrain: ln2(mean of patch tokens) -> fc, with no ln1
             tokens = enc.blocks(enc._pos_embed(enc.patch_embed(x)))
-            pooled = F.layer_norm(tokens[:, 1:].mean(1), (192,), sd["backbone.ln2.weight"], sd["backbone.ln2.bias"], 1e-6)
+            pooled = F.layer_norm(tokens[:, 1:].mean(1), (192,), sd["backbone.ln2.weight"],
+                                  sd["backbone.ln2.bias"], 1e-6)
         else:     # mmpretrain: ln1 over all tokens -> cls token -> head
             pooled = enc.forward_features(x)[:, 0]
         ref = F.linear(pooled, sd[f"{head_name}.weight"], sd[f"{head_name}.bias"])
@@ -269,44 +273,50 @@ def test_vit_base_exports_to_the_plain_timm_name(tmp_path, capsys):
     dst = tmp_path / "base.safetensors"
     rc, out, _ = run(capsys, tmp_path / "base.pth", dst, "--no-verify")
     assert rc == 0
-    assert f"timm.create_model('vit_base_patch16_224', pretrained=True, pretrained_cfg_overlay=dict(file='{dst}'), num_classes=0)" in out
-    vit = timm.create_model("vit_base_patch16_224", pretrained=True, pretrained_cfg_overlay=dict(file=str(dst)),
-                            num_classes=0).eval()
+    assert (f"timm.create_model('vit_base_patch16_224', pretrained=True, "
+            f"pretrained_cfg_overlay=dict(file='{dst}'), num_classes=0)") in out
+    vit = timm.create_model("vit_base_patch16_224", pretrained=True,
+                            pretrained_cfg_overlay=dict(file=str(dst)), num_classes=0).eval()
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert (vit.forward_features(x) - model.encoder.forward_features(x)).abs().max() < 1e-4
 
 
 def test_mmpretrain_classifier_to_a_finetune_checkpoint(pico, tmp_path, capsys):
-    """MaskFeat's fine-tuning layout (no ln1, ln2 after mean pooling, head.fc) -> what `maskfeat finetune` writes."""
+    """MaskFeat's fine-tuning layout (no ln1, ln2 after mean pooling, head.fc) -> what `maskfeat finetune`
+    writes."""
     from maskfeat.eval.classifier import build_classifier
 
     model, _ = pico
     g = torch.Generator().manual_seed(2)
     sd = {k: v for k, v in mmpretrain_names(model.state_dict()).items()
           if k.startswith("backbone.") and not k.startswith(("backbone.ln1", "backbone.mask_token"))}
-    sd |= {"backbone.ln2.weight": 1 + 0.1 * torch.randn(96, generator=g), "backbone.ln2.bias": 0.1 * torch.randn(96, generator=g),
-           "head.fc.weight": 0.05 * torch.randn(7, 96, generator=g), "head.fc.bias": 0.1 * torch.randn(7, generator=g)}
+    sd |= {"backbone.ln2.weight": 1 + 0.1 * torch.randn(96, generator=g),
+           "backbone.ln2.bias": 0.1 * torch.randn(96, generator=g),
+           "head.fc.weight": 0.05 * torch.randn(7, 96, generator=g),
+           "head.fc.bias": 0.1 * torch.randn(7, generator=g)}
     torch.save({"state_dict": sd}, tmp_path / "cls.pth")
     rc, out, _ = run(capsys, tmp_path / "cls.pth", tmp_path / "ft.pth")
     assert rc == 0 and "finetune checkpoint" in out
     ckpt = torch.load(tmp_path / "ft.pth", weights_only=True)
     m = ckpt["config"]["model"]
-    assert (m["arch"], m["img_size"], m["patch_size"], m["num_classes"], m["global_pool"]) == ("vit-pico", 64, 16, 7, "avg")
-    clf = build_classifier(m["arch"], m["img_size"], m["patch_size"], m["num_classes"], m["global_pool"]).eval()
+    spec = (m["arch"], m["img_size"], m["patch_size"], m["num_classes"], m["global_pool"])
+    assert spec == ("vit-pico", 64, 16, 7, "avg")
+    clf = build_classifier(*spec).eval()
     clf.load_state_dict(ckpt["model"], strict=True)
     x = torch.randn(2, 3, 64, 64)
     enc = model.encoder
     with torch.no_grad():
-        tokens = enc.blocks(enc._pos_embed(enc.patch_embed(x)))                 # no final norm (final_norm=False)
-        ref = F.linear(F.layer_norm(tokens[:, 1:].mean(1), (96,), sd["backbone.ln2.weight"], sd["backbone.ln2.bias"], 1e-6),
-                       sd["head.fc.weight"], sd["head.fc.bias"])
+        tokens = enc.blocks(enc._pos_embed(enc.patch_embed(x)))             # no final norm (final_norm=False)
+        pooled = F.layer_norm(tokens[:, 1:].mean(1), (96,), sd["backbone.ln2.weight"],
+                              sd["backbone.ln2.bias"], 1e-6)
+        ref = F.linear(pooled, sd["head.fc.weight"], sd["head.fc.bias"])
         assert (clf(x) - ref).abs().max() < 1e-5
     # that converted checkpoint (like any `maskfeat finetune` checkpoint) exports to timm: same logits
     rc, out, _ = run(capsys, tmp_path / "ft.pth", tmp_path / "ft.safetensors")
     assert rc == 0 and "classifier: 96x2, 7 classes, pool avg" in out
-    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, embed_dim=96, depth=2, num_heads=3, img_size=64,
-                            num_classes=7, global_pool="avg", fc_norm=True).eval()
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, embed_dim=96, depth=2, num_heads=3,
+                            img_size=64, num_classes=7, global_pool="avg", fc_norm=True).eval()
     net.load_state_dict(load_file(str(tmp_path / "ft.safetensors")), strict=True)
     with torch.no_grad():
         assert (net(x) - ref).abs().max() < 1e-5

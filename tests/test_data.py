@@ -20,7 +20,8 @@ def write_images(folder, n, size=(40, 30), fmt="JPEG", ext=".jpg"):
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(folder / f"{i}{ext}", fmt)
+        pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}{ext}", fmt)
 
 
 def test_folder_with_class_subfolders_and_flat(tmp_path):
@@ -44,7 +45,8 @@ def test_mmpretrain_list_file(tmp_path):
     (tmp_path / "meta").mkdir()
     (tmp_path / "meta" / "train.txt").write_text("train/n01/0.jpg 0\ntrain/n01/1.jpg 3\n")
     files = read_list_file(tmp_path, "meta/train.txt")
-    assert [files.path(i) for i in range(2)] == [str(tmp_path / "train/n01/0.jpg"), str(tmp_path / "train/n01/1.jpg")]
+    assert [files.path(i) for i in range(2)] == [str(tmp_path / "train/n01/0.jpg"),
+                                                 str(tmp_path / "train/n01/1.jpg")]
     assert files.labels.tolist() == [0, 3]
     (tmp_path / "meta" / "bad.txt").write_text("train/n01/0.jpg 0\ntrain/n01/9.jpg 1\n")
     with pytest.raises(UserError, match=r"missing files, e.g. .*9.jpg \(line 2\)"):

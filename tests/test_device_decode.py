@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import cli_env, tiny_pretrain_overrides
 from PIL import Image
 from skimage import data as skdata
 
+from helpers import cli_env, tiny_pretrain_overrides
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, build_pretrain_loader, device_decode
 from maskfeat.data.device_decode import DeviceDecodedLoader
@@ -53,7 +53,8 @@ def make_photo_folder(root, corrupt: bool = False):
         "a_astronaut.jpg": (jpeg_bytes(resized(astro, 96, 96), quality=90), "device"),
         "b_chelsea.jpg": (jpeg_bytes(resized(chelsea, 151, 100), quality=75), "device"),
         "c_coffee.jpg": (jpeg_bytes(resized(coffee, 120, 80), quality=95, subsampling=0), "device"),
-        "d_coffee_progressive.jpg": (jpeg_bytes(resized(coffee, 90, 130), quality=85, progressive=True), "device"),
+        "d_coffee_progressive.jpg": (jpeg_bytes(resized(coffee, 90, 130), quality=85, progressive=True),
+                                     "device"),
         "e_astronaut_grey.jpg": (jpeg_bytes(resized(astro, 110, 70), mode="L"), "device"),
         "f_chelsea_cmyk.jpg": (jpeg_bytes(resized(chelsea, 100, 77), mode="CMYK"), "worker"),
         "h_astronaut_big.jpg": (jpeg_bytes(resized(astro, 200, 170), quality=80), "device"),
@@ -215,4 +216,5 @@ def test_cli_pretrain_with_device_decode_on_cpu(tmp_path):
     # the worker's skip (truncated) and the device-side failure (bogus) both reach the run's count and log
     # every draw of a bad file counts (a skipped sample's replacement may be bad again): seeded, exact
     assert [rec["bad_images"] for rec in records] == [3, 3, 5, 6]
-    assert "i_truncated.jpg" in r.stderr and "j_bogus.jpg (undecodable: decode_jpeg on cpu: Bogus sampling" in r.stderr
+    assert "i_truncated.jpg" in r.stderr
+    assert "j_bogus.jpg (undecodable: decode_jpeg on cpu: Bogus sampling" in r.stderr

@@ -6,8 +6,8 @@ from collections import namedtuple
 import pytest
 import torch
 import torch.distributed as dist
-from helpers import maskfeat, one_error_line
 
+from helpers import maskfeat, one_error_line
 from maskfeat.engine import device as D
 from maskfeat.engine.checkpoint import (
     load_checkpoint,

@@ -5,8 +5,8 @@ import signal
 
 import pytest
 import torch
-from helpers import Evil, log_losses, run_trainer, tiny_pretrain_overrides
 
+from helpers import Evil, log_losses, run_trainer, tiny_pretrain_overrides
 from maskfeat.engine.checkpoint import load_checkpoint, save_checkpoint
 from maskfeat.engine.distributed import DistEnv
 from maskfeat.engine.optim import build_optimizer, build_scheduler

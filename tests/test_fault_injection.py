@@ -11,8 +11,8 @@ import time
 
 import pytest
 import torch
-from helpers import cli_env, log_losses, tiny_pretrain_overrides
 
+from helpers import cli_env, log_losses, tiny_pretrain_overrides
 from maskfeat.engine.checkpoint import load_checkpoint
 
 STEPS_PER_EPOCH = 4         # 32 samples / batch 8; last.pth is written at every epoch's end

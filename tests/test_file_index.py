@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_bench
 from PIL import Image
 
+from helpers import load_bench
 from maskfeat.config import resolve_config
 from maskfeat.data import FileIndex, build_pretrain_dataset, read_list_file, scan_folder
 from maskfeat.data.labelled_splits import load_split
@@ -43,8 +43,9 @@ def touch(root: Path, rel: str) -> None:
 
 ODD_TREE = [
     "top b.jpg", "Top.PNG", "top.txt", ".top_hidden.jpg", "ä.jpeg",
-    "b/x.png", "b/sub/y.jpg", "b/sub.jpg", "b/sub-1.jpg", "b/sub0/z.jpg", "b/sub/deeper/w.gif", "b/.hidden.jpg",
-    "b/.hid/q.jpg", "b/sub/deeper/.jpg", "b/noext", "b/x.jpg.", "b/UPPER.JPG", "b/mixed.JpEg", "b/a b c.tiff",
+    "b/x.png", "b/sub/y.jpg", "b/sub.jpg", "b/sub-1.jpg", "b/sub0/z.jpg", "b/sub/deeper/w.gif",
+    "b/.hidden.jpg", "b/.hid/q.jpg", "b/sub/deeper/.jpg", "b/noext", "b/x.jpg.", "b/UPPER.JPG",
+    "b/mixed.JpEg", "b/a b c.tiff",
     "a/1.jpg", "a/10.jpg", "a/2.jpg", "a/Z.jpg", "a/z.jpg", "a/é/1.png", "a/e/1.png", "a/日本/猫.webp",
     "a~/1.jpg", "a-b/1.bmp", "empty/readme.txt", ".git/x.jpg", "c/d/e/f/g/h.jpg", "c/d.e/f.jpg", "c/d/e.jpg",
 ]
@@ -68,8 +69,10 @@ def test_folder_scan_order_is_the_pathlib_scans(tmp_path):
     big = tmp_path / "big"
     for _ in range(400):
         depth = rng.randint(1, 4)
-        parts = [rng.choice(["a", "b", "B", "a.b", "a b", "ab", "_", "0"]) + rng.choice(["", "x", ".d"]) for _ in range(depth)]
-        rel = "/".join(parts) + "/" + rng.choice(["f", "F", "g.h", "f-1", "f 1"]) + rng.choice([".jpg", ".PNG", ".txt"])
+        parts = [rng.choice(["a", "b", "B", "a.b", "a b", "ab", "_", "0"]) + rng.choice(["", "x", ".d"])
+                 for _ in range(depth)]
+        rel = ("/".join(parts) + "/" + rng.choice(["f", "F", "g.h", "f-1", "f 1"])
+               + rng.choice([".jpg", ".PNG", ".txt"]))
         try:
             touch(big, rel)
         except (NotADirectoryError, FileExistsError, IsADirectoryError):    # a name taken by a file / folder
@@ -133,7 +136,8 @@ def test_list_file_parse_follows_the_line_rules(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"x")
     import maskfeat.data.list_file as lf
     starts, ends, labels = lf.parse_list(text.encode())
-    got = [(text.encode()[s:e].decode(), int(lab)) for s, e, lab in zip(starts.tolist(), ends.tolist(), labels.tolist())]
+    got = [(text.encode()[s:e].decode(), int(lab))
+           for s, e, lab in zip(starts.tolist(), ends.tolist(), labels.tolist())]
     assert got == want and len(got) > 2000 and {lab for _, lab in got} >= {-1, -3, 7, 9, 5}
     lf._CHECKED = 0                                    # (files of the random lines do not exist)
     try:
@@ -150,9 +154,12 @@ def test_list_file_errors_name_the_line(tmp_path):
         touch(tmp_path / "train", f"{i}.jpg")
     (tmp_path / "ok.txt").write_text("0.jpg 0\n\n1.jpg 1\n2.jpg\n")
     with pytest.raises(UserError, match=r"ok.txt line 4 has no label"):
-        read_list_file(tmp_path / "train", tmp_path / "ok.txt", key="data.train_ann_file", require_labels=True)
+        read_list_file(tmp_path / "train", tmp_path / "ok.txt", key="data.train_ann_file",
+                       require_labels=True)
     (tmp_path / "missing.txt").write_text("0.jpg 0\n\n  1.jpg 1\n9.jpg 1\n")
-    with pytest.raises(UserError, match=r"^data.ann_file: .*missing.txt names 1\+ missing files, e.g. .*9.jpg \(line 4\)"):
+    with pytest.raises(UserError,
+                       match=r"^data.ann_file: .*missing.txt names 1\+ missing files, "
+                             r"e.g. .*9.jpg \(line 4\)"):
         read_list_file(tmp_path / "train", tmp_path / "missing.txt")
     (tmp_path / "huge.txt").write_text("0.jpg 0\n1.jpg 123456789012345678901234\n")
     with pytest.raises(UserError, match=r"huge.txt line 2: label 1234567890123456789012.* is too large"):
@@ -167,12 +174,15 @@ def test_datasets_hold_a_file_index_not_a_list_of_paths(tmp_path):
         for c in ("cat", "dog"):
             (tmp_path / "cls" / split / c).mkdir(parents=True)
             for i in range(3):
-                Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(tmp_path / "cls" / split / c / f"{i}.png")
+                Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(
+                    tmp_path / "cls" / split / c / f"{i}.png")
     (tmp_path / "meta").mkdir()
-    (tmp_path / "meta" / "train.txt").write_text("".join(f"{c}/{i}.png {k}\n" for k, c in enumerate(("cat", "dog")) for i in range(3)))
+    listing = "".join(f"{c}/{i}.png {k}\n" for k, c in enumerate(("cat", "dog")) for i in range(3))
+    (tmp_path / "meta" / "train.txt").write_text(listing)
     pre = ["model.img_size=32", "mask.min_num_patches=1"]
     for extra in (["data.source=folder", f"data.root={tmp_path / 'cls' / 'train'}"],
-                  ["data.source=list", f"data.root={tmp_path / 'cls' / 'train'}", f"data.ann_file={tmp_path / 'meta' / 'train.txt'}"]):
+                  ["data.source=list", f"data.root={tmp_path / 'cls' / 'train'}",
+                   f"data.ann_file={tmp_path / 'meta' / 'train.txt'}"]):
         ds = build_pretrain_dataset(resolve_config(PRETRAIN, None, pre + extra))
         assert isinstance(ds.files, FileIndex) and len(ds.files) == 6 and not hasattr(ds, "paths")
         held = [v for v in vars(ds).values() if isinstance(v, (list, tuple, dict)) and len(v) >= 6]
@@ -181,7 +191,8 @@ def test_datasets_hold_a_file_index_not_a_list_of_paths(tmp_path):
         assert ds[(3, 0)]["images"].shape == (3, 32, 32)
     data = resolve_config(KNN, None, ["data.source=folder", f"data.root={tmp_path / 'cls'}"])["data"]
     split = load_split(data, "train")
-    assert isinstance(split.files, FileIndex) and split.labels is split.files.labels and not hasattr(split, "paths")
+    assert isinstance(split.files, FileIndex) and split.labels is split.files.labels
+    assert not hasattr(split, "paths")
     assert split.labels.tolist() == [0, 0, 0, 1, 1, 1]
     sub = split.subset(4, seed=0)
     assert [sub.describe(i) for i in range(4)] == [split.describe(int(i)) for i in sub.origin]
@@ -202,8 +213,8 @@ def test_file_index_from_names_and_subset_keep_odd_names():
 
 def test_index_memory_bench_runs_on_a_small_list(tmp_path, capsys):
     bench = load_bench("index_memory")
-    assert bench.main(["--lines", "3000", "--per-worker", "64", "--workers", "2", "--batch", "32", "--img-size", "32",
-                       "--settle", "0.2", "--dir", str(tmp_path)]) == 0
+    assert bench.main(["--lines", "3000", "--per-worker", "64", "--workers", "2", "--batch", "32",
+                       "--img-size", "32", "--settle", "0.2", "--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     lines = (tmp_path / "meta" / "train.txt").read_text().splitlines()
     assert len(lines) == 3000 and lines[1] == "n00000001/../ILSVRC2012_val_00000001.JPEG 1"

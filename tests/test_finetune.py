@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+
 from eval_helpers import folder_overrides, make_folder
 from helpers import save_pretrained
-
 from maskfeat.cli import main
 from maskfeat.errors import UserError
 from maskfeat.eval.classifier import (
@@ -21,7 +21,8 @@ from maskfeat.eval.pretrained import load_encoder_into, read_pretrained
 def test_encoder_loads_into_timm_classifier_same_features(tmp_path):
     pre = save_pretrained(tmp_path / "last.pth")
     clf = build_classifier("vit-pico", 32, 16, num_classes=4).eval()
-    report = load_encoder_into(clf, read_pretrained(tmp_path / "last.pth"), CLASSIFIER_NEW, CLASSIFIER_DROPPED)
+    report = load_encoder_into(clf, read_pretrained(tmp_path / "last.pth"), CLASSIFIER_NEW,
+                               CLASSIFIER_DROPPED)
     assert report.missing == ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"]
     assert report.unexpected == ["mask_token", "norm.bias", "norm.weight"] and report.resampled == ""
     x = torch.randn(2, 3, 32, 32)
@@ -35,7 +36,8 @@ def test_encoder_loads_into_timm_classifier_same_features(tmp_path):
 def test_pos_embed_resampled_to_a_larger_image(tmp_path):
     pre = save_pretrained(tmp_path / "last.pth", img_size=32)          # 2x2 grid
     clf = build_classifier("vit-pico", 64, 16, num_classes=4)          # 4x4 grid
-    report = load_encoder_into(clf, read_pretrained(tmp_path / "last.pth"), CLASSIFIER_NEW, CLASSIFIER_DROPPED)
+    report = load_encoder_into(clf, read_pretrained(tmp_path / "last.pth"), CLASSIFIER_NEW,
+                               CLASSIFIER_DROPPED)
     assert report.resampled == "2x2 -> 4x4"
     src, dst = pre.encoder.pos_embed.detach(), clf.pos_embed.detach()
     torch.testing.assert_close(dst[:, :1], src[:, :1])                 # the cls position is kept
@@ -65,9 +67,10 @@ def test_finetune_cli_runs_keeps_best_and_resumes(tmp_path):
     root = make_folder(tmp_path / "shapes", n_train=8, n_val=4)
     save_pretrained(tmp_path / "last.pth", img_size=32, patch=8)
     out = tmp_path / "ft"
-    args = ["finetune", *folder_overrides(root), f"model.pretrained={tmp_path / 'last.pth'}", "model.ema=true",
-            "model.ema_decay=0.9", "train.batch_size=8", "train.epochs=2", "train.progress=false",
-            "train.log_interval=1", f"train.output_dir={out}", "optim.warmup_epochs=0.5", "aug.re_prob=0.25"]
+    args = ["finetune", *folder_overrides(root), f"model.pretrained={tmp_path / 'last.pth'}",
+            "model.ema=true", "model.ema_decay=0.9", "train.batch_size=8", "train.epochs=2",
+            "train.progress=false", "train.log_interval=1", f"train.output_dir={out}",
+            "optim.warmup_epochs=0.5", "aug.re_prob=0.25"]
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     hist = metrics["history"]
@@ -93,8 +96,10 @@ def test_imagenet_recipes_hold_the_spec_values():
     cfg = build_config("finetune", "configs/finetune/vit-base-p16_in1k.yaml", [])
     m, a, o, t = cfg["model"], cfg["aug"], cfg["optim"], cfg["train"]
     assert (m["arch"], m["img_size"], m["global_pool"], m["drop_path_rate"]) == ("vit-base", 224, "avg", 0.1)
-    assert scaled_lr(o, t["batch_size"] * 8) == pytest.approx(8e-3) and scaled_lr(o, 512) == pytest.approx(2e-3)
-    assert (o["weight_decay"], o["layer_decay"], o["warmup_epochs"], o["min_lr"], t["epochs"]) == (0.05, 0.65, 20, 1e-6, 100)
+    assert scaled_lr(o, t["batch_size"] * 8) == pytest.approx(8e-3)
+    assert scaled_lr(o, 512) == pytest.approx(2e-3)
+    assert ((o["weight_decay"], o["layer_decay"], o["warmup_epochs"], o["min_lr"], t["epochs"])
+            == (0.05, 0.65, 20, 1e-6, 100))
     assert (a["auto_augment"], a["color_jitter"], a["re_prob"]) == ("rand-m9-mstd0.5-inc1", 0.4, 0.25)
     assert (a["mixup"], a["cutmix"], a["mixup_mode"], a["label_smoothing"]) == (0.8, 1.0, "batch", 0.1)
     test_tf = [type(t).__name__ for t in classification_transform(cfg["data"], 224, train=False).transforms]
@@ -122,10 +127,11 @@ def test_pretraining_helps_a_small_labelled_finetune(tmp_path):
     for name, ckpt in (("pretrained", tmp_path / "pt" / "last.pth"), ("random", "")):
         out = tmp_path / f"ft_{name}"
         assert main(["finetune", *shape, f"model.pretrained={ckpt}", "data.source=fashion-mnist",
-                     "data.train_subset=400", "data.val_subset=500", "data.num_workers=0", "data.crop_pct=1.0",
-                     "train.batch_size=32", "train.epochs=6", "optim.lr=8e-3", "optim.base_batch_size=256",
-                     "optim.warmup_epochs=1.0", "aug.mixup=0", "aug.cutmix=0", "aug.auto_augment=", "aug.re_prob=0",
-                     "aug.scale=[0.5,1.0]", "train.progress=false", f"train.output_dir={out}", *FMNIST_NORM]) == 0
+                     "data.train_subset=400", "data.val_subset=500", "data.num_workers=0",
+                     "data.crop_pct=1.0", "train.batch_size=32", "train.epochs=6", "optim.lr=8e-3",
+                     "optim.base_batch_size=256", "optim.warmup_epochs=1.0", "aug.mixup=0", "aug.cutmix=0",
+                     "aug.auto_augment=", "aug.re_prob=0", "aug.scale=[0.5,1.0]", "train.progress=false",
+                     f"train.output_dir={out}", *FMNIST_NORM]) == 0
         top1[name] = json.loads((out / "metrics.json").read_text())["best_top1"]
     assert top1["random"] > 15.0                              # it learnt something (chance is 10%)
     assert top1["pretrained"] >= top1["random"] + 3.0, top1

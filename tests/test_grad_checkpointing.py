@@ -4,8 +4,8 @@ import importlib.util
 
 import pytest
 import torch
-from helpers import REPO, log_losses, run_trainer
 
+from helpers import REPO, log_losses, run_trainer
 from maskfeat.models import build_pretrain_model
 from maskfeat.schema import VIDEO_PRETRAIN
 

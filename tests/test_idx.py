@@ -76,8 +76,8 @@ def test_split_aliases_and_missing_files_message(tmp_path):
 
 
 def test_cli_names_the_package_when_fashion_mnist_is_missing(tmp_path, capsys):
-    code = main(["knn", f"data.root={tmp_path}", "model.pretrained=", "model.arch=vit-pico", "model.img_size=32",
-                 "model.patch_size=16", f"eval.output_dir={tmp_path / 'out'}"])
+    code = main(["knn", f"data.root={tmp_path}", "model.pretrained=", "model.arch=vit-pico",
+                 "model.img_size=32", "model.patch_size=16", f"eval.output_dir={tmp_path / 'out'}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("maskfeat knn: error: data.root: IDX files not found")
     assert "apt-get install dataset-fashion-mnist" in err[-1] and "Traceback" not in "".join(err)

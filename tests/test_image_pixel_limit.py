@@ -6,9 +6,9 @@ import struct
 
 import numpy as np
 import pytest
-from helpers import png_bomb
 from PIL import Image
 
+from helpers import png_bomb
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, decode_rgb
 from maskfeat.data.images import jpeg_header
@@ -43,8 +43,9 @@ def write_tree(folder, n_good=3):
 def test_decode_refuses_a_bomb_from_its_header(tmp_path):
     (tmp_path / "b.png").write_bytes(png_bomb())
     (tmp_path / "b.jpg").write_bytes(jpeg_bomb())
-    with pytest.raises(ValueError, match=rf"^image too large: 10000000000 pixels > data.max_image_pixels={PIL_LIMIT}$"):
-        decode_rgb(tmp_path / "b.png")                      # (PIL refuses over twice its limit; the size is its)
+    with pytest.raises(ValueError,
+                       match=rf"^image too large: 10000000000 pixels > data.max_image_pixels={PIL_LIMIT}$"):
+        decode_rgb(tmp_path / "b.png")                   # (PIL refuses over twice its limit; the size is its)
     (tmp_path / "b2.png").write_bytes(png_bomb(10_000, 10_000))        # over our limit, under twice PIL's
     with pytest.raises(ValueError, match=rf"^image too large: 10000x10000 = 100000000 pixels > "
                                          rf"data.max_image_pixels={PIL_LIMIT}$"):
@@ -63,8 +64,8 @@ def test_decode_refuses_a_bomb_from_its_header(tmp_path):
 
 
 def tiny_pretrain(folder, *extra):
-    return resolve_config(PRETRAIN, None, ["model.img_size=32", "mask.min_num_patches=1", "data.source=folder",
-                                           f"data.root={folder}", *extra])
+    return resolve_config(PRETRAIN, None, ["model.img_size=32", "mask.min_num_patches=1",
+                                           "data.source=folder", f"data.root={folder}", *extra])
 
 
 def test_pretraining_skips_bombs_on_the_cpu_and_with_device_decoding(tmp_path):
@@ -77,8 +78,10 @@ def test_pretraining_skips_bombs_on_the_cpu_and_with_device_decoding(tmp_path):
             item = ds[(i, 0)]
             assert item["bad"] == ("bomb" in name), (decode, name)
             if "bomb" in name:
-                assert f"{name} (image too large: " in item["bad_paths"] and "pixels > data.max_image_pixels" in item["bad_paths"]
-                assert item.get("jpeg", None) is None or item["jpeg"].numel() == 0      # no bomb sent to the device
+                assert f"{name} (image too large: " in item["bad_paths"]
+                assert "pixels > data.max_image_pixels" in item["bad_paths"]
+                # no bomb sent to the device
+                assert item.get("jpeg", None) is None or item["jpeg"].numel() == 0
             assert item["images"].shape == (3, 32, 32)
 
 
@@ -101,7 +104,8 @@ def test_visualize_names_a_bomb_in_one_line(tmp_path):
     from maskfeat.commands.visualize import preprocess
 
     (tmp_path / "b.png").write_bytes(png_bomb())
-    with pytest.raises(UserError, match=r"b.png: cannot decode image \(image too large: 10000000000 pixels") as e:
+    with pytest.raises(UserError,
+                       match=r"b.png: cannot decode image \(image too large: 10000000000 pixels") as e:
         preprocess(str(tmp_path / "b.png"), 32, [0.5] * 3, [0.5] * 3)
     assert "\n" not in str(e.value)
 
@@ -111,7 +115,9 @@ def test_max_image_pixels_key_defaults_to_pils_threshold_and_is_checked(tmp_path
         assert schema["data"]["max_image_pixels"] == PIL_LIMIT == 89_478_485
     write_tree(tmp_path / "imgs")
     ds = build_pretrain_dataset(tiny_pretrain(tmp_path / "imgs", "data.max_image_pixels=399"))
-    with pytest.raises(UserError, match=r"5 files in a row failed to decode, e.g. .*0_good.png \(image too large: 20x20"):
+    with pytest.raises(UserError,
+                       match=r"5 files in a row failed to decode, e.g. .*0_good.png "
+                             r"\(image too large: 20x20"):
         ds[(0, 0)]
     with pytest.raises(UserError, match=r"data.max_image_pixels: must be >= 0"):
         build_pretrain_dataset(tiny_pretrain(tmp_path / "imgs", "data.max_image_pixels=-1"))

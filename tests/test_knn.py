@@ -5,11 +5,11 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from eval_helpers import folder_overrides, make_folder
-from helpers import PYTHON, cli_env
 from sklearn.neighbors import KNeighborsClassifier
 from torch.utils.data import Dataset
 
+from eval_helpers import folder_overrides, make_folder
+from helpers import PYTHON, cli_env
 from maskfeat.cli import main
 from maskfeat.data.loader import build_loader
 from maskfeat.engine.distributed import DistEnv
@@ -61,13 +61,14 @@ def test_extract_features_returns_dataset_order():
 
 def test_knn_cli_one_and_two_processes_agree(tmp_path):
     root = make_folder(tmp_path / "shapes", n_train=10, n_val=5)     # 15 val images: odd, ranks pad one
-    args = folder_overrides(root) + ["knn.k=5", "eval.batch_size=4", "eval.progress=false", "eval.save_features=true"]
+    args = folder_overrides(root) + ["knn.k=5", "eval.batch_size=4", "eval.progress=false",
+                                     "eval.save_features=true"]
     assert main(["knn", *args, f"eval.output_dir={tmp_path / 'one'}"]) == 0
     one = json.loads((tmp_path / "one" / "knn.json").read_text())
     assert one["train_samples"] == 30 and one["test_samples"] == 15 and one["world"] == 1
     assert 50.0 < one["top1"]                   # chance is 33%: even random features tell the patterns apart
-    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "maskfeat", "knn",
-           *args, f"eval.output_dir={tmp_path / 'two'}"]
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "maskfeat",
+           "knn", *args, f"eval.output_dir={tmp_path / 'two'}"]
     proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     two = json.loads((tmp_path / "two" / "knn.json").read_text())

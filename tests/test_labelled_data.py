@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 import torch
-from eval_helpers import CLASSES, folder_overrides, make_folder
-from helpers import PYTHON, cli_env
 from torch import nn
 
+from eval_helpers import CLASSES, folder_overrides, make_folder
+from helpers import PYTHON, cli_env
 from maskfeat.cli import main
 from maskfeat.config import resolve_config
 from maskfeat.defaults import FINETUNE, KNN
@@ -68,7 +68,8 @@ def test_val_split_without_one_class_keeps_labels_and_accuracy(tmp_path):
 def test_val_class_unknown_to_train_is_a_one_line_error(tmp_path):
     root = make_folder(tmp_path / "d", n_train=2, n_val=2)
     shutil.copytree(root / "val" / "disk", root / "val" / "zebra")
-    with pytest.raises(UserError, match=r"class folder 'zebra' of .*val is not a class of the train split") as e:
+    with pytest.raises(UserError,
+                       match=r"class folder 'zebra' of .*val is not a class of the train split") as e:
         labelled_datasets(knn_data(root), 32, 0)
     assert "\n" not in str(e.value)
 
@@ -78,7 +79,8 @@ def test_val_class_unknown_to_train_is_a_one_line_error(tmp_path):
 def test_stray_image_at_the_top_of_a_labelled_split_is_a_one_line_error(tmp_path):
     root = make_folder(tmp_path / "d", n_train=2, n_val=2)
     shutil.copy(root / "val" / "disk" / "000.png", root / "val" / "stray.png")
-    with pytest.raises(UserError, match=r"val/stray.png lies outside the class sub-folders .*1 such image") as e:
+    with pytest.raises(UserError,
+                       match=r"val/stray.png lies outside the class sub-folders .*1 such image") as e:
         labelled_datasets(knn_data(root), 32, 0)
     assert "\n" not in str(e.value)
 
@@ -104,7 +106,8 @@ def test_feature_extraction_leaves_unreadable_images_out_and_names_them(tmp_path
     torch.testing.assert_close(after.features, before.features[keep])      # no other sample in their place
     assert after.labels.tolist() == before.labels[keep].tolist()
     item = val[5]
-    assert item["valid"] is False and item["bad"] == 1 and item["label"] == 1 and "001.png" in item["bad_paths"]
+    assert item["valid"] is False and item["bad"] == 1 and item["label"] == 1
+    assert "001.png" in item["bad_paths"]
 
 
 def test_embed_splits_names_each_unreadable_file_once_and_applies_max_bad_fraction(tmp_path, capsys):
@@ -119,8 +122,9 @@ def test_embed_splits_names_each_unreadable_file_once_and_applies_max_bad_fracti
     err = capsys.readouterr().err
     assert err.count("skipped unreadable train file") == 1 and err.count("skipped unreadable val file") == 1
     assert "train/disk/002.png" in err and "val/vstripes/000.png" in err
-    with pytest.raises(UserError, match=r"data: 1 of 12 train images are unreadable \(> data.max_bad_fraction=0.05\), "
-                                        r"e.g. .*train/disk/002.png"):
+    with pytest.raises(UserError,
+                       match=r"data: 1 of 12 train images are unreadable \(> data.max_bad_fraction=0.05\), "
+                             r"e.g. .*train/disk/002.png"):
         limited = knn_data(root, "data.max_bad_fraction=0.05")
         embed_splits(pixels(), labelled_datasets(limited, 32, 0), limited, 5, DistEnv(), 0)
 
@@ -157,11 +161,13 @@ def test_validation_leaves_out_unreadable_images_counts_them_and_stops_beyond_th
     _, val_gone = labelled_datasets(knn_data(gone), 32, 0)
     m = evaluate(model, eval_loader(val, 5, knn_data(root), DistEnv(), 0), DistEnv())
     ref = evaluate(model, eval_loader(val_gone, 5, knn_data(gone), DistEnv(), 0), DistEnv())
-    assert (m["samples"], m["total"], len(m["unreadable"])) == (8, 12, 4) and ref["samples"] == ref["total"] == 8
+    assert (m["samples"], m["total"], len(m["unreadable"])) == (8, 12, 4)
+    assert ref["samples"] == ref["total"] == 8
     assert m["top1"] == pytest.approx(ref["top1"]) and m["loss"] == pytest.approx(ref["loss"])
     loader = eval_loader(val, 5, knn_data(root), DistEnv(), 0)
-    with pytest.raises(UserError, match=r"data: 4 of 12 val images are unreadable \(> data.max_bad_fraction=0.01\), "
-                                        r"e.g. .*vstripes/000.png"):
+    with pytest.raises(UserError,
+                       match=r"data: 4 of 12 val images are unreadable \(> data.max_bad_fraction=0.01\), "
+                             r"e.g. .*vstripes/000.png"):
         EpochEval(loader, DistEnv(), BestTracker())(FakeTrainer(model, 0.01), 1)
     capsys.readouterr()
     check = EpochEval(loader, DistEnv(), BestTracker())
@@ -170,20 +176,22 @@ def test_validation_leaves_out_unreadable_images_counts_them_and_stops_beyond_th
     assert out[0]["val_samples"] == 8 and out[0]["val_unreadable"] == 4
     assert out[0]["val_top1"] == pytest.approx(ref["top1"])
     err = capsys.readouterr().err
-    assert err.count("skipped unreadable val file") == 4 and err.count("vstripes/002.png") == 1   # once, not per epoch
+    # once, not per epoch
+    assert err.count("skipped unreadable val file") == 4 and err.count("vstripes/002.png") == 1
     assert err.count("on 8 of 12 val images (4 unreadable skipped)") == 2
 
 
 def test_training_replaces_an_unreadable_image_by_a_readable_one_counted_and_named(tmp_path, capsys):
     root = make_folder(tmp_path / "d", n_train=6, n_val=3)
-    break_files(root / "train" / "disk", {"005.png"})             # index 5: the next is hstripes/000 (label 1)
+    break_files(root / "train" / "disk", {"005.png"})            # index 5: the next is hstripes/000 (label 1)
     train, _ = labelled_datasets(knn_data(root), 32, 0, train_aug=FINETUNE["aug"])
     item = train[(5, 0)]
-    assert item["valid"] is True and item["label"] == 1 and item["bad"] == 1 and "disk/005.png" in item["bad_paths"]
+    assert item["valid"] is True and item["label"] == 1 and item["bad"] == 1
+    assert "disk/005.png" in item["bad_paths"]
     out = tmp_path / "ft"
-    args = ["finetune", *folder_overrides(root), "train.batch_size=6", "train.epochs=2", "train.progress=false",
-            "train.log_interval=1", f"train.output_dir={out}", "data.max_bad_fraction=0.5", "aug.mixup=0",
-            "aug.cutmix=0"]
+    args = ["finetune", *folder_overrides(root), "train.batch_size=6", "train.epochs=2",
+            "train.progress=false", "train.log_interval=1", f"train.output_dir={out}",
+            "data.max_bad_fraction=0.5", "aug.mixup=0", "aug.cutmix=0"]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert err.count("skipped unreadable file") == 1 and "train/disk/005.png" in err
@@ -194,11 +202,12 @@ def test_training_replaces_an_unreadable_image_by_a_readable_one_counted_and_nam
 @pytest.mark.slow
 def test_two_processes_name_unreadable_val_files_once_and_agree_with_one(tmp_path):
     root = make_folder(tmp_path / "d", n_train=5, n_val=5)                 # 15 val images: ranks pad one
-    break_files(root / "val" / "disk", {"000.png"})        # sample 0: rank 1 pads its shard with it (read twice)
-    args = folder_overrides(root) + ["knn.k=5", "eval.batch_size=4", "eval.progress=false", "data.max_bad_fraction=0.1"]
+    break_files(root / "val" / "disk", {"000.png"})     # sample 0: rank 1 pads its shard with it (read twice)
+    args = folder_overrides(root) + ["knn.k=5", "eval.batch_size=4", "eval.progress=false",
+                                     "data.max_bad_fraction=0.1"]
     assert main(["knn", *args, f"eval.output_dir={tmp_path / 'one'}"]) == 0
-    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "maskfeat", "knn",
-           *args, f"eval.output_dir={tmp_path / 'two'}"]
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "maskfeat",
+           "knn", *args, f"eval.output_dir={tmp_path / 'two'}"]
     import subprocess
     proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -222,13 +231,15 @@ def test_finetune_recipe_applies_randaugment_then_color_jitter():
         names = [type(t).__name__ for t in tf.transforms]
         assert names[names.index("RandAugment") + 1] == "ColorJitter", names
         jitter = tf.transforms[names.index("ColorJitter")]
-        assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == ((0.6, 1.4),) * 3 + (None,)
+        assert ((jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
+                == ((0.6, 1.4),) * 3 + (None,))
         assert names.index("ColorJitter") < names.index("RandomErasing")
-    cfg = resolve_config(FINETUNE, None, ["aug.color_jitter=0"])            # off: the pipeline timm builds alone
+    cfg = resolve_config(FINETUNE, None, ["aug.color_jitter=0"])         # off: the pipeline timm builds alone
     ours = classification_transform(cfg["data"], 64, train=True, aug=cfg["aug"])
     a = cfg["aug"]
-    theirs = create_transform(64, is_training=True, scale=tuple(a["scale"]), ratio=tuple(a["ratio"]), hflip=a["hflip"],
-                              auto_augment=a["auto_augment"], color_jitter=None, re_prob=a["re_prob"],
-                              re_mode=a["re_mode"], interpolation=cfg["data"]["interpolation"],
-                              mean=tuple(cfg["data"]["mean"]), std=tuple(cfg["data"]["std"]))
+    theirs = create_transform(64, is_training=True, scale=tuple(a["scale"]), ratio=tuple(a["ratio"]),
+                              hflip=a["hflip"], auto_augment=a["auto_augment"], color_jitter=None,
+                              re_prob=a["re_prob"], re_mode=a["re_mode"],
+                              interpolation=cfg["data"]["interpolation"], mean=tuple(cfg["data"]["mean"]),
+                              std=tuple(cfg["data"]["std"]))
     assert repr(ours) == repr(theirs) and not any(isinstance(t, ColorJitter) for t in ours.transforms)

@@ -3,10 +3,10 @@ import json
 
 import pytest
 import torch
-from eval_helpers import folder_overrides, make_folder
-from helpers import save_pretrained
 from torch import nn
 
+from eval_helpers import folder_overrides, make_folder
+from helpers import save_pretrained
 from maskfeat.cli import main
 from maskfeat.defaults import LINPROBE
 from maskfeat.eval.classifier import LinearProbe, Pooled
@@ -56,9 +56,10 @@ def test_linprobe_cli(tmp_path, cached):
     enc_ckpt = tmp_path / "last.pth"
     pre = save_pretrained(enc_ckpt, img_size=32, patch=8)
     out = tmp_path / "lp"
-    args = ["linprobe", *folder_overrides(root), f"model.pretrained={enc_ckpt}", "model.arch=", "train.batch_size=12",
-            "train.epochs=3", "train.progress=false", f"train.output_dir={out}", "optim.warmup_epochs=1.0",
-            "optim.name=sgd", "optim.lr=4.0", "model.pool=avg", f"data.cache_features={str(cached).lower()}", "aug.scale=[0.6,1.0]"]
+    args = ["linprobe", *folder_overrides(root), f"model.pretrained={enc_ckpt}", "model.arch=",
+            "train.batch_size=12", "train.epochs=3", "train.progress=false", f"train.output_dir={out}",
+            "optim.warmup_epochs=1.0", "optim.name=sgd", "optim.lr=4.0", "model.pool=avg",
+            f"data.cache_features={str(cached).lower()}", "aug.scale=[0.6,1.0]"]
     assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["cached_features"] is cached and [h["epoch"] for h in m["history"]] == [1, 2, 3]

@@ -2,8 +2,8 @@ import copy
 
 import pytest
 import torch
-from helpers import mmpretrain_fixture_model
 
+from helpers import mmpretrain_fixture_model
 from maskfeat.config import resolve_config
 from maskfeat.defaults import PRETRAIN
 from maskfeat.engine.optim import build_optimizer
@@ -34,7 +34,8 @@ def test_vit_base_parameter_count():
     assert model.head.out_features == 108
 
 
-@pytest.mark.parametrize("arch,dim,depth", [("vit-small", 384, 12), ("vit-large", 1024, 24), ("vit-huge", 1280, 32)])
+@pytest.mark.parametrize("arch,dim,depth", [("vit-small", 384, 12), ("vit-large", 1024, 24),
+                                             ("vit-huge", 1280, 32)])
 def test_architecture_shapes(arch, dim, depth):
     with torch.device("meta"):
         enc = build_encoder(arch)
@@ -99,7 +100,8 @@ def test_param_groups_no_decay_on_bias_norm_mask_token_and_pos_setting():
 
 
 def test_archs_registry_has_tiny_cpu_models():
-    assert {"vit-pico", "vit-mini", "vit-tiny", "vit-small", "vit-base", "vit-large", "vit-huge"} <= set(ARCHS)
+    assert {"vit-pico", "vit-mini", "vit-tiny", "vit-small", "vit-base", "vit-large",
+            "vit-huge"} <= set(ARCHS)
 
 
 def test_normalised_batch_equals_mmpretrain_preprocessor_bit_for_bit():

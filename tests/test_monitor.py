@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
+
 from eval_helpers import make_folder
 from helpers import log_losses, maskfeat, one_error_line, tiny_pretrain_overrides
-
 from maskfeat.cli import main
 from maskfeat.engine.logger import WRITERS
 from maskfeat.schema.common import TRACKERS

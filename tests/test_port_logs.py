@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 import yaml
-from helpers import PYTHON, cli_env, run_trainer, tiny_pretrain_overrides
 
+from helpers import PYTHON, cli_env, run_trainer, tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.commands.compare_loss import compare_and_report
 from maskfeat.engine.logger import fixed_point, train_text_line, val_text_line

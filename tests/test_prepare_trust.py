@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+
 from helpers import (
     MMPRETRAIN_FIXTURE,
     PYTHON,
@@ -14,10 +15,9 @@ from helpers import (
     snapshot,
     tiny_pretrain_overrides,
 )
-from shard_helpers import tar_samples, write_folder
-
 from maskfeat.cli import main
 from maskfeat.data.shard_manifest import read_manifest
+from shard_helpers import tar_samples, write_folder
 
 LATIN1 = os.fsdecode(b"caf\xe9_latin1.jpg")          # a file name that is not UTF-8
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from helpers import (
     REPO,
     cli_env,
@@ -15,7 +16,6 @@ from helpers import (
     run_trainer,
     tiny_pretrain_overrides,
 )
-
 from maskfeat.config import builtin_config
 from maskfeat.engine.checkpoint import load_checkpoint
 from maskfeat.engine.distributed import DistEnv
@@ -29,7 +29,8 @@ def test_pretrain_end_to_end_outputs(tmp_path):
     out = tmp_path / "run"
     r = maskfeat("pretrain", *tiny_pretrain_overrides(out, **{"train.log_interval": 4}))
     assert r.returncode == 0, r.stderr
-    assert {p.name for p in out.iterdir()} >= {"last.pth", "epoch_2.pth", "log.jsonl", "loss_curve.png", "config.yaml"}
+    assert {p.name for p in out.iterdir()} >= {"last.pth", "epoch_2.pth", "log.jsonl", "loss_curve.png",
+                                               "config.yaml"}
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [4, 8, 12, 16]
     assert all(MMPRETRAIN_KEYS | {"img_per_s"} <= set(r) for r in records)
@@ -61,7 +62,7 @@ def test_sigterm_writes_checkpoint_and_resume_continues(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err                 # 143: a scheduler sees it stopped early
+    assert proc.returncode == 128 + signal.SIGTERM, err               # 143: a scheduler sees it stopped early
     assert "stopped by SIGTERM at step" in err and "Traceback" not in err
     step = load_checkpoint(out / "last.pth")["step"]
     assert 3 <= step < 500
@@ -76,8 +77,9 @@ def torchrun_pretrain(out: Path, *extra: str) -> dict:
     """A 2-process gloo run of the tiny pre-training at batch 4 a rank (``extra``: more overrides), by
     tests/helpers/ddp_pretrain_weights.py: [rank 0's, rank 1's] weights, steps' losses and lrs."""
     args = tiny_pretrain_overrides(out, **{"train.batch_size": 4}) + list(extra)
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        str(REPO / "tests" / "helpers" / "ddp_pretrain_weights.py"), str(out), *args],
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc-per-node", "2", str(REPO / "tests" / "helpers" / "ddp_pretrain_weights.py"),
+                        str(out), *args],
                        capture_output=True, text=True, env=cli_env(), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return [torch.load(out / f"rank{k}.pt") for k in (0, 1)] + [r.stderr]

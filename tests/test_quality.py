@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+
 from helpers import load_bench
 
 
@@ -10,9 +11,10 @@ from helpers import load_bench
 def test_quality_bench_smoke(tmp_path, capsys):
     bench = load_bench("quality")
     out = tmp_path / "bq"
-    code = bench.main(["--seeds", "0", "--variants", "random", "hog", "pixel", "--steps", "20", "--batch", "16",
-                       "--budget-min", "0.002", "--train-subset", "300", "--test-subset", "200", "--probe-epochs", "1",
-                       "--threads", "1", "--workers", "0", "--out", str(out)])
+    code = bench.main(["--seeds", "0", "--variants", "random", "hog", "pixel", "--steps", "20",
+                       "--batch", "16", "--budget-min", "0.002", "--train-subset", "300",
+                       "--test-subset", "200", "--probe-epochs", "1", "--threads", "1", "--workers", "0",
+                       "--out", str(out)])
     assert code == 0
     report = json.loads((out / "quality.json").read_text())
     rows = {r["variant"]: r for r in report["rows"]}
@@ -23,7 +25,8 @@ def test_quality_bench_smoke(tmp_path, capsys):
         assert r["train_samples"] == 300 and r["test_samples"] == 200
         # 10 classes: chance is 10%; measured k-NN 34-36%, probe 24-26% (200 test images: +-3%)
         assert 25.0 <= r["knn_top1"] <= 100.0 and 15.0 <= r["probe_top1"] <= 100.0, r
-    assert report["checks"]["seed0_hog_knn_gain"] == pytest.approx(rows["hog"]["knn_top1"] - rows["random"]["knn_top1"])
+    gain = rows["hog"]["knn_top1"] - rows["random"]["knn_top1"]
+    assert report["checks"]["seed0_hog_knn_gain"] == pytest.approx(gain)
     table = capsys.readouterr().out
     assert "k-NN" in table and "seed 0: MaskFeat-HOG k-NN - random init" in table
 
@@ -32,10 +35,10 @@ def test_quality_bench_smoke(tmp_path, capsys):
 def test_quality_bench_visible_variant_at_equal_minutes(tmp_path, capsys):
     bench = load_bench("quality")
     out = tmp_path / "bq"
-    code = bench.main(["--seeds", "0", "--variants", "hog", "visible@0.75", "--schedule", "minutes", "--steps", "5",
-                       "--batch", "16", "--budget-min", "0.03", "--calibrate-steps", "4", "--train-subset", "300",
-                       "--test-subset", "200", "--probe-epochs", "1", "--threads", "1", "--workers", "0",
-                       "--out", str(out)])
+    code = bench.main(["--seeds", "0", "--variants", "hog", "visible@0.75", "--schedule", "minutes",
+                       "--steps", "5", "--batch", "16", "--budget-min", "0.03", "--calibrate-steps", "4",
+                       "--train-subset", "300", "--test-subset", "200", "--probe-epochs", "1",
+                       "--threads", "1", "--workers", "0", "--out", str(out)])
     assert code == 0
     report = json.loads((out / "quality.json").read_text())
     rows = {r["variant"]: r for r in report["rows"]}

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from helpers import (
     ERROR,
     log_steps,
@@ -18,8 +20,6 @@ from helpers import (
     run_trainer,
     tiny_pretrain_overrides,
 )
-from PIL import Image
-
 from maskfeat.cli import main
 from maskfeat.config import resolve_config
 from maskfeat.data import build_pretrain_dataset, decode_rgb
@@ -39,7 +39,8 @@ def write_odd_images(folder: Path) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:48, 0:64]
     src = {}
-    src["cmyk.jpg"] = np.stack([xx * 4 % 256, yy * 5 % 256, (xx + yy) * 2 % 256, xx * yy % 97], -1).astype(np.uint8)
+    src["cmyk.jpg"] = np.stack([xx * 4 % 256, yy * 5 % 256, (xx + yy) * 2 % 256, xx * yy % 97],
+                               -1).astype(np.uint8)
     Image.fromarray(src["cmyk.jpg"], "CMYK").save(folder / "cmyk.jpg", quality=95)
     v = np.linspace(0, 65535, 40 * 50).astype(np.uint16).reshape(40, 50)
     v[0, :10] = [0, 1, 127, 128, 255, 256, 383, 384, 65280, 65535]
@@ -56,7 +57,7 @@ def write_odd_images(folder: Path) -> dict[str, np.ndarray]:
     Image.fromarray(src["small.png"]).save(folder / "small.png")
     src["rgb.jpg"] = rgb
     Image.fromarray(rgb).save(folder / "rgb.jpg", quality=95)
-    src["xa.png"] = rgb[::-1].copy()                                # keeps x.jpg and y.png apart in sorted order
+    src["xa.png"] = rgb[::-1].copy()                             # keeps x.jpg and y.png apart in sorted order
     Image.fromarray(src["xa.png"]).save(folder / "xa.png")
     (folder / "x.jpg").write_text("this is a text file, not a JPEG\n")
     (folder / "y.png").write_bytes(np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes())
@@ -69,7 +70,8 @@ def pil_rgb(path: Path) -> torch.Tensor:
 
 def test_decode_rgb_of_odd_modes_and_broken_files(tmp_path):
     src = write_odd_images(tmp_path)
-    assert Image.open(tmp_path / "cmyk.jpg").mode == "CMYK" and Image.open(tmp_path / "grey16.png").mode == "I;16"
+    assert Image.open(tmp_path / "cmyk.jpg").mode == "CMYK"
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
     assert Image.open(tmp_path / "palette.png").mode == "P"
 
     # CMYK JPEG: libjpeg-turbo (torchvision) against PIL's conversion; measured max 0, mean 0.
@@ -89,10 +91,13 @@ def test_decode_rgb_of_odd_modes_and_broken_files(tmp_path):
     assert torch.equal(rgba, torch.from_numpy(src["rgba.png"][..., :3]).permute(2, 0, 1))
     assert torch.equal(rgba, pil_rgb(tmp_path / "rgba.png"))
     grey = decode_rgb(tmp_path / "grey.png")
-    assert grey.shape == (3, 30, 40) and all(torch.equal(grey[c], torch.from_numpy(src["grey.png"])) for c in range(3))
+    assert grey.shape == (3, 30, 40)
+    assert all(torch.equal(grey[c], torch.from_numpy(src["grey.png"])) for c in range(3))
     pal = decode_rgb(tmp_path / "palette.png")
-    assert torch.equal(pal, pil_rgb(tmp_path / "palette.png")) and len(pal.reshape(3, -1).T.unique(dim=0)) <= 16
-    assert torch.equal(decode_rgb(tmp_path / "small.png"), torch.from_numpy(src["small.png"]).permute(2, 0, 1))
+    assert torch.equal(pal, pil_rgb(tmp_path / "palette.png"))
+    assert len(pal.reshape(3, -1).T.unique(dim=0)) <= 16
+    assert torch.equal(decode_rgb(tmp_path / "small.png"),
+                       torch.from_numpy(src["small.png"]).permute(2, 0, 1))
 
     for name in ("x.jpg", "y.png"):
         messages = set()
@@ -181,7 +186,8 @@ def bad_input(case: str, tmp_path: Path) -> tuple[list[str], list[str]]:
     if case == "lr=abc":
         return ["optim.lr=abc"], ["'optim.lr' expects float, got 'abc'"]
     if case == "accumulated batch exceeds the data":   # 8 x 16 > 64 samples
-        return ["train.accum_steps=16"], ["data.samples_per_epoch", "train.batch_size 8", "train.accum_steps 16"]
+        return ["train.accum_steps=16"], ["data.samples_per_epoch", "train.batch_size 8",
+                                          "train.accum_steps 16"]
     raise AssertionError(case)
 
 
@@ -212,7 +218,8 @@ def test_a_folder_of_mostly_broken_files_is_one_line_exit_2_also_from_loader_wor
         "data.source": "folder", "data.root": str(data), "data.num_workers": workers, "train.batch_size": 2}))
     assert r.returncode == 2, r.stderr[-3000:]
     line = one_error_line(r.stderr)
-    assert "Traceback" not in r.stderr and "16 files in a row failed to decode" in line and "bad_" in line, line
+    assert "Traceback" not in r.stderr, line
+    assert "16 files in a row failed to decode" in line and "bad_" in line, line
 
 
 def test_folder_data_smaller_than_the_accumulated_batch_writes_nothing(tmp_path, capsys):
@@ -305,5 +312,6 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint_and_warns(tmp_pat
     assert sorted(p.name for p in (tmp_path / "full").glob("*.pth")) == ["last.pth"]
     err = capsys.readouterr().err
     last = tmp_path / "full" / "last.pth"
-    assert err.count(f"warning: checkpoint write to {last} failed (No space left on device); previous file kept") == 2
+    assert err.count(f"warning: checkpoint write to {last} failed (No space left on device); "
+                     "previous file kept") == 2
     assert "epoch_2.pth failed (No space left on device)" in err

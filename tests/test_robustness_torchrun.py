@@ -7,23 +7,25 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ERROR, cli_env, log_steps, tiny_pretrain_overrides, torchrun_cmd
 
+from helpers import ERROR, cli_env, log_steps, tiny_pretrain_overrides, torchrun_cmd
 from maskfeat.engine.checkpoint import load_checkpoint
 
 # -- 3. a global batch that the data cannot fill, under torchrun ---------------------------------
 
 def test_torchrun_global_batch_larger_than_the_data_is_one_line_and_writes_nothing(tmp_path):
     out, logs = tmp_path / "run", tmp_path / "torchrun_logs"
-    r = subprocess.run(torchrun_cmd("pretrain", *tiny_pretrain_overrides(out, **{"data.samples_per_epoch": 12}),
-                                    launcher=("--redirects", "2", "--log-dir", str(logs))),   # each rank's stderr
+    overrides = tiny_pretrain_overrides(out, **{"data.samples_per_epoch": 12})
+    launcher = ("--redirects", "2", "--log-dir", str(logs))   # each rank's stderr
+    r = subprocess.run(torchrun_cmd("pretrain", *overrides, launcher=launcher),
                        capture_output=True, text=True, env=cli_env(), timeout=300)
     assert r.returncode != 0
     ranks = sorted(logs.rglob("stderr.log"))
     assert len(ranks) == 2, r.stderr[-3000:]
     for f in ranks:                                            # each rank: this one line, no traceback
-        assert f.read_text().strip() == (ERROR + "data.samples_per_epoch: 12 samples are fewer than one global "
-                                         "batch (train.batch_size 8 x train.accum_steps 1 x 2 processes)")
+        assert f.read_text().strip() == (ERROR + "data.samples_per_epoch: 12 samples are fewer than one "
+                                         "global batch (train.batch_size 8 x train.accum_steps 1 "
+                                         "x 2 processes)")
     assert not maskfeat_frames(r.stderr)       # torchrun's own ChildFailedError report is all it adds
     assert not out.exists()
 
@@ -31,7 +33,8 @@ def test_torchrun_global_batch_larger_than_the_data_is_one_line_and_writes_nothi
 # -- 4. SIGTERM / SIGINT under torchrun ----------------------------------------------------------
 
 def start_torchrun(out: Path, *extra: str, launcher=()) -> subprocess.Popen:
-    args = tiny_pretrain_overrides(out, **{"data.samples_per_epoch": 8000, "train.epochs": 1, "train.batch_size": 4})
+    args = tiny_pretrain_overrides(out, **{"data.samples_per_epoch": 8000, "train.epochs": 1,
+                                           "train.batch_size": 4})
     return subprocess.Popen(torchrun_cmd("pretrain", *args, *extra, launcher=launcher), env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 import torch
-from helpers import PYTHON, REPO, cli_env, log_steps, snapshot, tiny_pretrain_overrides
 
+from helpers import PYTHON, REPO, cli_env, log_steps, snapshot, tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.engine.checkpoint import load_checkpoint
 
@@ -65,10 +65,12 @@ def test_a_fresh_start_over_a_run_is_refused_unless_overwrite(run_copy, capsys):
 
 
 def test_a_second_run_in_the_same_folder_is_refused_naming_the_first_pid(run_copy, capsys):
+    # plays the first, running run
     holder = subprocess.Popen([PYTHON, "-c", f"import sys, time; from pathlib import Path; "
-                               f"from maskfeat.engine.run_folder import RunLock; lock = RunLock(Path({str(run_copy)!r})); lock.claim(); "
+                               f"from maskfeat.engine.run_folder import RunLock; "
+                               f"lock = RunLock(Path({str(run_copy)!r})); lock.claim(); "
                                f"print('locked', flush=True); time.sleep(120)"],
-                              stdout=subprocess.PIPE, text=True, env=cli_env())   # plays the first, running run
+                              stdout=subprocess.PIPE, text=True, env=cli_env())
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(run_copy)
@@ -91,7 +93,8 @@ def test_a_bad_resume_checkpoint_is_one_line_and_changes_nothing(run_copy, tmp_p
         torch.save({"model": ckpt["model"], "config": ckpt["config"]}, bad)
     elif case == "other_shape":
         other = tmp_path / "other"
-        assert main(["pretrain", *tiny_pretrain_overrides(other, **{"model.img_size": 32, "train.max_steps": 1})]) == 0
+        assert main(["pretrain", *tiny_pretrain_overrides(other, **{"model.img_size": 32,
+                                                                    "train.max_steps": 1})]) == 0
         shutil.copy(other / "last.pth", bad)
     before = snapshot(run_copy)
     capsys.readouterr()
@@ -157,7 +160,8 @@ def test_a_failed_timm_check_leaves_the_earlier_file_and_no_new_one(tmp_path, ca
     capsys.readouterr()
     assert main(["convert", str(path), str(out)]) == 2
     one_error(capsys, "timm features differ")
-    assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["finetuned.pth", "ft.safetensors"]
+    assert out.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["finetuned.pth", "ft.safetensors"]
     assert main(["convert", str(path), str(tmp_path / "new.safetensors")]) == 2
     assert not (tmp_path / "new.safetensors").exists()
 
@@ -170,7 +174,8 @@ def test_converted_files_get_the_modes_of_any_new_file(tmp_path, capsys):
         (tmp_path / "plain").write_text("x")
     finally:
         os.umask(umask)
-    assert (tmp_path / "a.safetensors").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o644
+    assert ((tmp_path / "a.safetensors").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+            == 0o644)
 
 
 def test_convert_into_a_missing_folder_is_one_line(tmp_path, capsys):

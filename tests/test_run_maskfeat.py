@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 import yaml
-from helpers import PYTHON, REPO, cli_env
 
+from helpers import PYTHON, REPO, cli_env
 from maskfeat.cli import main
 from maskfeat.commands.run import MMPRETRAIN_ALIASES, add_arguments, translate
 from maskfeat.config import ConfigError, resolve_config
@@ -29,9 +29,9 @@ def resolved(args, world=1) -> dict:
 
 
 def test_mmpretrain_aliases_land_on_our_keys():
-    args = parse("--cfg-options", "train_dataloader.dataset.data_root=/data/in1k", "train_dataloader.batch_size=64",
-                 "train_cfg.max_epochs=7", "optim.min_lr=2e-6", "auto_scale_lr.base_batch_size=512",
-                 "optim_wrapper.optimizer.lr=1.6e-3")
+    args = parse("--cfg-options", "train_dataloader.dataset.data_root=/data/in1k",
+                 "train_dataloader.batch_size=64", "train_cfg.max_epochs=7", "optim.min_lr=2e-6",
+                 "auto_scale_lr.base_batch_size=512", "optim_wrapper.optimizer.lr=1.6e-3")
     cfg = resolved(args)
     assert cfg["data"]["root"] == "/data/in1k" and cfg["train"]["batch_size"] == 64
     assert cfg["train"]["epochs"] == 7 and cfg["optim"]["min_lr"] == 2e-6

@@ -26,7 +26,8 @@ def test_old_keys_in_a_recipe_name_the_new_one(tmp_path):
     recipe.write_text("modality: video\npretrained: ''\nmodel:\n  arch: mvitv2-mini\n")
     assert _error("finetune", config=str(recipe)) == f"{recipe}: 'pretrained' was renamed 'model.pretrained'"
     recipe.write_text("modality: video\ndata:\n  random_erasing: 0.25\n")
-    assert _error("finetune", config=str(recipe)) == f"{recipe}: 'data.random_erasing' was renamed 'aug.re_prob'"
+    assert (_error("finetune", config=str(recipe))
+            == f"{recipe}: 'data.random_erasing' was renamed 'aug.re_prob'")
 
 
 @pytest.mark.parametrize("job", ["pretrain", "finetune"])

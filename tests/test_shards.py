@@ -1,4 +1,5 @@
-"""Shards: the epoch plan, `maskfeat prepare` (content, resume after SIGKILL), reading (pipe:, bad samples)."""
+"""Shards: the epoch plan, `maskfeat prepare` (content, resume after SIGKILL), reading (pipe:, bad
+samples)."""
 import json
 import os
 import signal
@@ -8,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import PYTHON, cli_env
 from PIL import Image
-from shard_helpers import make_shards, rewrite_member, tar_samples, write_folder
 
+from helpers import PYTHON, cli_env
 from maskfeat.config import ConfigError, resolve_config
 from maskfeat.data import build_loader, build_pretrain_dataset, scan_folder
 from maskfeat.data.shard_manifest import read_manifest
@@ -24,6 +24,7 @@ from maskfeat.data.shard_plan import (
 )
 from maskfeat.defaults import PRETRAIN
 from maskfeat.errors import UserError
+from shard_helpers import make_shards, rewrite_member, tar_samples, write_folder
 
 
 # -- the plan -------------------------------------------------------------------------------------------
@@ -48,7 +49,7 @@ def test_plan_gives_every_sample_once_across_ranks_and_workers(counts, world, wo
             order = epoch_order(counts, None, 3, epoch, shuffle).tolist()
             if drop_last:                                                # every rank: the same full batches
                 per_rank = total // (world * batch) * batch
-                assert seen == order[:world * per_rank]                  # only the tail (< world x batch) is left
+                assert seen == order[:world * per_rank]              # only the tail (< world x batch) is left
                 assert total - len(seen) == total % (world * batch)
             else:
                 assert sorted(seen) == list(range(total))
@@ -77,7 +78,8 @@ def test_prepare_folder_stores_every_file_as_it_is_in_folder_order(tmp_path):
     (src / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     m = make_shards(src, tmp_path / "out", shard_samples=5, procs=2)
     files = scan_folder(src)
-    paths, labels, classes = [Path(files.path(i)) for i in range(len(files))], files.labels.tolist(), files.classes
+    paths = [Path(files.path(i)) for i in range(len(files))]
+    labels, classes = files.labels.tolist(), files.classes
     good = [(p, lbl) for p, lbl in zip(paths, labels) if p.name != "broken.jpg"]
     assert m.total == len(good) == 12 and [s.samples for s in m.shards] == [5, 5, 2]
     assert m.classes == classes == ["a", "b"] and m.label_counts == {0: 6, 1: 6} and m.inputs == 13
@@ -94,7 +96,8 @@ def test_prepare_folder_stores_every_file_as_it_is_in_folder_order(tmp_path):
         stored += list(samples.values())
     for (p, lbl), s in zip(good, stored):                                # sample i = file i, bytes unchanged
         ext = p.suffix[1:]
-        assert s[ext] == p.read_bytes() and int(s["cls"]) == lbl and s["src"].decode() == str(p.relative_to(src))
+        assert s[ext] == p.read_bytes() and int(s["cls"]) == lbl
+        assert s["src"].decode() == str(p.relative_to(src))
     assert read_manifest(tmp_path / "out" / "manifest.json").total == 12
 
 
@@ -157,7 +160,8 @@ def _cfg(root: Path, *extra: str) -> dict:
 
 
 def _indices(cfg: dict, epoch: int = 0) -> tuple[list[int], list]:
-    loader = build_loader(build_pretrain_dataset(cfg), 2, cfg["data"], 0, 1, cfg["train"]["seed"], drop_last=False)
+    loader = build_loader(build_pretrain_dataset(cfg), 2, cfg["data"], 0, 1, cfg["train"]["seed"],
+                          drop_last=False)
     loader.set_epoch(epoch)
     idx, bad = [], []
     for batch in loader:
@@ -169,7 +173,8 @@ def _indices(cfg: dict, epoch: int = 0) -> tuple[list[int], list]:
 def test_pipe_urls_need_allow_pipe(tmp_path, capsys):
     make_shards(write_folder(tmp_path / "in", per_class=4), tmp_path / "out", shard_samples=3)
     pattern = f"pipe:cat {tmp_path}/out/shard-{{000000..000002}}.tar"
-    with pytest.raises(ConfigError, match=r"data.shards: 'pipe:' URLs run a shell command; set data.allow_pipe: true"):
+    with pytest.raises(ConfigError,
+                       match=r"data.shards: 'pipe:' URLs run a shell command; set data.allow_pipe: true"):
         build_pretrain_dataset(_cfg(tmp_path / "out", f"data.shards={pattern}"))
     from maskfeat.cli import main
     assert main(["pretrain", "data.source=shards", f"data.root={tmp_path / 'out'}", f"data.shards={pattern}",
@@ -182,7 +187,8 @@ def test_pipe_urls_need_allow_pipe(tmp_path, capsys):
                                "data.allow_pipe=true"))
     assert piped == local == list(range(8)) and not bad
     with pytest.raises(ConfigError, match="gives 2 URLs, the manifest lists 3"):
-        build_pretrain_dataset(_cfg(tmp_path / "out", f"data.shards={tmp_path}/out/shard-{{000000..000001}}.tar"))
+        build_pretrain_dataset(_cfg(tmp_path / "out",
+                                    f"data.shards={tmp_path}/out/shard-{{000000..000001}}.tar"))
     with pytest.raises(ConfigError, match="scheme 'http:' is not supported"):
         build_pretrain_dataset(_cfg(tmp_path / "out", "data.shards=http://x/shard-{000000..000002}.tar"))
 
@@ -208,7 +214,7 @@ def test_bad_samples_are_replaced_counted_and_named_by_shard_and_key(tmp_path):
     named = sorted(line.split(" ")[0] for line in bad)
     assert named == sorted([f"{out}/shard-000000.tar:000000_000000", f"{out}/shard-000001.tar:000001_000000",
                             *(f"{out}/shard-000002.tar:000002_00000{i}" for i in range(4))]), bad
-    assert any("[a/004.jpg]" in line and "cannot decode" in line for line in bad)      # the input it came from
+    assert any("[a/004.jpg]" in line and "cannot decode" in line for line in bad)     # the input it came from
     assert any("not read from the shard" in line for line in bad)
     with pytest.raises(UserError, match="samples in a row are unusable"):
         for p in sorted(out.glob("shard-*.tar")):
@@ -229,7 +235,8 @@ def test_shards_that_do_not_match_their_manifest_are_refused(tmp_path):
 
 def test_set_epoch_skip_gives_the_rest_of_the_uninterrupted_epoch_for_any_stop(tmp_path):
     make_shards(write_folder(tmp_path / "in", per_class=7), tmp_path / "out", shard_samples=3)
-    cfg = _cfg(tmp_path / "out", "data.num_workers=3", "data.shuffle_buffer=4")     # 14 samples, 7 batches: 3 + 2 + 2
+    # 14 samples, 7 batches: 3 + 2 + 2
+    cfg = _cfg(tmp_path / "out", "data.num_workers=3", "data.shuffle_buffer=4")
     loader = build_loader(build_pretrain_dataset(cfg), 2, cfg["data"], 0, 1, 0)
     loader.set_epoch(1)
     full = [b["index"].tolist() for b in loader]
@@ -267,10 +274,13 @@ def test_prepare_list_file_keeps_its_order_and_labels(tmp_path):
     (src / "meta").mkdir()
     lines = ["b/001.jpg 7", "a/000.png 2", "a/002.jpg 7", "b/000.png 0"]
     (src / "meta" / "train.txt").write_text("\n".join(lines) + "\n")
-    m = prepare(PrepareSpec("list", str(src), str(tmp_path / "out"), ann_file="meta/train.txt", progress=False))
+    m = prepare(PrepareSpec("list", str(src), str(tmp_path / "out"), ann_file="meta/train.txt",
+                            progress=False))
     got = list(tar_samples(tmp_path / "out" / m.shards[0].name).values())
-    assert [(s["src"].decode(), int(s["cls"])) for s in got] == [(x.split()[0], int(x.split()[1])) for x in lines]
+    assert [(s["src"].decode(), int(s["cls"])) for s in got] == [(x.split()[0], int(x.split()[1]))
+                                                                 for x in lines]
     assert m.label_counts == {7: 2, 2: 1, 0: 1} and m.classes == [] and m.num_classes == 8
     (src / "meta" / "train.txt").write_text("a/000.png 1\nmissing.jpg 0\n")
     with pytest.raises(UserError, match=r"^--ann-file: .* names 1\+ missing files, e.g. .*missing.jpg"):
-        prepare(PrepareSpec("list", str(src), str(tmp_path / "out2"), ann_file="meta/train.txt", progress=False))
+        prepare(PrepareSpec("list", str(src), str(tmp_path / "out2"), ann_file="meta/train.txt",
+                            progress=False))

@@ -10,12 +10,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from eval_helpers import make_folder
 from helpers import REPO, cli_env, log_losses, run_trainer
-from shard_helpers import make_shards, write_folder
-
 from maskfeat.engine.checkpoint import load_checkpoint
 from maskfeat.errors import Interrupted
+from shard_helpers import make_shards, write_folder
 
 SMALL = ["model.img_size=32", "model.patch_size=8", "train.batch_size=4"]
 
@@ -47,7 +47,8 @@ def test_shards_give_the_folder_sources_losses_when_the_order_is_the_same(tmp_pa
 def test_sigterm_mid_epoch_then_resume_sees_the_uninterrupted_runs_batches(tmp_path, data):
     _, shards = data
     # 2 loader workers: 7 batches per epoch dealt 4 + 3; the stop lands after 3 + 2 of them
-    args = ["data.source=shards", f"data.root={shards}", "data.num_workers=2", "data.shuffle_buffer=5", *SMALL]
+    args = ["data.source=shards", f"data.root={shards}", "data.num_workers=2", "data.shuffle_buffer=5",
+            *SMALL]
     ref = run_trainer(tmp_path, "ref", *args)
 
     def sigterm_in_step_5(trainer, loss):
@@ -72,12 +73,13 @@ def test_sigterm_mid_epoch_then_resume_sees_the_uninterrupted_runs_batches(tmp_p
 def test_torchrun_two_gloo_ranks_see_every_sample_of_an_epoch_once(tmp_path):
     folder = write_folder(tmp_path / "folder", per_class=24)           # 48 images
     shards = tmp_path / "shards"
-    make_shards(folder, shards, shard_samples=10)                      # 10, 10, 10, 10, 8: no multiple of 2 x 2
+    make_shards(folder, shards, shard_samples=10)                    # 10, 10, 10, 10, 8: no multiple of 2 x 2
     args = [f"train.output_dir={tmp_path / 'run'}", "train.progress=false", "model.arch=vit-pico",
             "mask.min_num_patches=2", "train.epochs=2", "optim.warmup_epochs=0.5", "data.source=shards",
             f"data.root={shards}", "data.num_workers=2", *SMALL]
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        str(REPO / "tests" / "helpers" / "ddp_sample_indices.py"), str(tmp_path), *args],
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc-per-node", "2", str(REPO / "tests" / "helpers" / "ddp_sample_indices.py"),
+                        str(tmp_path), *args],
                        capture_output=True, text=True, env=cli_env(), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     seen = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
@@ -144,8 +146,8 @@ def test_video_pretraining_from_shards_equals_the_list_source(tmp_path):
     root = tmp_path / "videos"
     root.mkdir()
     _video_annotations(root)
-    m = prepare(PrepareSpec("video", str(root), str(tmp_path / "shards"), ann_file="train.txt", shard_samples=3,
-                            progress=False))
+    m = prepare(PrepareSpec("video", str(root), str(tmp_path / "shards"), ann_file="train.txt",
+                            shard_samples=3, progress=False))
     assert m.kind == "video" and [s.samples for s in m.shards] == [3, 1] and m.label_counts == {0: 2, 1: 2}
     common = ["modality=video", "model.arch=mvitv2-pico", "model.img_size=32", "model.num_frames=4",
               "data.sampling_rate=2", "data.decode_short_side=0", "mask.unit_size=[2,16,16]",
@@ -184,7 +186,6 @@ def test_prepare_cuts_clips_to_the_centred_span(tmp_path):
 
 def test_linear_probe_on_images_trains_the_same_from_labelled_shards(tmp_path):
     from eval_helpers import folder_overrides
-
     from maskfeat.cli import main
 
     root, shards = labelled_folder_and_shards(tmp_path, 5)
@@ -198,5 +199,5 @@ def test_linear_probe_on_images_trains_the_same_from_labelled_shards(tmp_path):
                        torch.load(out / "last.pth", weights_only=True)["model"])
     (hist_f, w_f), (hist_s, w_s) = heads["folder"], heads["shards"]
     assert len(hist_f) == 2 and hist_f == hist_s                       # val top-1 / loss per epoch
-    for k in w_f:                                                      # random-augmented training, same weights
+    for k in w_f:                                                    # random-augmented training, same weights
         assert torch.equal(w_f[k], w_s[k]), k

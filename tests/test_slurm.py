@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 import torch
-from helpers import PYTHON, REPO, cli_env
 
+from helpers import PYTHON, REPO, cli_env
 from maskfeat.engine.slurm import parse_nodelist, slurm_env
 from maskfeat.errors import UserError
 from maskfeat.logs import read_log

@@ -12,10 +12,10 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from eval_helpers import make_folder
-from helpers import REPO, Evil, png_bomb, snapshot, tiny_pretrain_overrides
 from PIL import Image
 
+from eval_helpers import make_folder
+from helpers import REPO, Evil, png_bomb, snapshot, tiny_pretrain_overrides
 from maskfeat.cli import main
 
 FINETUNE = "configs/finetune/vit-base-p16_in1k.yaml"
@@ -29,7 +29,8 @@ def world(tmp_path_factory, tiny_run):
     shutil.copytree(tiny_run, run)
     w = {"root": root, "run": run, "ckpt": run / "last.pth"}
     other = root / "other"
-    assert main(["pretrain", *tiny_pretrain_overrides(other, **{"model.img_size": 32, "train.max_steps": 1})]) == 0
+    assert main(["pretrain", *tiny_pretrain_overrides(other, **{"model.img_size": 32,
+                                                                "train.max_steps": 1})]) == 0
     w["other_shape"] = other / "last.pth"
     w["plain"] = root / "plain.pth"
     torch.save(torch.load(w["ckpt"], weights_only=True)["model"], w["plain"])
@@ -129,8 +130,8 @@ def evaluation(job, w, *extra, data="labelled"):
     section = "eval" if job == "knn" else "train"
     out = f"{section}.output_dir={w['run']}"
     return [job, f"model.pretrained={w['ckpt']}", "data.source=folder", f"data.root={w[data]}",
-            "data.num_workers=0", out, f"{section}.progress=false", *(["train.batch_size=4"] if job != "knn" else []),
-            *extra]
+            "data.num_workers=0", out, f"{section}.progress=false",
+            *(["train.batch_size=4"] if job != "knn" else []), *extra]
 
 
 def at(w, name: str) -> str:
@@ -185,17 +186,19 @@ CASES = [
     ("batch_size=0", lambda w: pretrain(w, "train.batch_size=0"), 2, ["train.batch_size"]),
     ("amp=fp8", lambda w: pretrain(w, "train.amp=fp8"), 2, ["train.amp", "fp8"]),
     ("max_image_pixels<0", lambda w: pretrain(w, "data.max_image_pixels=-1"), 2, ["data.max_image_pixels"]),
-    ("resume: other shape", lambda w: pretrain(w, f"train.resume={w['other_shape']}", "train.overwrite=true"), 2,
-     ["train.resume", "another model shape"]),
-    ("resume: plain state dict", lambda w: pretrain(w, f"train.resume={w['plain']}", "train.overwrite=true"), 2,
-     ["train.resume", "plain state dict"]),
+    ("resume: other shape", lambda w: pretrain(w, f"train.resume={w['other_shape']}", "train.overwrite=true"),
+     2, ["train.resume", "another model shape"]),
+    ("resume: plain state dict", lambda w: pretrain(w, f"train.resume={w['plain']}", "train.overwrite=true"),
+     2, ["train.resume", "plain state dict"]),
     ("resume: missing", lambda w: pretrain(w, "train.resume=/no/such.pth"), 2, ["/no/such.pth"]),
-    ("resume: junk", lambda w: pretrain(w, f"train.resume={w['junk']}", "train.overwrite=true"), 2, ["junk.pth"]),
+    ("resume: junk", lambda w: pretrain(w, f"train.resume={w['junk']}", "train.overwrite=true"), 2,
+     ["junk.pth"]),
     ("fresh start over a run", lambda w: pretrain(w, "train.resume="), 2, ["holds a run", "train.overwrite"]),
     ("the same command again", lambda w: pretrain(w), 0, ["already finished at step 16"]),
     ("modality=audio", lambda w: pretrain(w, "modality=audio"), 2, ["modality", "audio"]),
     ("mistyped key", lambda w: pretrain(w, "optim.lrr=1"), 2, ["optim.lrr", "optim.lr"]),
-    ("python tag in a recipe", lambda w: ["pretrain", "--config", str(w["evil_yaml"])], 2, ["evil.yaml", "refused"]),
+    ("python tag in a recipe", lambda w: ["pretrain", "--config", str(w["evil_yaml"])], 2,
+     ["evil.yaml", "refused"]),
     ("a finetune recipe", lambda w: ["pretrain", "--config", str(REPO / FINETUNE)], 2, ["finetune recipe"]),
     ("folder not found", lambda w: pretrain(w, "data.source=folder", "data.root=/no/such/dir"), 2,
      ["data.root", "/no/such/dir"]),
@@ -203,23 +206,27 @@ CASES = [
                                                "data.ann_file=nope.txt"), 2, ["data.ann_file", "nope.txt"]),
     ("pipe: not allowed", lambda w: pretrain(w, "data.source=shards", f"data.root={w['root']}",
                                              "data.shards=pipe:cat x.tar"), 2, ["allow_pipe"]),
-    ("finetune: checkpoint not found", lambda w: evaluation("finetune", w, "model.pretrained=/no/such.pth"), 2,
-     ["/no/such.pth"]),
+    ("finetune: checkpoint not found", lambda w: evaluation("finetune", w, "model.pretrained=/no/such.pth"),
+     2, ["/no/such.pth"]),
     ("finetune: junk checkpoint", lambda w: evaluation("finetune", w, f"model.pretrained={w['junk']}"), 2,
      ["junk.pth"]),
     ("finetune: mixup<0", lambda w: evaluation("finetune", w, "aug.mixup=-1"), 2, ["aug.mixup"]),
     ("finetune: val class unknown", lambda w: evaluation("finetune", w, data="unknown_class"), 2, ["stars"]),
     ("finetune: stray image", lambda w: evaluation("finetune", w, data="stray"), 2, ["loose.png"]),
-    ("finetune: unknown arch", lambda w: evaluation("finetune", w, "model.arch=foo"), 2, ["model.arch", "foo"]),
+    ("finetune: unknown arch", lambda w: evaluation("finetune", w, "model.arch=foo"), 2,
+     ["model.arch", "foo"]),
     ("finetune: resume into a pre-training run", lambda w: evaluation("finetune", w), 2,
      ["train.resume", "another model"]),
-    ("linprobe: optimizer", lambda w: evaluation("linprobe", w, "optim.name=adam"), 2, ["optim.name", "adam"]),
-    ("linprobe: batch of 1", lambda w: evaluation("linprobe", w, "train.batch_size=1"), 2, ["train.batch_size"]),
+    ("linprobe: optimizer", lambda w: evaluation("linprobe", w, "optim.name=adam"), 2,
+     ["optim.name", "adam"]),
+    ("linprobe: batch of 1", lambda w: evaluation("linprobe", w, "train.batch_size=1"), 2,
+     ["train.batch_size"]),
     ("linprobe: pool", lambda w: evaluation("linprobe", w, "model.pool=max"), 2, ["model.pool", "max"]),
     ("knn: k=0", lambda w: evaluation("knn", w, "knn.k=0"), 2, ["knn.k"]),
     ("knn: temperature=0", lambda w: evaluation("knn", w, "knn.temperature=0"), 2, ["knn.temperature"]),
     ("knn: folder not found", lambda w: evaluation("knn", w, "data.root=/no/such/dir"), 2, ["/no/such/dir"]),
-    ("knn: output is a file", lambda w: evaluation("knn", w, f"eval.output_dir={w['a_file']}"), 2, ["a_file.txt"]),
+    ("knn: output is a file", lambda w: evaluation("knn", w, f"eval.output_dir={w['a_file']}"), 2,
+     ["a_file.txt"]),
     ("knn: a val class unreadable", lambda w: evaluation("knn", w, data="broken_val"), 2,
      ["max_bad_fraction", "disk"]),
     ("knn: a bomb skipped and counted", lambda w: evaluation("knn", w, "data.max_bad_fraction=0.5",
@@ -238,11 +245,14 @@ CASES = [
                                                str(w["run"])], 2, ["plain.pth", "config"]),
     ("visualize: missing image", lambda w: ["visualize", str(w["ckpt"]), "/no/such.png", "--out-dir",
                                             str(w["run"])], 2, ["/no/such.png"]),
-    ("convert: no output folder", lambda w: ["convert", str(w["ckpt"]), "/no/such/dir/y.pth"], 2, ["/no/such/dir"]),
-    ("convert: junk", lambda w: ["convert", str(w["junk"]), str(w["run"] / "x.safetensors")], 2, ["junk.pth"]),
-    ("convert: code in a pickle", lambda w: ["convert", str(w["evil_pth"]), str(w["run"] / "x.safetensors")], 2,
-     ["evil.pth", "refused"]),
-    ("convert: onto itself", lambda w: ["convert", str(w["ckpt"]), str(w["ckpt"])], 2, ["overwrite the input"]),
+    ("convert: no output folder", lambda w: ["convert", str(w["ckpt"]), "/no/such/dir/y.pth"], 2,
+     ["/no/such/dir"]),
+    ("convert: junk", lambda w: ["convert", str(w["junk"]), str(w["run"] / "x.safetensors")], 2,
+     ["junk.pth"]),
+    ("convert: code in a pickle", lambda w: ["convert", str(w["evil_pth"]), str(w["run"] / "x.safetensors")],
+     2, ["evil.pth", "refused"]),
+    ("convert: onto itself", lambda w: ["convert", str(w["ckpt"]), str(w["ckpt"])], 2,
+     ["overwrite the input"]),
     ("convert: missing input", lambda w: ["convert", "/no/such.pth", str(w["run"] / "x.safetensors")], 2,
      ["/no/such.pth"]),
     ("compare-loss: missing log", lambda w: ["compare-loss", "/no/log.jsonl", str(w["run"] / "log.jsonl")], 2,
@@ -406,7 +416,8 @@ def test_every_bad_input_is_one_line_or_skipped_and_the_run_folder_is_untouched(
         err = capsys.readouterr().err
         lines = [ln for ln in err.strip().splitlines() if ln]
         one_line = len(lines) == 1 and ": error: " in lines[0]
-        if rc != want or (want == 2 and not one_line) or not all(w in err for w in words) or "Traceback" in err:
+        if (rc != want or (want == 2 and not one_line) or not all(w in err for w in words)
+                or "Traceback" in err):
             wrong.append(f"{name}: exit {rc}, stderr {err.strip()[-400:]!r}")
         if snapshot(world["run"]) != before:
             changed.append(name)

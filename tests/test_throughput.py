@@ -7,8 +7,8 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import eager_and_compiled_losses, load_bench
 
+from helpers import eager_and_compiled_losses, load_bench
 from maskfeat.data.images import decode_rgb, skimage_photos
 from maskfeat.models.hog import HOGGenerator
 
@@ -18,7 +18,8 @@ def photo_batch(size: int = 64, n: int = 4) -> torch.Tensor:
     from torchvision.transforms.v2 import functional as TF
 
     imgs = [TF.resize(decode_rgb(p), [size, size], antialias=True) for p in skimage_photos()[:n - 1]]
-    imgs.append(torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)))
+    imgs.append(torch.randint(0, 256, (3, size, size), dtype=torch.uint8,
+                              generator=torch.Generator().manual_seed(0)))
     x = torch.stack(imgs).float()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
@@ -87,9 +88,10 @@ def test_compiled_training_step_gives_the_eager_losses(tmp_path):
 def test_throughput_bench_runs_on_cpu_and_writes_its_table(tmp_path, capsys):
     bench = load_bench("throughput")
     out = tmp_path / "tp.json"
-    rc = bench.main(["--arch", "vit-pico", "--img-size", "64", "--batch", "4", "--steps", "3", "--warmup", "1",
-                     "--compile", "eager", "--device", "cpu", "--data", str(tmp_path / "jpegs"), "--make-data", "10",
-                     "--workers", "0", "--json", str(out)])
+    rc = bench.main(["--arch", "vit-pico", "--img-size", "64", "--batch", "4", "--steps", "3",
+                     "--warmup", "1", "--compile", "eager", "--device", "cpu",
+                     "--data", str(tmp_path / "jpegs"), "--make-data", "10", "--workers", "0",
+                     "--json", str(out)])
     assert rc == 0
     assert len(list((tmp_path / "jpegs").glob("*.jpg"))) == 10
     result = json.loads(out.read_text())
@@ -110,7 +112,8 @@ def test_throughput_bench_runs_on_cpu_and_writes_its_table(tmp_path, capsys):
     linear = d * 3 * d + d * d + 2 * d * 4 * d
 
     def encoder_by_hand(tokens):
-        return 3 * 2 * tokens * linear * depth + 3 * 2 * 2 * tokens ** 2 * d * depth + 2 * 2 * patches * (3 * 16 * 16) * d
+        return (3 * 2 * tokens * linear * depth + 3 * 2 * 2 * tokens ** 2 * d * depth
+                + 2 * 2 * patches * (3 * 16 * 16) * d)
     assert math.isclose(timm["gflop_per_img"] * 1e9, encoder_by_hand(1 + patches), rel_tol=1e-3)
     assert math.isclose(ours["enc_gflop_per_img"], timm["gflop_per_img"], rel_tol=1e-3)   # the same ViT
     # visible: the blocks see cls + the visible patches (6 of 16 masked at 0.4, 12 at 0.75); the patch
@@ -120,7 +123,8 @@ def test_throughput_bench_runs_on_cpu_and_writes_its_table(tmp_path, capsys):
         assert r["gflop_per_img"] > r["enc_gflop_per_img"]                 # + decoder, head, HOG conv
         assert math.isclose(r["flops_vs_full"], r["gflop_per_img"] / ours["gflop_per_img"], rel_tol=1e-3)
         assert math.isclose(r["time_vs_full"], r["ms_per_step"] / ours["ms_per_step"], rel_tol=1e-3)
-        assert math.isclose(r["cpu_time_vs_full"], r["cpu_ms_per_step"] / ours["cpu_ms_per_step"], rel_tol=2e-3)
+        assert math.isclose(r["cpu_time_vs_full"], r["cpu_ms_per_step"] / ours["cpu_ms_per_step"],
+                            rel_tol=2e-3)
     assert timm["gflop_per_img"] < ours["gflop_per_img"] < 2.5 * timm["gflop_per_img"]   # + HOG conv, head
     assert vis75["enc_gflop_per_img"] < vis40["enc_gflop_per_img"] < ours["enc_gflop_per_img"]
     assert math.isclose(ours["overhead_vs_timm"], ours["ms_per_step"] / timm["ms_per_step"] - 1, abs_tol=1e-3)

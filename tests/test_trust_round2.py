@@ -4,9 +4,9 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import tiny_pretrain_overrides
 from PIL import Image
 
+from helpers import tiny_pretrain_overrides
 from maskfeat.cli import main
 
 
@@ -37,7 +37,6 @@ def test_item9_a_bad_neighbour_in_the_skip_chain_is_counted_once(tmp_path, capsy
 
 def test_item9_video_bad_files_are_counted_once_each(tmp_path):
     from helpers.video import bad_video_folder
-
     from maskfeat.data.video_loader import build_video_pretrain_dataset
     cfg = bad_video_folder(tmp_path, "pyav")
     ds = build_video_pretrain_dataset(cfg)

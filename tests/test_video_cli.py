@@ -10,10 +10,10 @@ from maskfeat.config import builtin_config
 
 def test_pretrain_dispatches_on_modality_and_trains(tmp_path):
     out = tmp_path / "run"
-    rc = main(["pretrain", "modality=video", "model.arch=mvitv2-pico", "model.img_size=64", "model.num_frames=8",
-               "data.sampling_rate=2", "data.decode_short_side=64", "mask.min_num_patches=2",
-               "data.samples_per_epoch=16", "data.num_workers=0", "train.epochs=1", "train.log_interval=1",
-               f"train.output_dir={out}", "train.progress=false"])
+    rc = main(["pretrain", "modality=video", "model.arch=mvitv2-pico", "model.img_size=64",
+               "model.num_frames=8", "data.sampling_rate=2", "data.decode_short_side=64",
+               "mask.min_num_patches=2", "data.samples_per_epoch=16", "data.num_workers=0", "train.epochs=1",
+               "train.log_interval=1", f"train.output_dir={out}", "train.progress=false"])
     assert rc == 0
     logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
     assert len(logs) == 2 and all(0.0 < r["loss"] < 1.0 for r in logs)

@@ -5,8 +5,8 @@ import av
 import numpy as np
 import pytest
 import torch
-from helpers.video import bad_video_folder, bar_row, video_cfg, write_video  # noqa: E402
 
+from helpers.video import bad_video_folder, bar_row, video_cfg, write_video  # noqa: E402  # noqa: E402
 from maskfeat.data import video_clips as C  # noqa: E402
 from maskfeat.data.video_annotations import embedded_videos, read_annotations  # noqa: E402
 from maskfeat.data.video_datasets import VideoClassifyDataset, VideoReader  # noqa: E402
@@ -64,7 +64,8 @@ def test_list_and_kinetics_csv_annotations(tmp_path):
     assert "data.ann_file: 1 of the 3 videos listed in" in str(w[0].message) and "are missing" in str(w[0].message)
     assert [p.name for p in paths] == ["xyz_000010_000020.mp4", "k9_000000_000010.mp4"]
     assert classes == ["abseiling", "air drumming"] and labels == [0, 1]
-    (tmp_path / "list.txt").write_text("abseiling/xyz_000010_000020.mp4 3\nair_drumming/k9_000000_000010.mp4 7\n")
+    (tmp_path / "list.txt").write_text("abseiling/xyz_000010_000020.mp4 3\n"
+                                       "air_drumming/k9_000000_000010.mp4 7\n")
     paths, labels, classes = read_annotations(tmp_path, "list.txt")
     assert labels == [3, 7] and classes == [] and paths[1].parent.name == "air_drumming"
     with pytest.raises(UserError, match="not found"):
@@ -79,7 +80,7 @@ def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path, decoder, 
     ds = build_video_pretrain_dataset(cfg)
     assert ds.reader.decoder == decoder
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")        # torchcodec: 'cannot read broken.mp4 (...); decoding it with PyAV'
+        warnings.simplefilter("ignore")    # torchcodec: 'cannot read broken.mp4 (...); decoding it with PyAV'
         item = ds[(0, 0)]
     bad = item["bad_paths"].splitlines()
     assert item["bad"] == 1 and "short.mp4 (too short: 5 frames" in bad[0]         # its own index only
@@ -88,7 +89,8 @@ def test_unreadable_and_short_videos_are_skipped_and_counted(tmp_path, decoder, 
     assert ds[(3, 0)]["bad"] == 0
     # all bad -> one clear error
     (tmp_path / "bad.txt").write_text("short.mp4 0\nbroken.mp4 1\n")
-    cfg = video_cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="bad.txt", video_decoder=decoder)
+    cfg = video_cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="bad.txt",
+                    video_decoder=decoder)
     with pytest.raises(UserError, match="unreadable or too short"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         build_video_pretrain_dataset(cfg)[(0, 0)]

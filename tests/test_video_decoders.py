@@ -9,9 +9,9 @@ import av  # noqa: F401  (PyAV writes the test videos: a test dependency, never 
 import numpy as np
 import pytest
 import torch
+
 from helpers import load_bench  # noqa: E402
 from helpers.video import bar_row, video_cfg, write_video  # noqa: E402
-
 from maskfeat.config import ConfigError  # noqa: E402
 from maskfeat.data import video_clips as C  # noqa: E402
 from maskfeat.data import video_decoders as D  # noqa: E402
@@ -118,7 +118,8 @@ def test_no_torchcodec_falls_back_to_pyav_with_one_warning(tmp_path, monkeypatch
     paths = [write_video(tmp_path / f"v{i}.mp4", 30, seed=i) for i in range(2)]
     reader = VideoReader(paths, decoder="torchcodec")
     ref = VideoReader(paths, decoder="pyav")
-    with pytest.warns(UserWarning, match="torchcodec unavailable .*libavcodec.so.59.*decoding videos with PyAV"):
+    with pytest.warns(UserWarning,
+                      match="torchcodec unavailable .*libavcodec.so.59.*decoding videos with PyAV"):
         got = [reader.read(i, Recorder(i, 8, 3)) for i in (0, 1)]
     assert all(torch.equal(g, ref.read(i, Recorder(i, 8, 3))) for i, g in enumerate(got))
     with warnings.catch_warnings():
@@ -156,11 +157,13 @@ def test_file_torchcodec_cannot_open_or_decode_goes_to_pyav(tmp_path, monkeypatc
             rec, ref = Recorder(7, 8, 3), Recorder(7, 8, 3)
             frames = C.read_clip(path, rec, decoder="torchcodec")
             # PyAV reads the clip PyAV alone would have chosen: the chooser drew once
-            assert torch.equal(frames, C.read_clip(path, ref, decoder="pyav")) and rec.seen == ref.seen == [30]
+            assert torch.equal(frames, C.read_clip(path, ref, decoder="pyav"))
+            assert rec.seen == ref.seen == [30]
             assert rec.rng.random() == ref.rng.random()       # and left the random stream where PyAV does
     messages = [str(w.message) for w in caught]
     assert len(messages) == 2, messages                       # once per file
-    assert "torchcodec cannot read" in messages[0] and "refused.mp4 (Could not open input file)" in messages[0]
+    assert "torchcodec cannot read" in messages[0]
+    assert "refused.mp4 (Could not open input file)" in messages[0]
     assert "failing.mp4 (Could not push packet" in messages[1] and "decoding it with PyAV" in messages[1]
 
 
@@ -170,16 +173,19 @@ def test_config_keys_are_checked_with_one_line_errors(monkeypatch):
     assert D.decoding_device(data) == "cpu"
     assert D.decoding_device(dict(data, video_decoder="pyav")) == "cpu"
     cases = [
-        (dict(video_decoder="ffmpeg"), r"^data.video_decoder: unknown decoder 'ffmpeg'; choose torchcodec or pyav$"),
+        (dict(video_decoder="ffmpeg"),
+         r"^data.video_decoder: unknown decoder 'ffmpeg'; choose torchcodec or pyav$"),
         (dict(decode="gpu"), r"^data.decode: unknown value 'gpu'; choose cpu or device$"),
-        (dict(decode="device", video_decoder="pyav"), r"needs data.video_decoder=torchcodec \(pyav decodes on the CPU"),
+        (dict(decode="device", video_decoder="pyav"),
+         r"needs data.video_decoder=torchcodec \(pyav decodes on the CPU"),
         (dict(decode="device", num_workers=2), r"main process .* set data.num_workers=0 \(it is 2\)$"),
     ]
     for change, message in cases:
         with pytest.raises(ConfigError, match=message):
             D.decoding_device(dict(data, **change))
     monkeypatch.setattr(D, "torchcodec_available", lambda: "No module named 'torchcodec'")
-    with pytest.raises(ConfigError, match="data.decode=device needs torchcodec: No module named 'torchcodec'"):
+    with pytest.raises(ConfigError,
+                       match="data.decode=device needs torchcodec: No module named 'torchcodec'"):
         D.decoding_device(dict(data, decode="device", num_workers=0))
     with pytest.raises(ValueError, match="decoder must be one of"):
         VideoReader([], decoder="decord")
@@ -234,7 +240,8 @@ def test_ffmpeg_threads_share_the_cores_among_workers(monkeypatch):
     assert D.ffmpeg_threads() == 0                                    # main process: FFmpeg's choice
     monkeypatch.setattr(D.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    for workers, local_world, threads in ((1, 1, 16), (4, 1, 4), (12, 1, 1), (32, 1, 1), (2, 4, 2), (12, 8, 1)):
+    for workers, local_world, threads in ((1, 1, 16), (4, 1, 4), (12, 1, 1), (32, 1, 1), (2, 4, 2),
+                                          (12, 8, 1)):
         monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_world))       # torchrun: processes on this machine
         monkeypatch.setattr(tud, "get_worker_info", lambda w=workers: type("I", (), {"num_workers": w}))
         assert D.ffmpeg_threads() == threads

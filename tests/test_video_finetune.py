@@ -140,7 +140,8 @@ def test_finetune_step_with_k400_mixup_settings():
     torch.manual_seed(0)
     model = classifier_for("video", _finetune_cfg("mvitv2-pico")["model"], 4)
     step = FinetuneStep({**cfg["data"], **cfg["aug"]}, 4, torch.device("cpu"))
-    batch = {"images": torch.randint(0, 256, (4, 3, 8, 64, 64), dtype=torch.uint8), "label": torch.tensor([0, 1, 2, 3])}
+    batch = {"images": torch.randint(0, 256, (4, 3, 8, 64, 64), dtype=torch.uint8),
+             "label": torch.tensor([0, 1, 2, 3])}
     loss = step(model, batch)
     assert torch.isfinite(loss) and 1.0 < loss.item() < 2.5     # soft-target CE near ln(4) at init
     loss.backward()

@@ -45,7 +45,8 @@ def test_pretrain_settings_only_drop_last_stage_pooling():
     assert pooled == [1, 3, 14] and [i for i, b in enumerate(pt) if b.stride_q == [1, 2, 2]] == [1, 3]
     assert [b.stride_kv for b in pt[14:]] == [[1, 2, 2], [1, 2, 2]]   # adaptive kv stride stays 2
     for a, b in zip(ft, pt):
-        assert (a.num_heads, a.input_channels, a.output_channels) == (b.num_heads, b.input_channels, b.output_channels)
+        assert ((a.num_heads, a.input_channels, a.output_channels)
+                == (b.num_heads, b.input_channels, b.output_channels))
     for arch, depth, width in (("mvitv2-b", 24, 768), ("mvitv2-l", 48, 1152)):
         s = block_settings(arch, False)
         assert len(s) == depth and s[-1].output_channels == width

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from eval_helpers import make_folder
 from helpers import eager_and_compiled_losses, maskfeat
-
 from maskfeat.cli import main
 from maskfeat.config import ConfigError, resolve_config
 from maskfeat.data.cube_mask import CubeMaskGenerator
@@ -132,7 +132,8 @@ def test_sincos_positions_by_hand():
                 for axis, c in enumerate((t, h, w)):          # 4 channels per axis: sin, sin, cos, cos
                     f = [1.0, 1.0 / 100.0]                     # 1 / 10000^(i / 2), i = 0, 1
                     ref = [math.sin(c * f[0]), math.sin(c * f[1]), math.cos(c * f[0]), math.cos(c * f[1])]
-                    torch.testing.assert_close(row[4 * axis:4 * axis + 4], torch.tensor(ref), rtol=0, atol=1e-6)
+                    torch.testing.assert_close(row[4 * axis:4 * axis + 4], torch.tensor(ref), rtol=0,
+                                               atol=1e-6)
     assert len({tuple(r.tolist()) for r in emb[0, 1:]}) == 24          # every position distinct
     assert sincos_pos_embed(10, (2, 2)).shape == (1, 5, 10)              # odd share: zero-padded
     assert [default_heads(d) for d in (48, 96, 384, 200)] == [1, 1, 6, 2]
@@ -149,7 +150,8 @@ def test_loss_is_masked_mse_on_the_masked_patches():
     expected = ((out.pred - out.target) ** 2).mean(-1)[m].mean()
     torch.testing.assert_close(out.loss, expected)
     out.loss.backward()
-    assert model.decoder.mask_token.grad.abs().sum() > 0 and model.encoder.blocks[0].attn.qkv.weight.grad is not None
+    assert model.decoder.mask_token.grad.abs().sum() > 0
+    assert model.encoder.blocks[0].attn.qkv.weight.grad is not None
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.zero_()
@@ -161,11 +163,14 @@ def test_uneven_mask_mvit_and_bad_keys_are_one_line_errors():
     mask = torch.zeros(2, 16, dtype=torch.bool)
     mask[0, :3] = True
     mask[1, :5] = True
-    with pytest.raises(UserError, match="same number of masked patches in every sample, this batch has 3 to 5"):
+    with pytest.raises(UserError,
+                       match="same number of masked patches in every sample, this batch has 3 to 5"):
         model(torch.randn(2, 3, 64, 64), mask)
-    with pytest.raises(ConfigError, match=r"model.encoder: visible needs a video ViT .*mvitv2-pico.*encoder=full"):
+    with pytest.raises(ConfigError,
+                       match=r"model.encoder: visible needs a video ViT .*mvitv2-pico.*encoder=full"):
         build_video_model(video_cfg(arch="mvitv2-pico", encoder="visible"))
-    with pytest.raises(ConfigError, match="model.encoder: unknown value 'partial'; choose one of full, visible"):
+    with pytest.raises(ConfigError,
+                       match="model.encoder: unknown value 'partial'; choose one of full, visible"):
         build_pretrain_model(pico_cfg("model.encoder=partial"))
     with pytest.raises(ConfigError, match="model.decoder_heads 5 does not divide model.decoder_dim 48"):
         build_pretrain_model(pico_cfg("model.encoder=visible", "model.decoder_heads=5"))
@@ -182,7 +187,8 @@ def test_param_groups_decay_the_decoder_weights_but_not_its_mask_token():
     decayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert plain | decayed == set(names.values())
     assert "decoder.mask_token" in plain and "encoder.mask_token" not in names.values()
-    assert {"decoder.embed.weight", "decoder.blocks.0.attn.qkv.weight", "head.weight", "encoder.pos_embed"} <= decayed
+    assert {"decoder.embed.weight", "decoder.blocks.0.attn.qkv.weight", "head.weight",
+            "encoder.pos_embed"} <= decayed
     assert {"decoder.norm.weight", "decoder.embed.bias", "decoder.blocks.0.norm1.weight"} <= plain
 
 
@@ -219,7 +225,8 @@ def test_video_vit_visible_trains_and_equals_full_encoder_at_ratio_zero():
     model.encoder.load_state_dict(full.encoder.state_dict(), strict=False)
     keep = torch.arange(8).expand(2, 8)
     with torch.no_grad():
-        assert torch.equal(model.encoder.eval().forward_visible(clips, keep), full.encoder.forward_features(clips))
+        assert torch.equal(model.encoder.eval().forward_visible(clips, keep),
+                           full.encoder.forward_features(clips))
     assert model.no_weight_decay() == {"decoder.mask_token"}
 
 
@@ -247,8 +254,9 @@ def test_visible_checkpoint_evaluates_and_converts_with_the_same_commands(tmp_pa
 
     run = tmp_path / "pt"
     r = maskfeat("pretrain", "model.encoder=visible", "model.arch=vit-pico", "model.img_size=32",
-                 "model.patch_size=8", "mask.min_num_patches=2", "data.samples_per_epoch=32", "data.num_workers=0",
-                 "train.batch_size=8", "train.epochs=1", "train.progress=false", f"train.output_dir={run}")
+                 "model.patch_size=8", "mask.min_num_patches=2", "data.samples_per_epoch=32",
+                 "data.num_workers=0", "train.batch_size=8", "train.epochs=1", "train.progress=false",
+                 f"train.output_dir={run}")
     assert r.returncode == 0, r.stderr[-2000:]
     ckpt = torch.load(run / "last.pth", weights_only=True)
     sd = ckpt["model"]
@@ -263,7 +271,8 @@ def test_visible_checkpoint_evaluates_and_converts_with_the_same_commands(tmp_pa
     train = ["train.epochs=1", "train.batch_size=6", "train.progress=false", "optim.warmup_epochs=0.5"]
     assert main(["finetune", *data, *train, f"train.output_dir={tmp_path / 'ft'}"]) == 0
     assert note in capsys.readouterr().err
-    assert main(["linprobe", *data, *train, "data.cache_features=false", f"train.output_dir={tmp_path / 'lp'}"]) == 0
+    assert main(["linprobe", *data, *train, "data.cache_features=false",
+                 f"train.output_dir={tmp_path / 'lp'}"]) == 0
     assert note in capsys.readouterr().err
     probe = torch.load(tmp_path / "lp" / "last.pth", weights_only=True)["model"]
     enc = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
@@ -284,7 +293,8 @@ def test_visible_checkpoint_evaluates_and_converts_with_the_same_commands(tmp_pa
 @pytest.mark.slow
 def test_compiled_visible_step_gives_the_eager_losses(tmp_path):
     """train.compile with the visible encoder: the mask read-back is a graph break, the rest compiles."""
-    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
     eager, comp = eager_and_compiled_losses(tmp_path, {"images": images, "mask": block_masks(4, 4, 0.5)},
                                             "model.encoder=visible", "model.img_size=64")
     assert eager[2] < eager[0]

@@ -63,7 +63,8 @@ def test_glyph_orientation_matches_truth_and_skimage(edge_deg):
     cells = HOGGenerator(gaussian_window=0).cell_histograms(x)[0].mean(0)      # (9, 8, 8)
     ours = mean_axis(render_glyphs(cells, 15), 15, range(1, 7))
     # skimage's own HOG and rendering (1-px lines with truncated end points: coarse, within a bin)
-    _, sk_img = skimage_hog(img, orientations=9, pixels_per_cell=(16, 16), cells_per_block=(1, 1), visualize=True)
+    _, sk_img = skimage_hog(img, orientations=9, pixels_per_cell=(16, 16), cells_per_block=(1, 1),
+                            visualize=True)
     theirs = mean_axis(sk_img, 16, range(1, 3))
     assert angle_gap(ours, edge_deg) < 3.0
     assert angle_gap(ours, theirs) < 20.0
@@ -122,7 +123,8 @@ def test_visualize_is_seeded(checkpoint, tmp_path, capsys):
         assert main(["visualize", str(checkpoint), photo, "--out-dir", str(tmp_path / d)]) == 0
         outs.append(capsys.readouterr().out.split("loss")[1])
     assert outs[0] == outs[1]
-    assert (tmp_path / "a" / "astronaut_maskfeat.png").read_bytes() == (tmp_path / "b" / "astronaut_maskfeat.png").read_bytes()
+    assert ((tmp_path / "a" / "astronaut_maskfeat.png").read_bytes()
+            == (tmp_path / "b" / "astronaut_maskfeat.png").read_bytes())
 
 
 def test_visualize_bad_inputs(checkpoint, tmp_path, capsys):

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 import yaml
-from helpers import PYTHON, REPO, cli_env, log_steps, maskfeat
 from PIL import Image
 
+from helpers import PYTHON, REPO, cli_env, log_steps, maskfeat
 from maskfeat.cli import main
 from maskfeat.commands.run import ZOO_CONFIGS, add_arguments, pick_recipe, translate
 from maskfeat.data.loader import pretrain_files

@@ -38,10 +38,9 @@ def need(ok: bool, what: str) -> None:
 
 def mmpretrain_fixture_model(fx: dict):
     """mmpretrain's 2-layer ViT-tiny of the fixture (not one of our ARCHS), weights converted, eval mode."""
-    from maskfeat.models.hog import HOGGenerator
-
     from maskfeat.convert import mmpretrain_to_maskfeat
     from maskfeat.models import MaskFeat, build_encoder
+    from maskfeat.models.hog import HOGGenerator
 
     model = MaskFeat(build_encoder("vit-tiny", img_size=224, depth=2), HOGGenerator(gaussian_window=16))
     model.eval()

@@ -29,7 +29,8 @@ def bar_row(frame: torch.Tensor) -> int:
 
 
 def video_cfg(tmp_path, **data):
-    """A video pre-training config: 8 frames at 32 px, 2 x 16 x 16 mask units, batch 3 (``data``: data keys)."""
+    """A video pre-training config: 8 frames at 32 px, 2 x 16 x 16 mask units, batch 3 (``data``: data
+    keys)."""
     cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in VIDEO_PRETRAIN.items()}
     cfg["model"].update(num_frames=8, img_size=32)
     cfg["mask"].update(unit_size=[2, 16, 16], min_num_patches=1)
