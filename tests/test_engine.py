@@ -102,7 +102,7 @@ def test_checkpoint_carrying_code_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         pickle.dump({"model": Evil()}, f)
-    with pytest.raises(UserError, match=r"refused: the pickle would run code \(os.system\)"):
+    with pytest.raises(UserError, match=r"refused: the pickle would run code \(builtins.print\)"):
         load_checkpoint(path)
     (tmp_path / "trunc.pth").write_bytes(b"PK\x03\x04trunc")
     with pytest.raises(UserError, match="trunc.pth"):

@@ -8,11 +8,12 @@ checkpointed (``extra['knn_monitor']``). It leaves the training untouched: the r
 restored after it, and the model is put back in the mode it was in."""
 from __future__ import annotations
 
+import re
 import time
 
 from ..engine.checkpoint import rng_state, set_rng_state
 from ..engine.distributed import DistEnv
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
 from ..eval.classifier import Pooled
 from ..eval.frozen import embed_splits, labelled_datasets
 from ..eval.knn import knn_accuracy
@@ -41,7 +42,10 @@ class KnnMonitor:
                               f"{cfg['train']['epochs']}; the monitor would never run")
         self.mon, self.env, self.seed = mon, env, cfg["train"]["seed"]
         self.data = monitor_data(mon, cfg["data"]["root"])
-        self.datasets = labelled_datasets(self.data, cfg["model"]["img_size"], self.seed)
+        try:
+            self.datasets = labelled_datasets(self.data, cfg["model"]["img_size"], self.seed)
+        except UserError as e:          # the knn job names data.*: here it is monitor.data.*
+            raise UserError(re.sub(r"\bdata\.", "monitor.data.", str(e), count=1)) from None
         self.history: list[dict] = []
 
     def __call__(self, trainer, epoch: int) -> dict | None:
