@@ -28,6 +28,14 @@ def reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+def memory_base(device: torch.device) -> float:
+    """GiB allocated now, the peak counter reset: what a model built next adds is its own."""
+    if device.type != "cuda":
+        return 0.0
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device) / 2**30
+
+
 @contextmanager
 def counted_attention(model: torch.nn.Module):
     """timm's attention as two explicit matmuls (``fused_attn`` off): torch's FLOP counter has no

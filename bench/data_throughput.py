@@ -89,7 +89,8 @@ def video_loader(args, workers: int, decoder: str, decode: str = "cpu"):
     turn = args.warmup + args.batches + 4 * workers                  # build_loader's prefetch_factor is 4
     repeat = args.repeat or -(-turn * args.batch // len(clips))       # 0: one turn's worth
     ann.write_text("".join(f"{p.name}\n" for _ in range(repeat) for p in clips))
-    overrides = [f"data.root={clips[0].parent}", "data.train_split=", f"data.ann_file={ann}", f"data.num_workers={workers}",
+    overrides = [f"data.root={clips[0].parent}", "data.train_split=", f"data.ann_file={ann}",
+                 f"data.num_workers={workers}",
                  f"data.video_decoder={decoder}", f"data.decode={decode}", "data.persistent_workers=false",
                  "data.pin_memory=false",
                  f"model.img_size={args.img_size}", f"data.decode_short_side={args.short_side}"]
@@ -162,7 +163,8 @@ def pipe_cat(args) -> list[str]:
 CASES = {
     "video pyav": lambda args, workers: video_loader(args, workers, "pyav"),
     "video torchcodec": lambda args, workers: video_loader(args, workers, "torchcodec"),
-    "image folder": lambda args, workers: image_loader(args, workers, "data.source=folder", f"data.root={args.images}"),
+    "image folder": lambda args, workers: image_loader(args, workers, "data.source=folder",
+                                                       f"data.root={args.images}"),
     "image folder torchvision": lambda args, workers: TorchvisionJpegs(
         image_loader(args, workers, "data.source=folder", f"data.root={args.images}")),
     "image shards": lambda args, workers: image_loader(args, workers, "data.source=shards",

@@ -2,7 +2,7 @@
 
     python bench/throughput.py    # GPU: ViT-B/16, 224 px, batch 256; CPU: vit-mini, 112 px, batch 32
     python bench/throughput.py --amp bf16,fp16 --compile eager,compiled
-    python bench/throughput.py --arch vit-base --img-size 224 --flops-only   # FLOP table only (cheap on a CPU)
+    python bench/throughput.py --arch vit-base --img-size 224 --flops-only   # FLOP table only (cheap on CPU)
     python bench/throughput.py --arch vit-base --img-size 224 --batch 2 --grad-ckpt   # memory, ckpt off/on
     python bench/throughput.py --data /tmp/jpegs --make-data 4096 --workers 16 --decode cpu,device
 
@@ -43,57 +43,28 @@ import statistics
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from activation_memory import AMP, pretrain_config, run_memory_mode, synthetic_batch
 from bench_util import (  # noqa: E402,F401
     flops_per_image,
     format_table,
     machine,
     make_jpeg_folder,
+    memory_base,
     peak_memory_gib,
     reset_memory,
     sync,
     time_steps,
 )
 
-from maskfeat.data.masking import BlockMaskGenerator
 from maskfeat.engine.distributed import distributed_session, seed_everything
 from maskfeat.engine.optim import build_optimizer
 from maskfeat.models.vit import ARCHS
-from maskfeat.tasks.pretrain import build_config
 from maskfeat.tasks.pretrain_image import build_trainer  # noqa: E402
-
-AMP = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-def synthetic_batch(batch: int, img_size: int, patch: int, min_patches: int, device: torch.device,
-                    ratio: float = 0.4) -> dict:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (batch, 3, img_size, img_size), dtype=torch.uint8, generator=g)
-    grid = img_size // patch
-    gen = BlockMaskGenerator((grid, grid), mask_ratio=ratio, min_num_patches=min_patches)
-    rng = np.random.default_rng(0)
-    masks = torch.from_numpy(np.stack([gen(rng) for _ in range(batch)]))
-    return {"images": images.to(device), "mask": masks.to(device)}
-
-
-def pretrain_config(args, out_dir: str, amp: str, compiled: bool, extra: list[str] = ()) -> dict:
-    grid = args.img_size // 16
-    overrides = [f"model.arch={args.arch}", f"model.img_size={args.img_size}",
-                 f"mask.min_num_patches={15 if grid >= 14 else max(2, grid // 2)}",
-                 f"train.batch_size={args.batch}", f"train.amp={AMP[amp]}",
-                 f"train.compile={str(compiled).lower()}",
-                 f"train.compile_mode={args.compile_mode}", f"train.device={args.device}",
-                 f"train.output_dir={out_dir}", "train.progress=false", "train.log_interval=1000000",
-                 "data.source=skimage", f"data.samples_per_epoch={max(args.batch, 64)}", "data.num_workers=0",
-                 "optim.warmup_epochs=0", *extra]
-    return build_config(None, overrides)
 
 
 # -- ours: the Trainer's own step -------------------------------------------------------------------
@@ -207,57 +178,12 @@ def time_interleaved(steps: dict, device: torch.device, n: int) -> tuple[dict, d
     return times, cpu
 
 
-def saved_activation_bytes(model: torch.nn.Module, forward_backward) -> int:
-    """Bytes of the distinct tensors (not parameters) autograd saves for backward while
-    ``forward_backward()`` runs its forward: what the step holds between forward and backward."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in params:
-            saved[ptr] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        forward_backward()
-    return sum(saved.values())
-
-
-def run_memory_mode(args, env, out_root: Path) -> list[dict]:
-    """Our step without and with model.grad_checkpointing: saved-activation bytes per image, peak memory."""
-    rows = []
-    batch = synthetic_batch(args.batch, args.img_size, 16, 15 if args.img_size >= 224 else 2, env.device)
-    for on in (False, True):
-        cfg = pretrain_config(args, str(out_root / f"ckpt_{on}"), "fp32", False,
-                              [f"model.grad_checkpointing={str(on).lower()}"])
-        trainer = build_trainer(cfg, env)
-        base = memory_base(env.device)
-        saved = saved_activation_bytes(trainer.model, partial(trainer._forward_backward, batch, sync=True))
-        peak = peak_memory_gib(env.device) - base if env.device.type == "cuda" else None
-        rows.append({"grad_checkpointing": on, "saved_MiB_per_image": saved / args.batch / 2**20,
-                     "peak_GiB": peak, "batch": args.batch})
-        print(f"grad_checkpointing={on}: activations saved for backward "
-              f"{saved / args.batch / 2**20:.1f} MiB/image"
-              + (f", peak {peak:.2f} GiB" if peak is not None else ""), flush=True)
-        del trainer
-    return rows
-
-
 def our_variants(args) -> dict[str, tuple[float, list[str]]]:
     """Our rows: name -> (mask ratio, config overrides). 'full' is today's MaskFeat (mask 0.4)."""
     out = {"full": (0.4, [])}
     for r in args.visible_ratios:
         out[f"visible@{r:g}"] = (r, ["model.encoder=visible", f"mask.ratio={r}"])
     return out
-
-
-def memory_base(device: torch.device) -> float:
-    """GiB allocated now, the peak counter reset: what a model built next adds is its own."""
-    if device.type != "cuda":
-        return 0.0
-    torch.cuda.reset_peak_memory_stats(device)
-    return torch.cuda.memory_allocated(device) / 2**30
 
 
 def prepare(args, device, name: str, build, label: str) -> dict:
@@ -408,10 +334,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="comma list of data.decode values for the data mode: cpu, device")
     p.add_argument("--skip-steps", action="store_true", help="data mode only")
     p.add_argument("--visible-ratios", default="0.4,0.75",
-                   help="comma list of mask ratios for model.encoder=visible rows ('' = the full encoder only)")
+                   help="comma list of mask ratios for model.encoder=visible rows "
+                        "('' = the full encoder only)")
     p.add_argument("--grad-ckpt", action="store_true",
                    help="memory mode: saved-activation bytes / peak memory, grad checkpointing off and on")
-    p.add_argument("--flops-only", action="store_true", help="FLOPs (and nothing timed): cheap for ViT-B on a CPU")
+    p.add_argument("--flops-only", action="store_true",
+                   help="FLOPs (and nothing timed): cheap for ViT-B on a CPU")
     p.add_argument("--json", default="work_dirs/bench_throughput.json")
     args = p.parse_args(argv)
     args.amp = [a.strip() for a in args.amp.split(",") if a.strip()]

@@ -1,20 +1,11 @@
 """model.grad_checkpointing: the same losses step for step (image ViT through the trainer, MViT and
-video ViT), and fewer activation bytes saved for backward (bench/throughput.py's counter)."""
-import importlib.util
-
+video ViT), and fewer activation bytes saved for backward (bench/activation_memory.py's counter)."""
 import pytest
 import torch
 
-from helpers import REPO, log_losses, run_trainer
+from helpers import load_bench, log_losses, run_trainer
 from maskfeat.models import build_pretrain_model
 from maskfeat.schema import VIDEO_PRETRAIN
-
-
-def bench_module():
-    spec = importlib.util.spec_from_file_location("bench_throughput", REPO / "bench" / "throughput.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_image_vit_same_losses_for_10_steps(tmp_path):
@@ -37,7 +28,7 @@ def video_losses(arch: str, on: bool, steps: int = 10) -> tuple[list[float], int
     g = torch.Generator().manual_seed(1)
     clips, mask = torch.randn(2, 3, 4, 32, 32, generator=g), torch.rand(2, 2, 2, 2, generator=g) < 0.5
     losses, saved = [], 0
-    counter = bench_module().saved_activation_bytes
+    counter = load_bench("activation_memory").saved_activation_bytes
     for i in range(steps):
         def step():
             loss = model(clips, mask)

@@ -117,7 +117,8 @@ def test_imagefolder_labelled_jobs(image_folder, job):
 
 
 def test_imagefolder_prepare_needs_a_split(image_folder, tmp_path):
-    with pytest.raises(UserError, match=r"^--split: .* holds the split folders train, val; give --split train"):
+    with pytest.raises(UserError,
+                       match=r"^--split: .* holds the split folders train, val; give --split train"):
         prepare(PrepareSpec("folder", str(image_folder), str(tmp_path / "x"), progress=False))
     assert not (tmp_path / "x").exists()
     m = prepare(PrepareSpec("folder", str(image_folder), str(tmp_path / "s"), progress=False, split="train"))
@@ -218,8 +219,8 @@ def test_kinetics_finetune(layout, request):
     assert len(missing) == (layout == "kinetics")               # the val CSV's undownloaded video
     if missing:
         assert missing[0].startswith("data.val_ann_file: 1 of the 3 videos listed in ")
-        assert (f"e.g. {root}/val/abseiling/gone0000000_000000_000010 or {root}/val/gone0000000_000000_000010.*"
-                in missing[0])                                  # the folders tried
+        assert (f"e.g. {root}/val/abseiling/gone0000000_000000_000010 or "
+                f"{root}/val/gone0000000_000000_000010.*" in missing[0])      # the folders tried
 
 
 def test_kinetics_finetune_command_runs_on_the_official_layout(kinetics, tmp_path):
@@ -229,19 +230,22 @@ def test_kinetics_finetune_command_runs_on_the_official_layout(kinetics, tmp_pat
     assert rc == 0 and (tmp_path / "ft" / "last.pth").is_file()
 
 
-@pytest.mark.parametrize("layout,split,ann", [("kinetics", "train", "annotations/train.csv"),
-                                              ("mmaction", "videos_train", "kinetics400_train_list_videos.txt"),
-                                              ("slowfast", "", "train.csv")])
+@pytest.mark.parametrize("layout,split,ann", [
+    ("kinetics", "train", "annotations/train.csv"),
+    ("mmaction", "videos_train", "kinetics400_train_list_videos.txt"),
+    ("slowfast", "", "train.csv")])
 def test_kinetics_prepare(layout, split, ann, request, tmp_path):
     root = request.getfixturevalue(layout)
-    m = prepare(PrepareSpec("video", str(root), str(tmp_path / "s"), ann_file=ann, split=split, progress=False))
+    m = prepare(PrepareSpec("video", str(root), str(tmp_path / "s"), ann_file=ann, split=split,
+                            progress=False))
     assert m.total == 4 and m.label_counts == {0: 2, 1: 2}
 
 
 # -- the messages of the "Why" that name a key ----------------------------------------------
 
 def test_forgotten_val_ann_file_is_named(slowfast):
-    cfg = build_config("finetune", K400["finetune"], [f"data.root={slowfast}", *TINY_VIDEO, *SLOWFAST_FINETUNE,
+    cfg = build_config("finetune", K400["finetune"], [f"data.root={slowfast}", *TINY_VIDEO,
+                                                       *SLOWFAST_FINETUNE,
                                                        "data.val_ann_file=annotations/val.csv"])
     from maskfeat.data.video_loader import build_video_classify_datasets
     with pytest.raises(UserError, match=rf"^data.val_ann_file: annotation file not found: "
@@ -251,13 +255,14 @@ def test_forgotten_val_ann_file_is_named(slowfast):
 
 def test_val_videos_missing_name_the_val_key_and_the_paths_tried(kinetics, mmaction):
     from maskfeat.data.video_loader import build_video_classify_datasets
-    cfg = build_config("finetune", K400["finetune"], [f"data.root={kinetics}", *TINY_VIDEO, "data.val_split=train"])
+    cfg = build_config("finetune", K400["finetune"], [f"data.root={kinetics}", *TINY_VIDEO,
+                                                       "data.val_split=train"])
     with pytest.raises(UserError, match=rf"^data.val_ann_file: none of the 3 videos listed in "
                                         rf"{kinetics}/annotations/val.csv exist under {kinetics}/train, e.g. "
                                         rf"{kinetics}/train/abseiling/v00abcdefg_000000_000010.*"):
         build_video_classify_datasets(cfg)
-    cfg = build_config("finetune", K400["finetune"], [f"data.root={mmaction}", *TINY_VIDEO, *MMACTION_FINETUNE,
-                                                       "data.val_split=videos_train"])
+    cfg = build_config("finetune", K400["finetune"], [f"data.root={mmaction}", *TINY_VIDEO,
+                                                       *MMACTION_FINETUNE, "data.val_split=videos_train"])
     with pytest.raises(UserError, match=rf"^data.val_ann_file: none of the 2 videos listed .* e.g. "
                                         rf"{mmaction}/videos_train/abseiling/val0.mp4$"):
         build_video_classify_datasets(cfg)
@@ -277,15 +282,17 @@ def test_data_warnings_are_one_plain_line():
 def test_val_labels_the_train_split_lacks_are_counted_and_named(slowfast, imagenet, tmp_path):
     from maskfeat.data.video_loader import build_video_classify_datasets
     (tmp_path / "val.csv").write_text(f"{slowfast}/clips/val_0_0.mp4 0\n{slowfast}/clips/val_1_0.mp4 5\n")
-    cfg = build_config("finetune", K400["finetune"], [f"data.root={slowfast}", *TINY_VIDEO, *SLOWFAST_FINETUNE,
+    cfg = build_config("finetune", K400["finetune"], [f"data.root={slowfast}", *TINY_VIDEO,
+                                                       *SLOWFAST_FINETUNE,
                                                        f"data.val_ann_file={tmp_path / 'val.csv'}"])
-    with pytest.warns(DataWarning, match=r"^data.val_ann_file: 1 val samples have labels the train split lacks "
-                                         r"\(e.g. 5; 1 such labels\)"):
+    with pytest.warns(DataWarning, match=r"^data.val_ann_file: 1 val samples have labels the train split "
+                                         r"lacks \(e.g. 5; 1 such labels\)"):
         _, test, classes = build_video_classify_datasets(cfg)
     assert test.labels == [0, 5] and len(classes) == 6              # counted: the classifier has class 5
     (tmp_path / "val.txt").write_text("ILSVRC2012_val_00000000.JPEG 0\nILSVRC2012_val_00000001.JPEG 7\n")
     cfg = build_config("finetune", IN1K["finetune"], [f"data.root={imagenet}",
                                                       f"data.val_ann_file={tmp_path / 'val.txt'}"])
-    with pytest.warns(DataWarning, match=r"^data.val_ann_file: 1 val samples have labels the train split lacks"):
+    with pytest.warns(DataWarning,
+                      match=r"^data.val_ann_file: 1 val samples have labels the train split lacks"):
         train, val = load_splits(cfg["data"])
     assert max(train.num_classes, val.num_classes) == 8

@@ -61,7 +61,8 @@ def test_list_and_kinetics_csv_annotations(tmp_path):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         paths, labels, classes = read_annotations(tmp_path, "train.csv")
-    assert "data.ann_file: 1 of the 3 videos listed in" in str(w[0].message) and "are missing" in str(w[0].message)
+    message = str(w[0].message)
+    assert "data.ann_file: 1 of the 3 videos listed in" in message and "are missing" in message
     assert [p.name for p in paths] == ["xyz_000010_000020.mp4", "k9_000000_000010.mp4"]
     assert classes == ["abseiling", "air drumming"] and labels == [0, 1]
     (tmp_path / "list.txt").write_text("abseiling/xyz_000010_000020.mp4 3\n"

@@ -47,4 +47,5 @@ def bad_video_folder(tmp_path, decoder: str) -> dict:
     (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "ann.txt").write_text("short.mp4 0\nbroken.mp4 1\nempty.mp4 1\ngood.mp4 2\n")
-    return video_cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="ann.txt", video_decoder=decoder)
+    return video_cfg(tmp_path, source="kinetics", root=str(tmp_path), ann_file="ann.txt",
+                     video_decoder=decoder)
