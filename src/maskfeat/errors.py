@@ -1,6 +1,7 @@
 """User-facing errors and the one boundary that turns them into a one-line message and exit code 2."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -37,22 +38,43 @@ class _Signalled(BaseException):
 def stop_on_signals():
     """Inside the block SIGINT / SIGTERM stop the work at once (for commands that keep only what is
     complete, such as prepare and convert): they leave it as ``Interrupted(signum, 'stopped by SIGINT')``,
-    which the command re-raises saying what is kept. Only in the main thread (elsewhere: no change)."""
+    which the command re-raises saying what is kept; also when Python dropped the handler's exception
+    (as it does in a fork hook). Only in the main thread (elsewhere: no change)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
+    got: list[int] = []
+    owner = os.getpid()
+
     def handler(signum, frame):
+        if os.getpid() != owner:    # a forked child (a DataLoader worker): Python's own behaviour
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        got.append(signum)
         raise _Signalled(signum)
 
+    def unraisable(info):           # raised where Python drops it (a fork hook): kept in ``got``, no trace
+        if not isinstance(info.exc_value, _Signalled):
+            old_hook(info)
+
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
-    except _Signalled as e:
-        raise Interrupted(e.args[0], f"stopped by {signal.Signals(e.args[0]).name}") from None
+    except BaseException:           # _Signalled, or what it broke on the way (a DataLoader's error)
+        if not got:
+            raise
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        sys.unraisablehook = old_hook
+    if got:                         # the process ends: no noise from objects the signal left half-built
+        sys.unraisablehook = lambda info: None
+        raise Interrupted(got[0], f"stopped by {signal.Signals(got[0]).name}")
 
 
 def one_line(e: Exception) -> str:

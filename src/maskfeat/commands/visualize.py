@@ -2,7 +2,7 @@
 
 Panels: the input (resized, centre-cropped to the model's size), the block mask, the HOG
 target and the predicted HOG as oriented-gradient glyphs (prediction on masked patches
-only). Runs on CPU by default.
+only). Runs on CPU by default. SIGINT / SIGTERM stop it (exit 130 / 143), leaving whole PNGs only.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from torchvision.transforms import v2
 from ..data.images import decode_rgb
 from ..data.masking import BlockMaskGenerator
 from ..engine.checkpoint import load_checkpoint
-from ..errors import UserError
+from ..errors import Interrupted, UserError, stop_on_signals
 from ..models import build_pretrain_model
 from ..viz.hog_glyphs import patches_to_cells
 from ..viz.panels import draw_panels
@@ -98,6 +98,21 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UserError(f"--out-dir: {args.out_dir} is a file, not a folder")
 
 
+def draw_one(model, x, rgb, mask, geometry: tuple, dst: Path, title: str, args) -> float:
+    """The panels of one image under ``mask`` written to ``dst``; the masked-patch loss."""
+    grid, patch, nbins, k = geometry
+    xb = x.unsqueeze(0).to(args.device)                                      # (1, 3, S, S)
+    mb = torch.from_numpy(mask).unsqueeze(0).to(args.device)                 # (1, Hp, Wp)
+    with torch.no_grad():
+        out = model(xb, mb, return_outputs=True)
+        target_cells = model.target.cell_histograms(xb)                      # (1, 3, nbins, Hc, Wc)
+    pred_cells = patches_to_cells(out.pred.float(), grid, nbins=nbins, cells_per_patch=k)
+    draw_panels(rgb, mask, target_cells[0].cpu().numpy(), pred_cells[0].cpu().numpy(), patch, dst,
+                title=f"{title}: masked-patch loss {out.loss.item():.4f}", cell_px=args.cell_px,
+                cells_per_patch=k)
+    return out.loss.item()
+
+
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     model, cfg = load_pretrained(args.checkpoint, args.device)
@@ -116,17 +131,15 @@ def run(args: argparse.Namespace) -> int:
     inputs = [preprocess(path, img_size, cfg["data"]["mean"], cfg["data"]["std"]) for path in args.images]
     out_dir = Path(args.out_dir)                                             # every image read: now write
     out_dir.mkdir(parents=True, exist_ok=True)
-    for i, (path, name, (x, rgb)) in enumerate(zip(args.images, output_names(args.images), inputs)):
-        mask = masker(np.random.default_rng(args.seed + i))                  # (Hp, Wp) bool
-        xb = x.unsqueeze(0).to(args.device)                                  # (1, 3, S, S)
-        mb = torch.from_numpy(mask).unsqueeze(0).to(args.device)             # (1, Hp, Wp)
-        with torch.no_grad():
-            out = model(xb, mb, return_outputs=True)
-            target_cells = model.target.cell_histograms(xb)                  # (1, 3, nbins, Hc, Wc)
-        pred_cells = patches_to_cells(out.pred.float(), grid, nbins=nbins, cells_per_patch=k)
-        dst = out_dir / name
-        draw_panels(rgb, mask, target_cells[0].cpu().numpy(), pred_cells[0].cpu().numpy(), patch, dst,
-                    title=f"{Path(path).name}: masked-patch loss {out.loss.item():.4f}", cell_px=args.cell_px,
-                    cells_per_patch=k)
-        print(f"{dst}  loss {out.loss.item():.4f}")
+    done = 0
+    try:
+        with stop_on_signals():
+            for i, (path, name, (x, rgb)) in enumerate(zip(args.images, output_names(args.images), inputs)):
+                mask = masker(np.random.default_rng(args.seed + i))                  # (Hp, Wp) bool
+                loss = draw_one(model, x, rgb, mask, (grid, patch, nbins, k), out_dir / name,
+                                Path(path).name, args)
+                print(f"{out_dir / name}  loss {loss:.4f}")
+                done += 1
+    except Interrupted as e:
+        raise Interrupted(e.signum, f"{e}: {done} of {len(inputs)} PNGs written whole in {out_dir}") from None
     return 0

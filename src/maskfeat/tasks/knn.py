@@ -1,6 +1,7 @@
 """k-NN row (image): weighted k-NN top-1 / top-5 of frozen features (DINO's protocol: cosine
 similarity, k=20, temperature 0.07). Features are extracted once, in batches, on every process's
-shard and gathered; works on CPU and GPU, 1 or N processes."""
+shard and gathered; works on CPU and GPU, 1 or N processes. SIGINT / SIGTERM stop it at once
+(exit 130 / 143): knn.json and features.pth are written whole or not at all."""
 from __future__ import annotations
 
 import json
@@ -9,11 +10,12 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import remove_stale_temp_files, stale_note, write_atomic
+from ..atomic import atomic_path, remove_stale_temp_files, stale_note, write_atomic
 from ..config_checks import check_values
 from ..engine.distributed import DistEnv, seed_everything
 from ..engine.run_folder import check_writable
 from ..engine.trainer import amp_dtype
+from ..errors import Interrupted, stop_on_signals
 from ..eval.frozen import build_frozen_features, embed_splits, labelled_datasets
 from ..eval.knn import knn_accuracy
 from ..eval.unreadable import coverage
@@ -43,9 +45,9 @@ def knn_metrics(cfg: dict, env: DistEnv) -> dict:
                    unreadable={split: sorted(f.unreadable.values()) for split, f in feats.items()
                                if f.unreadable})
     if ev["save_features"] and env.is_main:
-        torch.save({f"{split}_{kind}": t.cpu() for split, pair in feats.items()
-                    for kind, t in zip(("features", "labels"), pair)},
-                   Path(ev["output_dir"]) / "features.pth")
+        with atomic_path(Path(ev["output_dir"]) / "features.pth") as tmp:
+            torch.save({f"{split}_{kind}": t.cpu() for split, pair in feats.items()
+                        for kind, t in zip(("features", "labels"), pair)}, tmp)
     return metrics
 
 
@@ -53,7 +55,11 @@ def run(cfg: dict, env: DistEnv) -> dict:
     out = Path(cfg["eval"]["output_dir"])
     if env.is_main:
         check_writable(out)
-    metrics = knn_metrics(cfg, env)
+    try:
+        with stop_on_signals():
+            metrics = knn_metrics(cfg, env)
+    except Interrupted as e:
+        raise Interrupted(e.signum, f"{e}: no {out / 'knn.json'} written", say=env.is_main) from None
     if "note" in metrics:
         env.print_main(f"note: {metrics['note']}")
     top5 = "n/a (5 classes or fewer)" if metrics["top5"] is None else f"{metrics['top5']:.2f}"

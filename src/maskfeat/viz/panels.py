@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from .hog_glyphs import render_glyphs
 
 VISIBLE_TINT = np.array([0.16, 0.20, 0.32], dtype=np.float32)   # prediction panel: patches the model saw
@@ -60,5 +61,6 @@ def draw_panels(image: np.ndarray, mask: np.ndarray, target_hist: np.ndarray, pr
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out_path)
+    with atomic_path(out_path) as tmp:                  # the name holds a whole PNG or nothing
+        fig.savefig(tmp, format=Path(out_path).suffix.lstrip(".") or None)
     plt.close(fig)
