@@ -118,3 +118,19 @@ def test_device_decoder_that_ignores_exif_is_turned_upright_on_the_device(phone_
     assert not device_decode.decoder_orients(CPU)
     root, _ = phone_photos
     assert torch.equal(items(root / "phone", "device"), items(root / "phone", "cpu"))
+
+
+def test_without_torchcodec_pil_decodes_the_same_pixels(monkeypatch, torchcodec):
+    """A machine without torchcodec (or FFmpeg's libraries it loads): every format through PIL, upright,
+    the same pixels as torchcodec's (libjpeg-turbo, libpng, libwebp on both sides)."""
+    from maskfeat.data import images
+
+    photo = Image.fromarray(skdata.astronaut()[::4, ::4])
+    files = [encoded(photo, "JPEG", quality=90), encoded(photo, "JPEG", 6, quality=90),
+             encoded(photo, "PNG"), encoded(photo, "WEBP", lossless=True)]
+    with_codec = [decode_rgb_bytes(f) for f in files]
+    assert images._torchcodec() is not None
+    monkeypatch.setattr(images, "_torchcodec", lambda: None)
+    without = [decode_rgb_bytes(f) for f in files]
+    assert [tuple(t.shape) for t in without] == [(3, 128, 128)] * 4
+    assert all(torch.equal(a, b) for a, b in zip(with_codec, without))

@@ -1,13 +1,14 @@
 """Decoding image files (with a pixel-count limit read from the header first), scikit-image's photos.
 
 JPEG, 8-bit PNG and WebP: torchcodec (libjpeg-turbo, libpng, libwebp); everything else and anything it
-refuses: PIL. Every path applies the EXIF orientation, as OpenCV's ``imread`` (mmpretrain's default
+refuses, and everything where torchcodec or FFmpeg's libraries are missing: PIL (the same pixels). Every path applies the EXIF orientation, as OpenCV's ``imread`` (mmpretrain's default
 loader) does: a phone photo tagged 'rotate 90' decodes upright. torchcodec's CPU decoders apply it
 themselves; after PIL, ``orient`` does (and on the device, where the decoder may not: device_decode.py).
 
 Folders and list files are indexed by ``folder_scan`` and ``list_file`` (into a ``FileIndex``)."""
 from __future__ import annotations
 
+import functools
 import io
 import re
 import warnings
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torchcodec.decoders import decode_jpeg, decode_png, decode_webp
 
 from ..errors import UserError
 
@@ -66,6 +66,17 @@ def check_pixels(height: int, width: int, max_pixels: int) -> None:
                          f"data.max_image_pixels={max_pixels}")
 
 
+@functools.lru_cache(maxsize=None)
+def _torchcodec():
+    """torchcodec's image decoders (decode_jpeg, decode_png, decode_webp), or None where torchcodec or
+    FFmpeg's shared libraries it loads are missing: PIL then decodes everything (the same pixels)."""
+    try:
+        from torchcodec.decoders import decode_jpeg, decode_png, decode_webp
+    except Exception:                                     # noqa: BLE001 -- ImportError, OSError, RuntimeError
+        return None
+    return decode_jpeg, decode_png, decode_webp
+
+
 def decode_rgb_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> torch.Tensor:
     """The bytes of any image file -> uint8 (3, H, W) RGB, upright (EXIF orientation applied). Raises
     ValueError if they cannot be decoded or if the header claims more than ``max_pixels`` pixels."""
@@ -75,8 +86,10 @@ def decode_rgb_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) ->
     if head is None:                                      # PNG, WebP, TIFF, odd JPEG headers...
         return _decode_other(data, max_pixels)
     check_pixels(head[0], head[1], max_pixels)
+    if _torchcodec() is None:
+        return _decode_with_pil(data, max_pixels)
     try:                                                  # JPEG: libjpeg-turbo through torchcodec (upright)
-        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode="RGB")
+        return _torchcodec()[0](torch.frombuffer(bytearray(data), dtype=torch.uint8), mode="RGB")
     except (RuntimeError, ValueError):
         return _decode_with_pil(data, max_pixels)
 
@@ -106,10 +119,14 @@ def _decode_other(data: bytes, max_pixels: int) -> torch.Tensor:
 
 
 def _codec_for(data: bytes):
-    """torchcodec's decoder for an 8-bit PNG (IHDR bit depth) or a WebP; None for anything else."""
+    """torchcodec's decoder for an 8-bit PNG (IHDR bit depth) or a WebP; None for anything else, or
+    without torchcodec."""
+    codecs = _torchcodec()
+    if codecs is None:
+        return None
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) > 24 and data[24] <= 8:
-        return decode_png
-    return decode_webp if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
+        return codecs[1]
+    return codecs[2] if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
 
 
 # PIL modes of the 8-bit images that torchcodec decodes to the same RGB as PIL's convert("RGB").

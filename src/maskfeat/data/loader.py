@@ -126,9 +126,13 @@ def build_pretrain_loader(dataset, cfg: dict, rank: int, world: int, device):
     batch_size, seed = cfg["train"]["batch_size"], cfg["train"]["seed"]
     if getattr(dataset, "decode", "cpu") != "device":
         return build_loader(dataset, batch_size, cfg["data"], rank, world, seed)
-    from .device_decode import DeviceDecodedLoader, DeviceDecoder, EncodedCollate
-
-    # checks the torchvision API before any worker starts
+    try:
+        from .device_decode import DeviceDecodedLoader, DeviceDecoder, EncodedCollate
+    except Exception as e:                                # noqa: BLE001 -- no torchcodec, or no FFmpeg for it
+        raise UserError(f"data.decode=device needs torchcodec with FFmpeg's shared libraries "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}); "
+                        "pip install torchcodec, or set data.decode=cpu") from None
+    # checks torchcodec's device decode before any worker starts
     decoder = DeviceDecoder(cfg["model"]["img_size"], device)
     loader = build_loader(dataset, batch_size, cfg["data"], rank, world, seed,
                           collate_fn=EncodedCollate(cfg["model"]["img_size"]))
