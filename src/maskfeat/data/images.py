@@ -1,8 +1,8 @@
 """Decoding image files (with a pixel-count limit read from the header first), scikit-image's photos.
 
 JPEG, 8-bit PNG and WebP: torchcodec (libjpeg-turbo, libpng, libwebp); everything else and anything it
-refuses, and everything where torchcodec or FFmpeg's libraries are missing: PIL (the same pixels). Every path applies the EXIF orientation, as OpenCV's ``imread`` (mmpretrain's default
-loader) does: a phone photo tagged 'rotate 90' decodes upright. torchcodec's CPU decoders apply it
+refuses, and everything where torchcodec or FFmpeg's libraries are missing: PIL (the same pixels).
+Every path applies the EXIF orientation, as OpenCV's ``imread`` (mmpretrain's default loader) does: a phone photo tagged 'rotate 90' decodes upright. torchcodec's CPU decoders apply it
 themselves; after PIL, ``orient`` does (and on the device, where the decoder may not: device_decode.py).
 
 Folders and list files are indexed by ``folder_scan`` and ``list_file`` (into a ``FileIndex``)."""
