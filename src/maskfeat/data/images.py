@@ -2,8 +2,9 @@
 
 JPEG, 8-bit PNG and WebP: torchcodec (libjpeg-turbo, libpng, libwebp); everything else and anything it
 refuses, and everything where torchcodec or FFmpeg's libraries are missing: PIL (the same pixels).
-Every path applies the EXIF orientation, as OpenCV's ``imread`` (mmpretrain's default loader) does: a phone photo tagged 'rotate 90' decodes upright. torchcodec's CPU decoders apply it
-themselves; after PIL, ``orient`` does (and on the device, where the decoder may not: device_decode.py).
+Every path applies the EXIF orientation, as OpenCV's ``imread`` (mmpretrain's default loader) does:
+a phone photo tagged 'rotate 90' decodes upright. torchcodec's CPU decoders apply it themselves;
+after PIL, ``orient`` does (and on the device, where the decoder may not: device_decode.py).
 
 Folders and list files are indexed by ``folder_scan`` and ``list_file`` (into a ``FileIndex``)."""
 from __future__ import annotations
