@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engine.device import device_type
     from ..logs import read_loss_curve
-    from ..tasks.check_port import device_name, plan_port_check, run_port_check
+    from ..tasks.check_port import plan_port_check, run_port_check
     from .compare_loss import check_options, compare_and_report
 
     check = plan_port_check(args.config, args.overrides, steps=args.steps, device=args.device,
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     read_loss_curve(check.reference)
     t = check.cfg["train"]
     print(f"check-port: {args.config or 'the demo recipe'}, {t['max_steps']} steps on "
-          f"{device_name(t['device'])} (amp {t['amp']}) -> {check.output_dir}; reference {check.reference}",
+          f"{device_type(t['device'])} (amp {t['amp']}) -> {check.output_dir}; reference {check.reference}",
           flush=True)
     if not run_port_check(check):
         return 0                                         # other ranks: rank 0 compares

@@ -70,11 +70,6 @@ def port_settings(steps: int) -> list[str]:
             "train.text_log=always"]
 
 
-def device_name(pref: str) -> str:
-    """The device type a ``train.device`` value runs on (auto: the accelerator if any, else cpu)."""
-    return device_type(pref)
-
-
 def resolve_port_check(config: str | None, overrides: Iterable[str] = (), *, steps: int = DEFAULT_STEPS,
                        device: str | None = None) -> tuple[Task, dict]:
     """The check's task row and resolved, validated config: the recipe, the port settings, then the
@@ -86,7 +81,7 @@ def resolve_port_check(config: str | None, overrides: Iterable[str] = (), *, ste
     task, cfg = resolve_task("pretrain", config, user)
     settings = port_settings(steps)
     if "train.output_dir" not in given:
-        settings.append(f"train.output_dir=work_dirs/check_port/{device_name(cfg['train']['device'])}")
+        settings.append(f"train.output_dir=work_dirs/check_port/{device_type(cfg['train']['device'])}")
     return resolve_task("pretrain", config, settings + user)
 
 
