@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import tiny_pretrain_overrides
-from maskfeat.cli import main
+from helpers import report_figure, run_command, tiny_pretrain_overrides
 from maskfeat.logs import read_loss_curve
 from maskfeat.tasks.check_port import (
     REFERENCE_INFO,
@@ -25,14 +24,7 @@ ERROR = "maskfeat check-port: error: "
 
 
 def check(capsys, *args):
-    rc = main(["check-port", *map(str, args)])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def metric(out: str, name: str) -> float:
-    line = next(ln for ln in out.splitlines() if ln.startswith(name))
-    return float(line.split(":")[1].split()[0])
+    return run_command(capsys, "check-port", *args)
 
 
 def only_error(err: str) -> str:
@@ -60,7 +52,8 @@ def test_same_settings_pass_with_zero_error_and_write_log_plot_report(tiny_refer
     rc, out, _ = tiny_check(capsys, tiny_reference, tmp_path / "run")
     assert rc == 0 and out.strip().endswith("PASS")
     assert f"aligned steps: {STEPS} (1..{STEPS})" in out
-    assert metric(out, "mean relative error") == 0.0 and metric(out, "mean absolute error") == 0.0
+    assert report_figure(out, "mean relative error") == 0.0
+    assert report_figure(out, "mean absolute error") == 0.0
     assert (tmp_path / "run" / "loss_vs_reference.png").stat().st_size > 10_000
     assert (tmp_path / "run" / "check_port.txt").read_text().strip().endswith("PASS")
     assert read_loss_curve(tmp_path / "run" / "log.jsonl").steps.tolist() == list(range(1, STEPS + 1))
@@ -74,13 +67,13 @@ def test_broken_setting_fails(tiny_reference, capsys, tmp_path, broken, tol):
     assert rc == 1 and out.strip().endswith("FAIL")
     run, ref = read_loss_curve(tmp_path / "run" / "log.jsonl"), read_loss_curve(tiny_reference)
     expected = np.mean(np.abs(run.losses - ref.losses) / ref.losses)
-    assert metric(out, "mean relative error") == pytest.approx(expected, rel=1e-5)
-    assert expected > tol and metric(out, "mean absolute error") > 2e-4
+    assert report_figure(out, "mean relative error") == pytest.approx(expected, rel=1e-5)
+    assert expected > tol and report_figure(out, "mean absolute error") > 2e-4
 
 
 def test_bf16_on_cpu_runs_and_gives_finite_figures(tiny_reference, capsys, tmp_path):
     rc, out, _ = tiny_check(capsys, tiny_reference, tmp_path / "run", "train.amp=bf16")
-    mre, mae = metric(out, "mean relative error"), metric(out, "mean absolute error")
+    mre, mae = report_figure(out, "mean relative error"), report_figure(out, "mean absolute error")
     with capsys.disabled():
         print(f"\nbf16 on CPU vs fp32, {STEPS} tiny steps: MRE {mre:.4g} MAE {mae:.4g} rc {rc}")
     assert rc in (0, 1) and math.isfinite(mre) and math.isfinite(mae)
@@ -127,7 +120,7 @@ def test_shipped_reference_fits_the_default_check():
 @pytest.mark.slow
 def test_default_check_passes_against_shipped_reference(capsys, tmp_path):
     rc, out, _ = check(capsys, "--device", "cpu", f"train.output_dir={tmp_path}", "train.progress=false")
-    mre, mae = metric(out, "mean relative error"), metric(out, "mean absolute error")
+    mre, mae = report_figure(out, "mean relative error"), report_figure(out, "mean absolute error")
     with capsys.disabled():
         print(f"\ndefault check on CPU vs shipped: MRE {mre:.4g} MAE {mae:.4g}")
     assert rc == 0 and "aligned steps: 100 (1..100)" in out

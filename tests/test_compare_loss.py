@@ -5,7 +5,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from helpers import tiny_pretrain_overrides
+from helpers import report_figure, run_command, tiny_pretrain_overrides
 from maskfeat.cli import main
 from maskfeat.logs import compare_curves, read_loss_curve
 
@@ -22,22 +22,15 @@ def runs(tmp_path_factory):
 
 
 def compare(capsys, *args):
-    rc = main(["compare-loss", *map(str, args)])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def metric(out: str, name: str) -> float:
-    line = next(ln for ln in out.splitlines() if ln.startswith(name))
-    return float(line.split(":")[1].split()[0])
+    return run_command(capsys, "compare-loss", *args)
 
 
 def test_same_seed_runs_pass_with_zero_error(runs, capsys, tmp_path):
     png = tmp_path / "cmp.png"
     rc, out, _ = compare(capsys, runs["a"], runs["b"], "--plot", png)
     assert rc == 0 and out.strip().endswith("PASS")
-    assert metric(out, "mean relative error") == 0.0
-    assert metric(out, "mean absolute error") == 0.0
+    assert report_figure(out, "mean relative error") == 0.0
+    assert report_figure(out, "mean absolute error") == 0.0
     assert "aligned steps: 16 (1..16)" in out
     img = mpimg.imread(png)                                  # a real PNG with something drawn
     assert img.ndim == 3 and img.shape[0] > 300 and img[..., :3].std() > 0.05
@@ -48,7 +41,7 @@ def test_lr_times_ten_fails(runs, capsys):
     assert rc == 1 and out.strip().endswith("FAIL")
     a, c = read_loss_curve(runs["a"]), read_loss_curve(runs["c"])
     expected = np.mean(np.abs(c.losses - a.losses) / a.losses)
-    assert metric(out, "mean relative error") == pytest.approx(expected, rel=1e-5)
+    assert report_figure(out, "mean relative error") == pytest.approx(expected, rel=1e-5)
     assert expected > 0.05
 
 
@@ -77,7 +70,7 @@ def test_mmpretrain_vis_data_format_parses_every_line(runs, capsys, tmp_path):
     np.testing.assert_array_equal(curve.steps, ours.steps)
     np.testing.assert_array_equal(curve.losses, ours.losses)
     rc, out, _ = compare(capsys, runs["a"], mm, "--no-plot")
-    assert rc == 0 and metric(out, "mean relative error") == 0.0
+    assert rc == 0 and report_figure(out, "mean relative error") == 0.0
 
 
 def test_csv_with_and_without_header_hand_computed(tmp_path, capsys):

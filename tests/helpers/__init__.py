@@ -185,3 +185,18 @@ def load_bench(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def run_command(capsys, command: str, *args) -> tuple[int, str, str]:
+    """``maskfeat COMMAND ARGS...`` in process: (exit code, stdout, stderr)."""
+    from maskfeat.cli import main
+
+    rc = main([command, *map(str, args)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def report_figure(out: str, name: str) -> float:
+    """The number after ``name:`` on the report line starting with ``name`` (compare-loss, check-port)."""
+    line = next(ln for ln in out.splitlines() if ln.startswith(name))
+    return float(line.split(":")[1].split()[0])
