@@ -27,7 +27,7 @@ from .device import (
     peak_memory_mib,
 )
 from .distributed import DistEnv, any_rank, barrier
-from .logger import RunLogger, train_text_line, val_text_line
+from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, current_lr
 from .run_folder import RunFolder, Start
 
@@ -100,7 +100,10 @@ class Trainer:
         self.folder, self.start = folder, folder.start
         text = {"always": True, "never": False}.get(t.get("text_log", "auto"), not sys.stdout.isatty())
         self.logger = RunLogger(self.output_dir, active=self.env.is_main, text=text,
-                                trackers=t.get("report_to", ["tensorboard"]), config=self.cfg)
+                                trackers=t.get("report_to", ["tensorboard"]), config=self.cfg,
+                                formats=t.get("text_log_format", ["mmengine"]),
+                                dllogger={"prefix": t.get("dllogger_prefix", "TCAPPDLL"),
+                                          "ranks": t.get("dllogger_ranks", "main"), "rank": self.env.rank})
         if self._compile_note and t["compile"]:
             self.env.print_main(self._compile_note)
 
@@ -303,7 +306,7 @@ class Trainer:
         metrics = self.on_epoch_end(self, epoch) if self.on_epoch_end else None
         if metrics:
             self.logger.log(rec := {"epoch": epoch, "step": self.state.step, **metrics})
-            self.logger.text_line(val_text_line(rec, self.epochs))
+            self.logger.val_lines(rec, self.epochs)
         self.state.epoch, self.state.iter_in_epoch = epoch, 0
         self.save("last")
         if epoch % self.cfg["train"]["ckpt_interval"] == 0 or epoch == self.epochs:
@@ -327,7 +330,7 @@ class Trainer:
             rec["bad_images"] = self.bad_seen
         self.logger.log(rec)
         eta = self._timed_s / max(1, self._timed_n) * (self.total_steps - self.state.step)
-        self.logger.text_line(train_text_line(rec, self.iters_per_epoch, self.epochs, eta))
+        self.logger.train_lines(rec, self.iters_per_epoch, self.epochs, eta)
         bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rec['img_per_s']:.0f}", refresh=False)
         if consecutive >= self.cfg["train"]["max_nonfinite"]:
             raise UserError(f"train: {consecutive} non-finite steps in a row (loss or gradients NaN/inf); "
