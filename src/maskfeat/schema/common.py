@@ -102,7 +102,8 @@ TRAIN = {
     "epochs": key(12, POSITIVE_INT, "passes over the data"),
     "batch_size": key(32, POSITIVE_INT, "per process"),
     "accum_steps": key(1, POSITIVE_INT, "batches per optimizer step"),
-    "amp": key("auto", AMP, "auto (bf16 if supported, else fp16; cpu: fp32) | bf16 | fp16 | none"),
+    "amp": key("auto", AMP, "auto (bf16 if supported, else fp16; cpu: fp32) | bf16 | fp16 (autocast + "
+               "dynamic GradScaler: mmpretrain's AMP) | none"),
     "compile": key(False, None, "torch.compile the whole model; falls back to eager on failure"),
     "compile_mode": key("default", choice("default", "reduce-overhead", "max-autotune",
                                           "max-autotune-no-cudagraphs"), "torch.compile mode"),
