@@ -42,6 +42,16 @@ class LoopState:
 StepFn = Callable[[nn.Module, dict], torch.Tensor]
 
 
+def steps_per_epoch(samples_per_rank: int, batch: int, accum: int) -> int:
+    """Optimizer steps in one epoch of a process's samples; none is a one-line error (before anything
+    is written, and in a launcher's parent before any process starts)."""
+    steps = samples_per_rank // batch // accum
+    if steps < 1:
+        raise UserError(f"train.batch_size: {batch} x accum {accum} exceeds one epoch of data "
+                        f"({samples_per_rank} samples per process)")
+    return steps
+
+
 class Trainer:
     """Runs ``step_fn(model, batch) -> scalar loss`` over ``loader`` for ``train.epochs``.
 
@@ -62,11 +72,7 @@ class Trainer:
         self.on_epoch_end, self.extra_state = on_epoch_end, extra_state or {}
         self.on_step_end = on_step_end      # (trainer) after each optimizer step, e.g. an EMA update
         self.after_fit = after_fit          # (trainer) on rank 0 at the end of fit, when there is a log
-        per_rank = loader.samples_per_rank // self.batch
-        self.iters_per_epoch = per_rank // self.accum
-        if self.iters_per_epoch < 1:             # before anything is written
-            raise UserError(f"train.batch_size: {self.batch} x accum {self.accum} exceeds one epoch of data "
-                            f"({loader.samples_per_rank} samples per process)")
+        self.iters_per_epoch = steps_per_epoch(loader.samples_per_rank, self.batch, self.accum)
         self.total_steps = self.epochs * self.iters_per_epoch
         if t["max_steps"]:
             self.total_steps = min(self.total_steps, t["max_steps"])
