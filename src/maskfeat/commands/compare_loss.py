@@ -17,7 +17,6 @@ from ..atomic import atomic_path
 from ..comparison import ALIGNS, DEFAULT_MIN_POINTS, RULES, CompareOptions, LogComparison, compare_logs
 from ..errors import UserError
 from ..logs import FORMATS
-from ..viz.loss_curve import plot_comparison
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -179,6 +178,8 @@ def compare_and_report(run_log, reference_log, *, plot=None, json_path=None, **o
     fig = result.figures()
     print("\n".join(report_lines(fig)))
     if png is not None:
+        from ..viz.loss_curve import plot_comparison  # matplotlib (and torch) only for a plot
+
         try:
             png.parent.mkdir(parents=True, exist_ok=True)
             plot_comparison(result.curves, png, run_label=Path(run_log).name,
