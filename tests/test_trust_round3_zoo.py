@@ -26,6 +26,10 @@ def compare(capsys, *args):
      "big.jsonl:2: step 1e+20 is not a whole number from 0 to 2^53"),
     ("huge.jsonl", '{"step": 100000000000000000000000, "loss": 0.4}\n', "huge.jsonl:1: step 1000000000"),
     ("neg.csv", "-5,0.4\n", "neg.csv:1: step '-5' is not a whole number"),
+    ("digits.log", f"TCAPPDLL d - Epoch: 0 Iteration: {'9' * 5000} rank : 0 train.loss : 0.5\n",
+     "digits.log:1: step '9999"),                                     # past int()'s 4300 digits
+    ("digits.jsonl", f'{{"step": {"9" * 5000}, "loss": 0.5}}\n', "digits.jsonl:1: not valid JSON"),
+    ("digits.txt", f"x - mmengine - INFO - Iter(train) [{'9' * 5000}/3]  loss: 0.5\n", "digits.txt:1: step"),
 ])
 def test_item6_impossible_steps_are_one_line(tmp_path, capsys, name, content, needle):
     bad, good = tmp_path / name, tmp_path / "good.csv"

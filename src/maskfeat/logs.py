@@ -83,14 +83,26 @@ def _number(value, path: Path, lineno: int, key: str) -> float:
     return float(value)
 
 
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:36] + "...'"
+
+
 def _step(value: float | int, path: Path, lineno: int, raw=None) -> int:
     """A step, checked: a whole number from 0 to 2^53 (never inf, nan, 1e20 or 1.5)."""
     raw = value if raw is None else raw
     if not (math.isfinite(value) and 0 <= value <= MAX_STEP):
-        raise UserError(f"{path}:{lineno}: step {raw!r} is not a whole number from 0 to 2^53")
+        raise UserError(f"{path}:{lineno}: step {_short(raw)} is not a whole number from 0 to 2^53")
     if value != int(value):
-        raise UserError(f"{path}:{lineno}: step is not an integer: {raw!r}")
+        raise UserError(f"{path}:{lineno}: step is not an integer: {_short(raw)}")
     return int(value)
+
+
+def _whole(digits: str, path: Path, lineno: int, what: str = "step") -> int:
+    """A count written in a text log (digits only): at most 18 of them, far past any step."""
+    if len(digits) > 18:
+        raise UserError(f"{path}:{lineno}: {what} {_short(digits)} is not a whole number from 0 to 2^53")
+    return int(digits)
 
 
 def _open(path: Path):
@@ -126,6 +138,8 @@ def _json_record(line: str, path: Path, lineno: int) -> dict | None:
         rec = json.loads(line)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    except ValueError as e:                    # a number of more than 4300 digits
+        raise UserError(f"{path}:{lineno}: not valid JSON ({str(e).split(':')[0]})") from None
     if not isinstance(rec, dict):
         raise UserError(f"{path}:{lineno}: expected a JSON object per line")
     if "loss" not in rec:
@@ -240,16 +254,19 @@ def _loss_value(raw: str, path: Path, lineno: int) -> float:
         raise UserError(f"{path}:{lineno}: loss is not a number: {raw!r}") from None
 
 
-def _mm_step(line: str) -> tuple[int, int] | None:
-    """(global step, end of the match) of an mmengine training line, None for any other line."""
+def _mm_step(line: str) -> re.Match | None:
+    """The match of an mmengine training line's ``Epoch(train) [e][i/N]`` or ``Iter(train) [i/N]``."""
     if "(train)" not in line:
         return None
-    if m := _MM_EPOCH.search(line):
-        epoch, it, per_epoch = map(int, m.groups())
-        return max(epoch - 1, 0) * per_epoch + it, m.end()
-    if m := _MM_ITER.search(line):
-        return int(m.group(1)), m.end()
-    return None
+    return _MM_EPOCH.search(line) or _MM_ITER.search(line)
+
+
+def _mm_global_step(m: re.Match, path: Path, lineno: int) -> int:
+    """The global step of ``_mm_step``'s match: (epoch - 1) x N + iter, or the iteration."""
+    if m.re is _MM_ITER:
+        return _whole(m.group(1), path, lineno)
+    epoch, it, per_epoch = (_whole(g, path, lineno) for g in m.groups())
+    return _step(max(epoch - 1, 0) * per_epoch + it, path, lineno)
 
 
 def _dll_fields(line: str) -> dict | None:
@@ -257,7 +274,7 @@ def _dll_fields(line: str) -> dict | None:
     if "train.loss" not in line or "Iteration" not in line:
         return None
     f = {k: rx.search(line) for k, rx in _DLL.items()}
-    if not (f["iteration"] and f["loss"]) or not f["iteration"].group(1).isdigit():
+    if not (f["iteration"] and f["loss"]) or not f["iteration"].group(1).isdecimal():
         return None
     return {k: m.group(1) if m else "" for k, m in f.items()}
 
@@ -266,9 +283,10 @@ def _parse_mmengine_text(path: Path) -> LossCurve:
     points = _Points()
     for lineno, line in _lines(path):
         found = _mm_step(line := _clean(line))
-        loss = _MM_LOSS.search(line, found[1]) if found else None
+        loss = _MM_LOSS.search(line, found.end()) if found else None
         if loss:
-            points.add(_step(found[0], path, lineno), _loss_value(loss.group(1), path, lineno))
+            points.add(_step(_mm_global_step(found, path, lineno), path, lineno),
+                       _loss_value(loss.group(1), path, lineno))
     return points.curve("mmengine-text", path)
 
 
@@ -290,9 +308,9 @@ def _parse_dllogger(path: Path, rank: int | None) -> LossCurve:
     for lineno, line in _lines(path):
         if (f := _dll_fields(_clean(line))) is None:
             continue
-        cols["iteration"].append(_step(int(f["iteration"]), path, lineno))
-        cols["epoch"].append(min(int(f["epoch"]), MAX_STEP) if f["epoch"].isdigit() else 0)
-        cols["rank"].append(min(int(f["rank"]), MAX_STEP) if f["rank"].isdigit() else 0)
+        cols["iteration"].append(_step(_whole(f["iteration"], path, lineno), path, lineno))
+        cols["epoch"].append(_whole(f["epoch"], path, lineno, "Epoch") if f["epoch"].isdecimal() else 0)
+        cols["rank"].append(_whole(f["rank"], path, lineno, "rank") if f["rank"].isdecimal() else 0)
         cols["loss"].append(_loss_value(f["loss"], path, lineno))
     if not cols["loss"]:
         raise UserError(f"{path}: no loss values found (dllogger)")

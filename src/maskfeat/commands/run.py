@@ -218,9 +218,11 @@ def _first_error(folder: str) -> str | None:
 
 def report_error(prog: str, e: UserError) -> int:
     """In a process started by ``launch_torchrun``: its one error line, left for the launcher to say once."""
-    rank = os.environ.get("RANK", "0")
-    Path(os.environ[ERRORS_DIR], f"rank{rank if rank.isdigit() else 0}").write_text(
-        f"{prog}: error: {one_line(e)}\n")
+    rank, line = os.environ.get("RANK", "0"), f"{prog}: error: {one_line(e)}"
+    try:
+        Path(os.environ[ERRORS_DIR], f"rank{rank if rank.isdigit() else 0}").write_text(line + "\n")
+    except OSError:                     # the launcher's folder is gone: say it here
+        print(line, file=sys.stderr)
     return 2
 
 
