@@ -104,6 +104,10 @@ def test_dllogger_lines_from_rank_0_or_every_rank(capsys):
         if shown:
             assert out.rstrip().endswith(f"- Epoch: 1 Iteration: 17 rank : {rank} train.loss : 0.49310000 "
                                          "train.ips : 12.35")
+    both = RunLogger("/nonexistent", active=True, trackers=(), text=True, formats=["mmengine", "dllogger"])
+    both.val_lines({"epoch": 3, "step": 24, "val_top1": 12.5, "val_samples": 9}, 4)
+    mm, dll = capsys.readouterr().out.splitlines()
+    assert "Epoch(val)" in mm and dll.endswith(" - Epoch: 2 rank : 0 val.top1 : 12.5000 val.samples : 9")
     quiet = RunLogger("/nonexistent", active=True, trackers=(), text=False, formats=["dllogger"])
     quiet.train_lines(rec, 8, 4, 0.0)
     assert capsys.readouterr().out == ""                                   # train.text_log=never

@@ -70,8 +70,8 @@ def dllogger_line(record: dict, prefix: str = "TCAPPDLL", rank: int = 0) -> str:
 
 def dllogger_val_line(record: dict, prefix: str = "TCAPPDLL", rank: int = 0) -> str:
     """An end-of-epoch metrics record as a dllogger line (no Iteration / train.loss: no loss point)."""
-    fields = " ".join(f"val.{k} : {v:.4f}" if isinstance(v, float) else f"val.{k} : {v}"
-                      for k, v in record.items() if k not in ("epoch", "step"))
+    shown = {f"val.{k.removeprefix('val_')}": v for k, v in record.items() if k not in ("epoch", "step")}
+    fields = " ".join(f"{k} : {v:.4f}" if isinstance(v, float) else f"{k} : {v}" for k, v in shown.items())
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     return f"{prefix} {stamp} - Epoch: {record['epoch'] - 1} rank : {rank} {fields}"
 
