@@ -1,5 +1,5 @@
-"""Loss curves of one recipe in fp32, bf16 and fp16 on this machine, each compared with fp32 as a port
-check compares it (mean relative / absolute error, signed ones): the precision table of docs/porting.md.
+"""Loss curves of one recipe in fp32, bf16 and fp16 on this machine, each pair compared as a port check
+compares them (mean relative / absolute error, signed ones): the precision table of docs/porting.md.
 
 Every run has check-port's settings (seed 0, drop path 0, a loss point per step, a fresh run) and
 differs only in ``train.amp``; the data (crops, flips, masks) are the same in each. On the CPU fp16 and
@@ -49,24 +49,23 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch", type=int, default=None, help="train.batch_size (default: the recipe's)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--amps", default="none,bf16,fp16", help="the first one is the reference")
+    p.add_argument("--amps", default="none,bf16,fp16", help="each run is compared with each one before it")
     args = p.parse_args()
     amps = args.amps.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         secs = {a: run(args.recipe, a, args.steps, args.batch, args.device, Path(tmp) / a) for a in amps}
-        ref = Path(tmp) / amps[0] / "log.jsonl"
         print(f"{args.recipe}, {args.steps} steps, batch {args.batch or 'as the recipe'}, {args.device}, "
-              f"torch {__import__('torch').__version__}; against train.amp={amps[0]}")
-        print("| train.amp | s/step | mean rel. error | mean abs. error | signed rel. | signed abs. | 2-sided |")
-        print("|---|---|---|---|---|---|---|")
-        for amp in amps:
-            fig = compare_logs(Path(tmp) / amp / "log.jsonl", ref,
-                               CompareOptions(min_points=min(args.steps, 10))).figures()
-            cells = [f"{fig[k]:.3g}" for k in ("mean_relative_error", "mean_absolute_error",
-                                                "signed_relative_error", "signed_absolute_error")]
-            verdict = fig["two_sided_verdict"]
-            print(f"| {amp} | {secs[amp]:.2f} | {' | '.join(cells)} | {verdict} |", flush=True)
-
+              f"torch {__import__('torch').__version__}; s/step: "
+              + ", ".join(f"{a} {secs[a]:.2f}" for a in amps))
+        print("| run vs reference | mean rel. err. | mean abs. err. | signed rel. | signed abs. | 2-sided |")
+        print("|---|---|---|---|---|---|")
+        for i, amp in enumerate(amps):
+            for ref in amps[:i]:
+                fig = compare_logs(Path(tmp) / amp / "log.jsonl", Path(tmp) / ref / "log.jsonl",
+                                   CompareOptions(min_points=min(args.steps, 10))).figures()
+                cells = [f"{fig[k]:.3g}" for k in ("mean_relative_error", "mean_absolute_error",
+                                                    "signed_relative_error", "signed_absolute_error")]
+                print(f"| {amp} vs {ref} | {' | '.join(cells)} | {fig['two_sided_verdict']} |", flush=True)
 
 if __name__ == "__main__":
     main()
