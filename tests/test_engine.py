@@ -75,7 +75,7 @@ def test_short_warmup_reaches_the_peak_one_step_early():
 
 def test_amp_dtype_choice():
     cpu = torch.device("cpu")
-    assert amp_dtype("auto", cpu) is None and amp_dtype("fp16", cpu) is None
+    assert amp_dtype("auto", cpu) is None and amp_dtype("fp16", cpu) == torch.float16   # fp16 forced
     assert amp_dtype("bf16", cpu) == torch.bfloat16 and amp_dtype("none", cpu) is None
     with pytest.raises(UserError, match="train.amp"):
         amp_dtype("fp8", cpu)

@@ -119,10 +119,10 @@ def test_align_index_vs_step_skip_first_last(tmp_path, capsys):
              (("--align", "index", "--skip-first", "1"), 2.0, 3),
              (("--align", "index", "--last", "2"), 2.5, 2), (("--skip-first", "1", "--last", "1"), 2.0, 1))
     for args, mae, n in cases:
-        rc, out, _ = compare(capsys, run, ref, *args)
+        rc, out, _ = compare(capsys, run, ref, *args, "--min-points", "1")
         assert metric(out, "mean absolute error") == pytest.approx(mae), args
         assert re.search(rf"aligned (steps|by position): {n} ", out), out
-    out = compare(capsys, run, ref, "--align", "index")[1]
+    out = compare(capsys, run, ref, "--align", "index", "--min-points", "4")[1]
     assert "aligned by position: 4 points (run steps 2..8)" in out
 
 

@@ -55,7 +55,7 @@ def test_flags_map_to_train_keys():
     cfg = resolved(parse("--work-dir", "/tmp/w", "--resume"))
     assert cfg["train"]["output_dir"] == "/tmp/w" and cfg["train"]["resume"] == "auto"
     cfg = resolved(parse("--resume", "/tmp/w/epoch_3.pth", "--amp", "--cfg-options", "train.amp=none"))
-    assert cfg["train"]["resume"] == "/tmp/w/epoch_3.pth" and cfg["train"]["amp"] == "auto"
+    assert cfg["train"]["resume"] == "/tmp/w/epoch_3.pth" and cfg["train"]["amp"] == "fp16"
     assert resolved(parse("--amp", "--cfg-options", "train.amp=bf16"))["train"]["amp"] == "bf16"
     assert resolved(parse("--cfg-options", "train.amp=none"))["train"]["amp"] == "none"
 

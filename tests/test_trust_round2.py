@@ -78,7 +78,8 @@ def test_item10_excel_csv_rows_are_headers_only_when_not_numeric(tmp_path, case)
 def test_item10_compare_loss_reads_the_excel_csv_of_the_issue(tmp_path, capsys):
     (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf10,0.5\r\n20,0.4\r\n")
     (tmp_path / "a.jsonl").write_text('{"step": 10, "loss": 0.5}\n{"step": 20, "loss": 0.4}\n')
-    assert main(["compare-loss", str(tmp_path / "excel.csv"), str(tmp_path / "a.jsonl"), "--no-plot"]) == 0
+    assert main(["compare-loss", str(tmp_path / "excel.csv"), str(tmp_path / "a.jsonl"), "--no-plot",
+                 "--min-points", "2"]) == 0
     out = capsys.readouterr().out
     assert "csv, 2 points" in out and "PASS" in out
 

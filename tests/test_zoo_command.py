@@ -80,7 +80,7 @@ def test_zoo_command_as_typed_trains(imagenet, tmp_path, launcher):
     assert log_steps(out / "log.jsonl") == [1, 2]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["data"]["root"] == str(imagenet) and cfg["data"]["train_split"] == "train"
-    assert cfg["train"]["amp"] == "auto" and cfg["model"]["arch"] == "vit-pico"
+    assert cfg["train"]["amp"] == "fp16" and cfg["model"]["arch"] == "vit-pico"
 
 
 def test_our_imagenet_recipe_reads_the_layout(imagenet, tmp_path):

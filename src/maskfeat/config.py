@@ -71,6 +71,7 @@ def _check_type(key: str, value: Any, default: Any, where: str) -> Any:
     elif isinstance(default, str):
         ok = isinstance(value, str)
     elif isinstance(default, (list, tuple)):
+        value = [value] if isinstance(value, str) else value       # a bare name is a one-item list
         ok = isinstance(value, (list, tuple))
         value = list(value) if ok else value
     elif isinstance(default, dict):

@@ -25,10 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--last", type=int, default=0, help="compare only the last N aligned points (0 = all)")
     p.add_argument("--rel-tol", type=float, default=0.05, help="pass when the relative error <= this (0.05)")
     p.add_argument("--abs-tol", type=float, default=2e-4, help="or the absolute error <= this (0.0002)")
+    p.add_argument("--min-points", type=int, default=10, help="fewer aligned points: no verdict, exit 2 (10)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.device import device_type
+    from ..errors import UserError
     from ..logs import read_loss_curve
     from ..tasks.check_port import plan_port_check, run_port_check
     from .compare_loss import check_options, compare_and_report
@@ -36,8 +38,11 @@ def run(args: argparse.Namespace) -> int:
     check = plan_port_check(args.config, args.overrides, steps=args.steps, device=args.device,
                             reference=args.reference)
     options = dict(rule=args.rule, align=args.align, skip_first=args.skip_first, last=args.last,
-                   rel_tol=args.rel_tol, abs_tol=args.abs_tol)
+                   rel_tol=args.rel_tol, abs_tol=args.abs_tol, min_points=args.min_points)
     check_options(**options)                             # the options and the reference, before any run
+    if args.steps - args.skip_first < args.min_points:
+        raise UserError(f"--steps {args.steps} (less --skip-first {args.skip_first}) leaves fewer than "
+                        f"--min-points {args.min_points} points to compare")
     read_loss_curve(check.reference)
     t = check.cfg["train"]
     print(f"check-port: {args.config or 'the demo recipe'}, {t['max_steps']} steps on "

@@ -6,23 +6,27 @@
 CONFIG is one of our YAML recipes (pre-training) or the name of an mmpretrain MaskFeat config
 (ZOO_CONFIGS: with or without folders and ``.py``), which stands for our recipe of the same job.
 ``--launcher pytorch`` starts ``--nproc-per-node`` processes with torch's own launcher
-(``python -m torch.distributed.run --standalone``) unless this process already runs under
-it. ``--launcher slurm``: each ``srun`` task is one process; its rank, world size, local rank and
+(``torch.distributed.run --standalone``, run in this process) unless this process already runs
+under it; the checks that can fail (config, data listing, batch against samples) run here first,
+and a process ending on bad input ends the job with exit 2 and its one line (no elastic traceback).
+``--launcher slurm``: each ``srun`` task is one process; its rank, world size, local rank and
 master come from SLURM's variables (``engine/slurm.py``) and it runs the job in-process.
 ``--cfg-options`` takes our keys and mmpretrain's most used ones (MMPRETRAIN_ALIASES).
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from ..config import ConfigError, builtin_config
 from ..engine.device import device_count, device_type
 from ..engine.slurm import slurm_env
-from ..errors import UserError, exit_code
-from ..tasks import resolve_task, run_task
+from ..errors import UserError, exit_code, one_line
+from ..tasks import preflight, resolve_task, run_task
 
 # mmpretrain / mmengine config keys -> ours (pre-training)
 MMPRETRAIN_ALIASES = {
@@ -81,7 +85,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
                    help="processes to start with --launcher pytorch (default: GPUs, or 1 on CPU)")
     p.add_argument("--amp", action="store_true",
-                   help="mixed precision (train.amp: bf16 on GPUs that have it, else fp16)")
+                   help="mixed precision as mmpretrain's --amp: fp16 autocast with a dynamic GradScaler "
+                        "(train.amp=fp16), unless the config names bf16 or fp16")
     p.add_argument("--device", default=None, metavar="TYPE", help="train.device (shorthand)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
                    help="resume from PATH, or from the latest checkpoint of the work dir when no PATH")
@@ -152,7 +157,7 @@ def translate(args: argparse.Namespace, world: int) -> list[str]:
     # unknown keys fail here, naming the closest valid key
     cfg = resolve_task(args.job, args.config, out, aliases=aliases)[1]
     if args.amp and cfg["train"]["amp"] not in ("bf16", "fp16"):
-        out.append("train.amp=auto")
+        out.append("train.amp=fp16")          # mmpretrain's --amp: AmpOptimWrapper, fp16 + dynamic loss scale
     if (any(k.split("=", 1)[0].strip() == MM_LR for k in args.cfg_options)
             and "optim.base_batch_size" not in given):
         t = cfg["train"]
@@ -168,16 +173,82 @@ def _world(args: argparse.Namespace) -> int:
     return 1
 
 
+ERRORS_DIR = "MASKFEAT_LAUNCH_ERRORS"     # set by launch_torchrun: where its processes leave their error line
+
+
+def launch_exit_code(codes: dict[int, int]) -> int:
+    """The job's exit status from its failed processes' ({rank: exit code}; negative: killed by that
+    signal): 2 when any ended on bad input, else a crash's code (1), else the signal's 128 + N."""
+    values = list(codes.values())
+    if 2 in values:
+        return 2
+    crashed = [c for c in values if c > 0 and c not in (130, 143)]
+    signalled = [c if c > 0 else 128 - c for c in values if c not in crashed]
+    return (crashed or signalled or [1])[0]
+
+
+def _elastic_run(argv: list[str]) -> tuple[int, dict]:
+    """torch.distributed.run in this process (torchrun's own code), its failures caught: (exit status,
+    {rank: exit code} of the processes that failed); the elastic agent's own log lines are not shown."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    quiet = logging.getLogger("torch.distributed.elastic")
+    quiet.propagate = False
+    quiet.addHandler(logging.NullHandler())
+    try:
+        torchrun.run(torchrun.parse_args(argv))
+    except ChildFailedError as e:
+        codes = {rank: int(f.exitcode) for rank, f in e.failures.items()}
+        return launch_exit_code(codes), codes
+    except SignalException as e:
+        return 128 + int(e.sigval), {}
+    return 0, {}
+
+
+def _first_error(folder: str) -> str | None:
+    """The error line the lowest rank left in ``folder`` (``report_error``), if any."""
+    for name in sorted(os.listdir(folder), key=lambda n: int(n.removeprefix("rank") or 0)):
+        text = (Path(folder) / name).read_text().strip()
+        if text:
+            return text
+    return None
+
+
+def report_error(prog: str, e: UserError) -> int:
+    """In a process started by ``launch_torchrun``: its one error line, left for the launcher to say once."""
+    rank, line = os.environ.get("RANK", "0"), f"{prog}: error: {one_line(e)}"
+    try:
+        Path(os.environ[ERRORS_DIR], f"rank{rank if rank.isdigit() else 0}").write_text(line + "\n")
+    except OSError:                     # the launcher's folder is gone: say it here
+        print(line, file=sys.stderr)
+    return 2
+
+
 def launch_torchrun(args: argparse.Namespace, overrides: list[str]) -> int:
-    """Start ``nproc`` copies of this command through torch.distributed.run and wait for them."""
+    """Start ``nproc`` copies of this command through torch.distributed.run (in this process) and wait for
+    them: exit 2 with the first rank's one line when a process ended on bad input, no elastic traceback."""
     nproc = _world(args)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-           "--nproc-per-node", str(nproc), "-m", "maskfeat.commands.run",
-           "--config", args.config, "--job", args.job, "--launcher", "pytorch"]
+    argv = ["--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc), "-m", "maskfeat.commands.run",
+            "--config", args.config, "--job", args.job, "--launcher", "pytorch"]
     if overrides:
-        cmd += ["--cfg-options", *overrides]
-    print("launching: " + " ".join(cmd[2:]), file=sys.stderr, flush=True)
-    return subprocess.call(cmd)
+        argv += ["--cfg-options", *overrides]
+    print("launching: torch.distributed.run " + " ".join(argv), file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="maskfeat-launch-") as errors:
+        os.environ[ERRORS_DIR] = errors
+        try:
+            code, codes = _elastic_run(argv)
+        finally:
+            os.environ.pop(ERRORS_DIR, None)
+        message = _first_error(errors)
+    if code == 2 and message:
+        print(message, file=sys.stderr)
+    elif code == 1:
+        rank, failed = next(iter(codes.items()), (0, 1))
+        print(f"run_maskfeat: error: process rank {rank} failed (exit code {failed}); its output is above",
+              file=sys.stderr)
+    return code
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,9 +259,11 @@ def run(args: argparse.Namespace) -> int:
     if args.launcher == "slurm":
         slurm_env()                                          # RANK, WORLD_SIZE, ... for this task
     pick_recipe(args)
-    overrides = translate(args, _world(args))
-    resolve_task(args.job, args.config, overrides)            # every check before processes start
+    world = _world(args)
+    overrides = translate(args, world)
+    task, cfg = resolve_task(args.job, args.config, overrides)      # every check before processes start
     if args.launcher == "pytorch" and not _under_torchrun():
+        preflight(task, cfg, world)                                 # the data, for `world` processes
         return launch_torchrun(args, overrides)
     run_task(args.job, args.config, overrides)
     return 0
@@ -200,7 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run_maskfeat.py", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if os.environ.get(ERRORS_DIR) and _under_torchrun():      # one of launch_torchrun's processes
+        return exit_code("run_maskfeat", lambda: _reporting(args))
     return exit_code("run_maskfeat", lambda: run(args))
+
+
+def _reporting(args: argparse.Namespace) -> int:
+    try:
+        return run(args)
+    except UserError as e:
+        return report_error("run_maskfeat", e)
 
 
 if __name__ == "__main__":

@@ -217,13 +217,13 @@ def bf16_supported(device: torch.device) -> bool:
 
 def amp_dtype(pref: str, device: torch.device, key: str = "train.amp") -> torch.dtype | None:
     """auto: bf16 where the device supports it, else fp16, fp32 where the device has no autocast
-    (the CPU: fp32); bf16 may be forced on the CPU; none: fp32."""
+    (the CPU: fp32); bf16 and fp16 may be forced on the CPU; none: fp32."""
     if pref not in AMP_CHOICES:
         raise UserError(f"{key}: unknown value {pref!r}; choose auto, bf16, fp16 or none")
     if pref == "none":
         return None
-    if is_cpu(device):
-        return torch.bfloat16 if pref == "bf16" else None
+    if is_cpu(device):                       # auto: fp32; bf16 / fp16 forced (a device's precision, emulated)
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(pref)
     if not _autocast_available(device.type):
         if pref == "auto":
             return None

@@ -1,5 +1,6 @@
-"""Run outputs on rank 0: the JSON-lines log, its text lines on stdout (mmengine's format), the
-trackers of ``train.report_to`` (TensorBoard, CSV, W&B: a table of writers), messages on stderr."""
+"""Run outputs on rank 0: the JSON-lines log, its text lines on stdout (mmengine's format, the model
+zoos' dllogger lines or both: train.text_log_format), the trackers of ``train.report_to``
+(TensorBoard, CSV, W&B: a table of writers), messages on stderr."""
 from __future__ import annotations
 
 import csv
@@ -56,6 +57,23 @@ def train_text_line(record: dict, iters_per_epoch: int, epochs: int, eta_s: floa
     fields += [_field(k, v) for k, v in record.items() if k not in _HEAD_KEYS]
     return _stamped(f"{_epoch_tag('train', record['epoch'], epochs)}[{it}/{iters_per_epoch}]  "
                     + "  ".join(fields))
+
+
+def dllogger_line(record: dict, prefix: str = "TCAPPDLL", rank: int = 0) -> str:
+    """One log.jsonl record as the model zoos' dllogger line: ``TCAPPDLL 2024-06-01 10:00:00 - Epoch: 0
+    Iteration: 10 rank : 0 train.loss : 0.49310000 train.ips : 12.30`` (Epoch 0-based, Iteration =
+    the record's global step, train.ips = img_per_s, the loss as ``fixed_point``)."""
+    return (f"{prefix} {time.strftime('%Y-%m-%d %H:%M:%S')} - Epoch: {record['epoch'] - 1} "
+            f"Iteration: {record['step']} rank : {rank} train.loss : {fixed_point(record['loss'])} "
+            f"train.ips : {record['img_per_s']:.2f}")
+
+
+def dllogger_val_line(record: dict, prefix: str = "TCAPPDLL", rank: int = 0) -> str:
+    """An end-of-epoch metrics record as a dllogger line (no Iteration / train.loss: no loss point)."""
+    shown = {f"val.{k.removeprefix('val_')}": v for k, v in record.items() if k not in ("epoch", "step")}
+    fields = " ".join(f"{k} : {v:.4f}" if isinstance(v, float) else f"{k} : {v}" for k, v in shown.items())
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{prefix} {stamp} - Epoch: {record['epoch'] - 1} rank : {rank} {fields}"
 
 
 def val_text_line(record: dict, epochs: int) -> str:
@@ -163,12 +181,17 @@ def check_trackers(names) -> None:
 
 class RunLogger:
     """Appends one JSON object per line to ``log.jsonl`` and hands each record to the trackers
-    (``WRITERS``: TensorBoard by default, CSV, W&B); with ``text``, ``text_line`` prints to stdout.
-    Inactive (writes nothing) on ranks other than 0."""
+    (``WRITERS``: TensorBoard by default, CSV, W&B); with ``text``, ``text_line`` prints to stdout
+    and ``train_lines`` / ``val_lines`` print a record in the formats of ``text`` (train.text_log_format).
+    Inactive (writes nothing) on ranks other than 0, but for dllogger lines with ``dllogger['ranks']``
+    'all' (each rank's own loss, its rank named)."""
 
     def __init__(self, output_dir: str | Path, active: bool = True, trackers=("tensorboard",),
-                 text: bool = False, config: dict | None = None):
+                 text: bool = False, config: dict | None = None, formats=("mmengine",),
+                 dllogger: dict | None = None):
         self.active, self.text = active, text
+        self.formats = (formats,) if isinstance(formats, str) else tuple(formats)
+        self.dll = {"prefix": "TCAPPDLL", "ranks": "main", "rank": 0, **(dllogger or {})}
         self.path = Path(output_dir) / "log.jsonl"
         self.warned: dict[str, None] = {}     # keys of the warnings given, in order
         self.writers = [WRITERS[t](Path(output_dir), config) for t in trackers] if active else []
@@ -184,8 +207,27 @@ class RunLogger:
     def text_line(self, line: str) -> None:
         """A text line on stdout (rank 0, when ``text``), kept clear of a progress bar."""
         if self.active and self.text:
-            tqdm.write(line, file=sys.stdout)
-            sys.stdout.flush()
+            self._print(line)
+
+    def _print(self, line: str) -> None:
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
+
+    def _dllogger_here(self) -> bool:
+        return self.text and "dllogger" in self.formats and (self.active or self.dll["ranks"] == "all")
+
+    def train_lines(self, record: dict, iters_per_epoch: int, epochs: int, eta_s: float) -> None:
+        """A training record's text lines on stdout, in each format of ``formats``."""
+        if "mmengine" in self.formats:
+            self.text_line(train_text_line(record, iters_per_epoch, epochs, eta_s))
+        if self._dllogger_here():
+            self._print(dllogger_line(record, self.dll["prefix"], self.dll["rank"]))
+
+    def val_lines(self, record: dict, epochs: int) -> None:
+        if "mmengine" in self.formats:
+            self.text_line(val_text_line(record, epochs))
+        if self._dllogger_here():
+            self._print(dllogger_val_line(record, self.dll["prefix"], self.dll["rank"]))
 
     def info(self, message: str) -> None:
         if self.active:

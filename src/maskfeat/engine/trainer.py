@@ -27,7 +27,7 @@ from .device import (
     peak_memory_mib,
 )
 from .distributed import DistEnv, any_rank, barrier
-from .logger import RunLogger, train_text_line, val_text_line
+from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, current_lr
 from .run_folder import RunFolder, Start
 
@@ -40,6 +40,16 @@ class LoopState:
 
 
 StepFn = Callable[[nn.Module, dict], torch.Tensor]
+
+
+def steps_per_epoch(samples_per_rank: int, batch: int, accum: int) -> int:
+    """Optimizer steps in one epoch of a process's samples; none is a one-line error (before anything
+    is written, and in a launcher's parent before any process starts)."""
+    steps = samples_per_rank // batch // accum
+    if steps < 1:
+        raise UserError(f"train.batch_size: {batch} x accum {accum} exceeds one epoch of data "
+                        f"({samples_per_rank} samples per process)")
+    return steps
 
 
 class Trainer:
@@ -62,11 +72,7 @@ class Trainer:
         self.on_epoch_end, self.extra_state = on_epoch_end, extra_state or {}
         self.on_step_end = on_step_end      # (trainer) after each optimizer step, e.g. an EMA update
         self.after_fit = after_fit          # (trainer) on rank 0 at the end of fit, when there is a log
-        per_rank = loader.samples_per_rank // self.batch
-        self.iters_per_epoch = per_rank // self.accum
-        if self.iters_per_epoch < 1:             # before anything is written
-            raise UserError(f"train.batch_size: {self.batch} x accum {self.accum} exceeds one epoch of data "
-                            f"({loader.samples_per_rank} samples per process)")
+        self.iters_per_epoch = steps_per_epoch(loader.samples_per_rank, self.batch, self.accum)
         self.total_steps = self.epochs * self.iters_per_epoch
         if t["max_steps"]:
             self.total_steps = min(self.total_steps, t["max_steps"])
@@ -100,7 +106,10 @@ class Trainer:
         self.folder, self.start = folder, folder.start
         text = {"always": True, "never": False}.get(t.get("text_log", "auto"), not sys.stdout.isatty())
         self.logger = RunLogger(self.output_dir, active=self.env.is_main, text=text,
-                                trackers=t.get("report_to", ["tensorboard"]), config=self.cfg)
+                                trackers=t.get("report_to", ["tensorboard"]), config=self.cfg,
+                                formats=t.get("text_log_format", ["mmengine"]),
+                                dllogger={"prefix": t.get("dllogger_prefix", "TCAPPDLL"),
+                                          "ranks": t.get("dllogger_ranks", "main"), "rank": self.env.rank})
         if self._compile_note and t["compile"]:
             self.env.print_main(self._compile_note)
 
@@ -303,7 +312,7 @@ class Trainer:
         metrics = self.on_epoch_end(self, epoch) if self.on_epoch_end else None
         if metrics:
             self.logger.log(rec := {"epoch": epoch, "step": self.state.step, **metrics})
-            self.logger.text_line(val_text_line(rec, self.epochs))
+            self.logger.val_lines(rec, self.epochs)
         self.state.epoch, self.state.iter_in_epoch = epoch, 0
         self.save("last")
         if epoch % self.cfg["train"]["ckpt_interval"] == 0 or epoch == self.epochs:
@@ -327,7 +336,7 @@ class Trainer:
             rec["bad_images"] = self.bad_seen
         self.logger.log(rec)
         eta = self._timed_s / max(1, self._timed_n) * (self.total_steps - self.state.step)
-        self.logger.text_line(train_text_line(rec, self.iters_per_epoch, self.epochs, eta))
+        self.logger.train_lines(rec, self.iters_per_epoch, self.epochs, eta)
         bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rec['img_per_s']:.0f}", refresh=False)
         if consecutive >= self.cfg["train"]["max_nonfinite"]:
             raise UserError(f"train: {consecutive} non-finite steps in a row (loss or gradients NaN/inf); "

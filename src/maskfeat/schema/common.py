@@ -19,6 +19,7 @@ from .spec import (
                    choice,
                    key,
                    number,
+                   pattern,
                    sequence,
 )
 
@@ -90,11 +91,19 @@ TRACKERS = ("tensorboard", "csv", "wandb")
 REPORT_TO = Rule("a list of trackers, each one of " + ", ".join(TRACKERS),
                  lambda v: isinstance(v, list) and all(t in TRACKERS for t in v) and len(set(v)) == len(v))
 
+# the text lines a run prints on stdout (engine/logger.py): mmengine's, the model zoos' dllogger ones, or both
+TEXT_LOG_FORMATS = ("mmengine", "dllogger")
+TEXT_LOG_FORMAT = Rule("mmengine, dllogger or a list of them ([mmengine, dllogger])",
+                       lambda v: isinstance(v, list) and 0 < len(v) == len(set(v))
+                       and all(f in TEXT_LOG_FORMATS for f in v))
+DLLOGGER_PREFIX = pattern("a word of letters, digits, '_', '-' or '.'", r"[A-Za-z0-9_.\-]+")
+
 TRAIN = {
     "epochs": key(12, POSITIVE_INT, "passes over the data"),
     "batch_size": key(32, POSITIVE_INT, "per process"),
     "accum_steps": key(1, POSITIVE_INT, "batches per optimizer step"),
-    "amp": key("auto", AMP, "auto (bf16 if supported, else fp16; cpu: fp32) | bf16 | fp16 | none"),
+    "amp": key("auto", AMP, "auto (bf16 if supported, else fp16; cpu: fp32) | bf16 | fp16 (autocast + "
+               "dynamic GradScaler: mmpretrain's AMP) | none"),
     "compile": key(False, None, "torch.compile the whole model; falls back to eager on failure"),
     "compile_mode": key("default", choice("default", "reduce-overhead", "max-autotune",
                                           "max-autotune-no-cudagraphs"), "torch.compile mode"),
@@ -112,6 +121,13 @@ TRAIN = {
     "progress": key(True, None, "tqdm bar on stderr, shown only when stderr is a terminal"),
     "text_log": key("auto", choice("auto", "always", "never"),
                     "text line per log on stdout: auto (when not a tty) | always | never"),
+    "text_log_format": key(["mmengine"], TEXT_LOG_FORMAT,
+                           "the text lines: mmengine | dllogger (model zoos' 'TCAPPDLL ... Iteration: 10 "
+                           "rank : 0 train.loss : ...') | [mmengine, dllogger]"),
+    "dllogger_prefix": key("TCAPPDLL", DLLOGGER_PREFIX, "first word of each dllogger line"),
+    "dllogger_ranks": key("main", choice("main", "all"),
+                          "dllogger lines from rank 0 (main; its own loss, as mmengine logs it) or every "
+                          "rank (all)"),
     "report_to": key(["tensorboard"], REPORT_TO, "trackers beside log.jsonl: tensorboard, csv (log.csv), "
                      "wandb (pip install 'maskfeat[wandb]'; WANDB_MODE=offline honoured); [] = none"),
 }

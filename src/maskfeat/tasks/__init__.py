@@ -1,9 +1,11 @@
 """Tasks: one row per (job, modality), looked up by the config's ``modality``.
 
 A row names the job's config schema (every key with its default) and the module that wires it:
-``validate(cfg)`` (every check that can fail before anything is written) and ``run(cfg, env)``
-(data, model and step into the engine; returns the run's metrics). Commands only parse their
-arguments and call ``run_task``; adding a modality is adding rows (see docs/architecture.md).
+``validate(cfg)`` (every check that can fail before anything is written), ``run(cfg, env)``
+(data, model and step into the engine; returns the run's metrics) and, optionally,
+``preflight(cfg, world)`` (the data checks a launcher makes before starting ``world`` processes).
+Commands only parse their arguments and call ``run_task``; adding a modality is adding rows (see
+docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -87,6 +89,14 @@ def execute(task: Task, cfg: dict) -> dict:
 
     with distributed_session(cfg[task.device_key], cfg.get("dist"), task.device_key) as env:
         return task.impl().run(cfg, env)
+
+
+def preflight(task: Task, cfg: dict, world: int) -> None:
+    """The checks ``world`` processes of the task would make first (the data listed, an epoch's worth
+    of batches), made once by a launcher before it starts them; a no-op for rows without them."""
+    check = getattr(task.impl(), "preflight", None)
+    if check is not None:
+        check(cfg, world)
 
 
 def run_task(job: str, config_path: str | None, overrides: Iterable[str] = ()) -> dict:

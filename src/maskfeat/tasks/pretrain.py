@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from ..config_checks import Rule, check_values
+from ..data.loader import build_loader
 from ..engine.distributed import DistEnv, seed_everything
-from ..engine.trainer import Trainer
+from ..engine.trainer import Trainer, steps_per_epoch
 from ..errors import ConfigError, UserError
 from . import resolve_task
 from .monitor import build_monitor
@@ -38,9 +39,17 @@ class PretrainRow:
     """One modality's pre-training builders, handed to the job's runner by the row's module."""
     build_model: Callable          # (cfg, device) -> the MaskFeat model
     build_data: Callable           # (cfg, env) -> (dataset, loader)
+    list_data: Callable            # (cfg) -> the dataset (its files listed, nothing decoded)
 
     def build_trainer(self, cfg: dict, env: DistEnv) -> Trainer:
         return build_trainer(cfg, env, self)
+
+    def preflight(self, cfg: dict, world: int) -> None:
+        """What ``world`` processes would check first, checked once (a launcher's parent): the data
+        listed and an epoch holding one optimizer step per process."""
+        t = cfg["train"]
+        loader = build_loader(self.list_data(cfg), t["batch_size"], cfg["data"], 0, world, t["seed"])
+        steps_per_epoch(loader.samples_per_rank, t["batch_size"], t["accum_steps"])
 
     def run(self, cfg: dict, env: DistEnv) -> dict:
         state = build_trainer(cfg, env, self).fit()

@@ -35,5 +35,5 @@ def build_data(cfg: dict, env: DistEnv):
     return dataset, build_pretrain_loader(dataset, cfg, env.rank, env.world, env.device)
 
 
-ROW = PretrainRow(build_model, build_data)
-run, build_trainer = ROW.run, ROW.build_trainer      # the job's runner, with this row's builders
+ROW = PretrainRow(build_model, build_data, build_pretrain_dataset)
+run, build_trainer, preflight = ROW.run, ROW.build_trainer, ROW.preflight   # the row's builders at work

@@ -30,5 +30,5 @@ def build_data(cfg: dict, env: DistEnv):
                                  cfg["train"]["seed"])
 
 
-ROW = PretrainRow(build_model, build_data)
-run, build_trainer = ROW.run, ROW.build_trainer      # the job's runner, with this row's builders
+ROW = PretrainRow(build_model, build_data, build_video_pretrain_dataset)
+run, build_trainer, preflight = ROW.run, ROW.build_trainer, ROW.preflight   # the row's builders at work

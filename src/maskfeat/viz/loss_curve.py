@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..comparison import CurveComparison
 from ..errors import UserError
-from ..logs import CurveComparison, read_loss_curve, read_metric
+from ..logs import read_loss_curve, read_metric
 
 
 def _pyplot():
